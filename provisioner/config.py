@@ -1,0 +1,111 @@
+"""What a stack is made of, validated before anything touches AWS."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+DEFAULT_STACK = "stylesphere"
+
+# The longest name the tool derives from a stack is a target group's, "<stack>-frontend", and
+# ELBv2 caps target group (and load balancer) names at 32 characters.
+LONGEST_NAME_SUFFIX = "-frontend"
+AWS_NAME_LIMIT = 32
+STACK_NAME_MAX = AWS_NAME_LIMIT - len(LONGEST_NAME_SUFFIX)
+# Lower case only: the stack name also goes into the S3 bucket name, which allows no capitals.
+# ELBv2 names may not start or end with a hyphen; S3 rejects consecutive ones next to dots.
+STACK_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+
+ZONE_COUNT = 2
+
+
+@dataclass
+class StackConfig:
+    """Everything `up` needs to know about the stack's shape. Saved in the state file so that
+    later commands (and a later `up` without flags) use what the stack was built with."""
+
+    vpc_cidr: str = "10.0.0.0/16"
+    public_subnet_cidrs: list[str] = field(default_factory=lambda: ["10.0.1.0/24", "10.0.2.0/24"])
+    private_subnet_cidrs: list[str] = field(default_factory=lambda: ["10.0.11.0/24", "10.0.12.0/24"])
+    nat_per_az: bool = False
+    # Filled in at preflight from the region's available zones, then kept stable in state.
+    zones: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StackConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def merged(self, overrides: dict) -> "StackConfig":
+        """This config with the options the user gave on the command line (None = not given)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def superset(self) -> "StackConfig":
+        """The config whose steps include every optional resource, so that `down` looks for
+        all of them whatever the stack was last built with."""
+        return dataclasses.replace(self, nat_per_az=True)
+
+    @property
+    def nat_count(self) -> int:
+        return ZONE_COUNT if self.nat_per_az else 1
+
+    def validate(self) -> None:
+        try:
+            vpc = ipaddress.IPv4Network(self.vpc_cidr)
+        except ValueError as e:
+            raise ConfigError(f"invalid VPC CIDR {self.vpc_cidr!r}: {e}") from None
+        if not 16 <= vpc.prefixlen <= 28:
+            raise ConfigError(
+                f"VPC CIDR {self.vpc_cidr} has prefix /{vpc.prefixlen}; AWS allows /16 to /28")
+        if not vpc.is_private:
+            raise ConfigError(f"VPC CIDR {self.vpc_cidr} is not a private (RFC 1918) range",
+                              hint="use a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+        subnets: list[tuple[str, ipaddress.IPv4Network]] = []
+        for tier, cidrs in (("public", self.public_subnet_cidrs), ("private", self.private_subnet_cidrs)):
+            if len(cidrs) != ZONE_COUNT:
+                raise ConfigError(f"{tier} subnets: need exactly {ZONE_COUNT} CIDRs (one per zone), got {len(cidrs)}")
+            for cidr in cidrs:
+                try:
+                    net = ipaddress.IPv4Network(cidr)
+                except ValueError as e:
+                    raise ConfigError(f"invalid {tier} subnet CIDR {cidr!r}: {e}") from None
+                if not net.subnet_of(vpc):
+                    raise ConfigError(f"{tier} subnet {cidr} is not inside the VPC CIDR {vpc}")
+                if not 16 <= net.prefixlen <= 28:
+                    raise ConfigError(f"{tier} subnet {cidr} has prefix /{net.prefixlen}; AWS allows /16 to /28")
+                for other_name, other in subnets:
+                    if net.overlaps(other):
+                        raise ConfigError(f"{tier} subnet {cidr} overlaps {other_name} subnet {other}")
+                subnets.append((tier, net))
+
+
+def validate_stack_name(name: str) -> str:
+    if not name:
+        raise ConfigError("the stack name is empty")
+    if len(name) > STACK_NAME_MAX:
+        raise ConfigError(
+            f"stack name {name!r} is {len(name)} characters; at most {STACK_NAME_MAX} fit, because "
+            f"the longest derived name ('{name}{LONGEST_NAME_SUFFIX}', a target group) must fit "
+            f"AWS's {AWS_NAME_LIMIT}-character limit")
+    if not STACK_NAME_RE.match(name):
+        raise ConfigError(
+            f"invalid stack name {name!r}",
+            hint="use lower-case letters, digits and single hyphens, starting with a letter "
+                 "and not ending with a hyphen (e.g. 'stylesphere' or 'lab-alice')")
+    return name
+
+
+def parse_cidr_pair(value: str | None, option: str) -> list[str] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if len(parts) != ZONE_COUNT:
+        raise ConfigError(f"{option} takes {ZONE_COUNT} comma-separated CIDRs, got {value!r}")
+    return parts

@@ -1,0 +1,255 @@
+"""The run context: everything a step may use to talk to AWS, and nothing that prints.
+
+Clients come from here (never from module globals) so that the sandbox, moto and the tests'
+strict fixture intercept them all the same way. The context also carries the run's clock:
+the poll interval, the timeouts table, and the cancel flag that makes Ctrl-C stop every worker
+at its next AWS call or wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import __version__
+from .errors import AwsFailure, Interrupted
+from .retries import BOTOCORE_RETRIES, TIMEOUTS, WAIT_AND_RETRY, error_code, error_message
+from .state import utc_now
+
+if TYPE_CHECKING:
+    from .config import StackConfig
+
+TAG_STACK = "provision:stack"
+TAG_STEP = "provision:step"
+TAG_CREATED_AT = "provision:created-at"
+
+MUTATING_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup")
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A mutating AWS call from plan, status or discovery: a bug, never an expected failure."""
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(MUTATING_PREFIXES)
+
+
+@dataclass
+class Resource:
+    """A live AWS resource as a step sees it. `attrs` is what the state file keeps (small,
+    JSON-safe: what outputs and dependent steps need); `raw` is the describe result."""
+
+    id: str
+    attrs: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def to_state(self) -> dict:
+        return {"id": self.id, "attrs": self.attrs}
+
+
+class Reporter:
+    """Where the engine and the context send what happens; the CLI's rich display implements
+    it. The default swallows everything (library use, tests)."""
+
+    def step(self, name: str, state: str, detail: str = "") -> None: ...
+    def call(self, step: str | None, service: str, operation: str, status: str, seconds: float) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+class RunContext:
+    def __init__(self, *, stack: str, region: str, config: "StackConfig", profile: str | None = None,
+                 endpoint_url: str | None = None, credentials: dict | None = None,
+                 poll_interval: float = 5.0, timeout_scale: float = 1.0,
+                 reporter: Reporter | None = None, session_factory: Callable[[], Any] | None = None,
+                 generation: str | None = None):
+        self.stack = stack
+        self.region = region
+        self.config = config
+        self.profile = profile
+        self.endpoint_url = endpoint_url
+        self.credentials = credentials
+        self.poll_interval = poll_interval
+        self.timeout_scale = timeout_scale
+        self.reporter = reporter or Reporter()
+        self.generation = generation or utc_now()
+        self.account: str | None = None
+        self.cancel = threading.Event()
+        # Every API call made in this run, as (service, operation): the benchmark and the tests
+        # read it to prove that a no-op `up` changes nothing.
+        self.calls: list[tuple[str, str]] = []
+        self.resources: dict[str, Resource] = {}
+        # Set by the engine for plan, status and discovery: any mutating call then is a bug.
+        self.read_only = False
+        self._session_factory = session_factory
+        self._session = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    # -- clients -------------------------------------------------------------------------------
+    @property
+    def session(self):
+        with self._lock:
+            if self._session is None:
+                if self._session_factory is not None:
+                    self._session = self._session_factory()
+                else:
+                    import boto3
+
+                    kwargs: dict[str, Any] = {"region_name": self.region}
+                    if self.credentials:
+                        kwargs.update(self.credentials)
+                    elif self.profile:
+                        kwargs["profile_name"] = self.profile
+                    self._session = boto3.session.Session(**kwargs)
+            return self._session
+
+    def client(self, service: str):
+        session = self.session
+        # boto3 sessions are not thread-safe for client creation; the clients themselves are.
+        with self._lock:
+            if service not in self._clients:
+                from botocore.config import Config
+
+                config = Config(retries=dict(BOTOCORE_RETRIES), max_pool_connections=16,
+                                connect_timeout=10, read_timeout=60,
+                                user_agent_extra=f"provision/{__version__}")
+                kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
+                if self.endpoint_url:
+                    kwargs["endpoint_url"] = self.endpoint_url
+                client = session.client(service, **kwargs)
+                client.meta.events.register("before-call", self._before_call)
+                client.meta.events.register("after-call", self._after_call)
+                self._clients[service] = client
+            return self._clients[service]
+
+    @property
+    def ec2(self):
+        return self.client("ec2")
+
+    def _before_call(self, model, context, **_):
+        if self.cancel.is_set():
+            raise Interrupted()
+        if self.read_only and is_mutating(model.name):
+            raise ReadOnlyViolation(f"{model.name} called during a read-only phase")
+        self.calls.append((model.service_model.service_name, model.name))
+        context["provision_started"] = time.monotonic()
+
+    def _after_call(self, http_response, parsed, model, context, **_):
+        seconds = time.monotonic() - context.get("provision_started", time.monotonic())
+        code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+        status = code or str(getattr(http_response, "status_code", ""))
+        self.reporter.call(self.current_step, model.service_model.service_name, model.name, status, seconds)
+
+    # -- the step being run by this thread -----------------------------------------------------
+    @property
+    def current_step(self) -> str | None:
+        return getattr(self._local, "step", None)
+
+    def bind_step(self, name: str | None) -> None:
+        self._local.step = name
+
+    def activity(self, detail: str, state: str = "waiting for AWS") -> None:
+        if self.current_step:
+            self.reporter.step(self.current_step, state, detail)
+
+    # -- time ----------------------------------------------------------------------------------
+    def timeout(self, key: str) -> float:
+        return TIMEOUTS.get(key, TIMEOUTS["default"]) * self.timeout_scale
+
+    def sleep(self, seconds: float) -> None:
+        """Every wait in the tool sleeps here, so Ctrl-C ends it at once."""
+        if self.cancel.wait(seconds):
+            raise Interrupted()
+
+    # -- identity and tags ---------------------------------------------------------------------
+    def name_tag(self, step: str) -> str:
+        return f"{self.stack}-{step}"
+
+    def tags(self, step: str) -> list[dict]:
+        return [
+            {"Key": "Name", "Value": self.name_tag(step)},
+            {"Key": TAG_STACK, "Value": self.stack},
+            {"Key": TAG_STEP, "Value": step},
+            {"Key": TAG_CREATED_AT, "Value": utc_now()},
+        ]
+
+    def tag_specifications(self, resource_type: str, step: str) -> list[dict]:
+        return [{"ResourceType": resource_type, "Tags": self.tags(step)}]
+
+    def tag_filters(self, step: str) -> list[dict]:
+        return [{"Name": f"tag:{TAG_STACK}", "Values": [self.stack]},
+                {"Name": f"tag:{TAG_STEP}", "Values": [step]}]
+
+    def owns(self, tags: list[dict], step: str) -> bool:
+        have = {t["Key"]: t["Value"] for t in tags}
+        return have.get(TAG_STACK) == self.stack and have.get(TAG_STEP) == step
+
+    def client_token(self, step: str) -> str:
+        """Idempotency token for APIs that take one: the same for a retried create within this
+        stack generation, different once the stack was deleted and built again."""
+        digest = hashlib.sha256(f"{self.stack}:{step}:{self.generation}".encode()).hexdigest()
+        return digest[:64]
+
+    def dep(self, step: str) -> Resource | None:
+        """The resource of a step this one depends on (None if it does not exist yet: `plan`)."""
+        return self.resources.get(step)
+
+    # -- retries and waiters -------------------------------------------------------------------
+    def retry(self, case: str, fn: Callable, *args, blocked_by: Callable[[], str] | None = None, **kwargs):
+        """Call fn, waiting and retrying while it fails with one of the case's error codes, until
+        the case's deadline; then fail naming what still blocks, when `blocked_by` can tell."""
+        import tenacity
+
+        rule = WAIT_AND_RETRY[case]
+
+        def before_sleep(retry_state):
+            exc = retry_state.outcome.exception()
+            self.activity(f"{error_code(exc)}: {rule.why}")
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: error_code(e) in rule.codes),
+            wait=tenacity.wait_fixed(self.poll_interval),
+            stop=tenacity.stop_after_delay(self.timeout(rule.timeout)),
+            sleep=self.sleep, before_sleep=before_sleep, reraise=True)
+        try:
+            return retrying(fn, *args, **kwargs)
+        except Exception as e:
+            code = error_code(e)
+            if code not in rule.codes:
+                raise
+            blocker = ""
+            if blocked_by is not None:
+                try:
+                    blocker = blocked_by()
+                except Exception as probe_error:  # the probe is best effort; the failure is not
+                    blocker = f"(could not list what blocks: {probe_error})"
+            raise AwsFailure(
+                f"{code} for {self.timeout(rule.timeout):.0f}s ({rule.why}): {error_message(e)}"
+                + (f"; still in use by: {blocker}" if blocker else ""),
+                hint="raise --timeout-scale to wait longer, or remove what blocks and run again",
+            ) from e
+
+    def wait(self, service: str, waiter_name: str, *, what: str, timeout: str = "default", **params) -> None:
+        """Wait with a botocore waiter (or one of ours from waiters.py), polling every
+        PROVISION_POLL_INTERVAL seconds up to the timeout table's deadline."""
+        from botocore.exceptions import WaiterError
+
+        from .waiters import custom_waiter, has_custom_waiter
+
+        client = self.client(service)
+        waiter = custom_waiter(waiter_name, client) if has_custom_waiter(waiter_name) else client.get_waiter(waiter_name)
+        deadline = self.timeout(timeout)
+        attempts = max(2, math.ceil(deadline / self.poll_interval) + 1)
+        self.activity(what)
+        try:
+            waiter.wait(WaiterConfig={"Delay": self.poll_interval, "MaxAttempts": attempts}, **params)
+        except WaiterError as e:
+            last = e.last_response or {}
+            reason = last.get("Error", {}).get("Message") if isinstance(last, dict) else None
+            raise AwsFailure(f"gave up waiting for {what} after {deadline:.0f}s: {reason or e.kwargs.get('reason')}",
+                             hint="raise --timeout-scale to wait longer") from e

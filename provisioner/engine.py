@@ -1,0 +1,259 @@
+"""The step engine: walks the step graph with a bounded pool of workers, so a step starts the
+moment its dependencies are done and a slow NAT gateway delays only what needs it.
+
+`up` finds, then creates or converges each step; `plan` and `status` only read; `down` first finds
+everything (by the ids in state, then by tags) and then deletes along the reversed graph. The
+state file is written by this thread alone, after every step, so an interruption loses at most the
+steps in flight, and those carry tags that the next run finds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+from typing import Callable
+
+from .context import Resource, RunContext
+from .errors import AwsFailure, Interrupted, ProvisionError
+from .registry import Step, dependency_graph
+from .retries import PERMISSION_CODES, error_code, error_message, hint_for, is_gone
+from .state import StackState, StateFile
+
+DEFAULT_WORKERS = 8
+
+# Outcomes a step can end with, per command.
+CREATED, KEPT, UPDATED, DELETED, ABSENT = "created", "kept", "updated", "deleted", "absent"
+FAILED, SKIPPED, INTERRUPTED = "failed", "skipped", "interrupted"
+WILL_CREATE, WILL_UPDATE, NO_CHANGE = "create", "update", "no change"
+PRESENT, MISSING = "present", "missing"
+DONE_OK = {CREATED, KEPT, UPDATED, DELETED, ABSENT, WILL_CREATE, WILL_UPDATE, NO_CHANGE, PRESENT, MISSING}
+
+
+@dataclass
+class StepResult:
+    name: str
+    outcome: str
+    resource_id: str | None = None
+    detail: str = ""
+    changes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: ProvisionError | None = None
+    resources: list[Resource] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in DONE_OK
+
+
+class Engine:
+    def __init__(self, ctx: RunContext, steps: dict[str, Step], state: StackState,
+                 state_file: StateFile | None = None, workers: int = DEFAULT_WORKERS):
+        self.ctx = ctx
+        self.steps = steps
+        self.state = state
+        self.state_file = state_file
+        self.workers = workers
+        for name, record in state.resources.items():
+            if name in steps and record.get("id"):
+                ctx.resources[name] = Resource(id=record["id"], attrs=record.get("attrs", {}))
+
+    # -- commands ------------------------------------------------------------------------------
+    def up(self) -> list[StepResult]:
+        self._save()
+        results = self._walk(self._up_step, reverse=False, active="creating")
+        self.state.outputs = self._outputs()
+        self._save()
+        return results
+
+    def plan(self) -> list[StepResult]:
+        with self._read_only():
+            return self._walk(self._plan_step, reverse=False, active="checking", record=False)
+
+    def status(self) -> list[StepResult]:
+        with self._read_only():
+            return self._walk(self._status_step, reverse=False, active="checking", record=False)
+
+    def down(self) -> list[StepResult]:
+        with self._read_only():
+            found = {r.name: r for r in self._walk(self._discover_step, reverse=False,
+                                                     active="finding", record=False)}
+        results = self._walk(lambda step: self._down_step(step, found[step.name]), reverse=True,
+                             active="deleting")
+        if self.state_file is not None and all(r.ok for r in results):
+            self.state_file.remove()
+        return results
+
+    # -- per-step work (runs in worker threads) ------------------------------------------------
+    def _known_id(self, step: Step) -> str | None:
+        return self.state.resources.get(step.name, {}).get("id")
+
+    def _up_step(self, step: Step) -> StepResult:
+        resource = step.find(self.ctx, self._known_id(step))
+        if resource is None:
+            self.ctx.reporter.step(step.name, "creating")
+            resource = step.create(self.ctx)
+            self.ctx.resources[step.name] = resource
+            return StepResult(step.name, CREATED, resource.id, resources=[resource])
+        self.ctx.resources[step.name] = resource
+        changes = step.update(self.ctx, resource, apply=True)
+        return StepResult(step.name, UPDATED if changes else KEPT, resource.id, changes=changes,
+                          detail="; ".join(changes), resources=[resource])
+
+    def _plan_step(self, step: Step) -> StepResult:
+        resource = step.find(self.ctx, self._known_id(step))
+        if resource is None:
+            self.ctx.resources.pop(step.name, None)
+            return StepResult(step.name, WILL_CREATE)
+        self.ctx.resources[step.name] = resource
+        changes = step.update(self.ctx, resource, apply=False)
+        return StepResult(step.name, WILL_UPDATE if changes else NO_CHANGE, resource.id,
+                          changes=changes, detail="; ".join(changes))
+
+    def _status_step(self, step: Step) -> StepResult:
+        resource = step.find(self.ctx, self._known_id(step))
+        if resource is None:
+            self.ctx.resources.pop(step.name, None)
+            return StepResult(step.name, MISSING)
+        self.ctx.resources[step.name] = resource
+        return StepResult(step.name, PRESENT, resource.id, detail=step.describe(resource))
+
+    def _discover_step(self, step: Step) -> StepResult:
+        found = step.find_all(self.ctx, self._known_id(step))
+        if found:
+            self.ctx.resources[step.name] = found[0]
+        return StepResult(step.name, PRESENT if found else MISSING,
+                          ", ".join(r.id for r in found) or None, resources=found)
+
+    def _down_step(self, step: Step, discovered: StepResult) -> StepResult:
+        if discovered.error is not None:
+            raise discovered.error
+        if not discovered.resources:
+            return StepResult(step.name, ABSENT, detail="nothing to delete")
+        for resource in discovered.resources:
+            self.ctx.reporter.step(step.name, "deleting", resource.id)
+            try:
+                step.delete(self.ctx, resource)
+            except Exception as e:
+                if not is_gone(e):  # deleting what is already gone is success
+                    raise
+        return StepResult(step.name, DELETED, discovered.resource_id)
+
+    # -- the walk ------------------------------------------------------------------------------
+    def _run_one(self, fn: Callable[[Step], StepResult], step: Step, active: str) -> StepResult:
+        self.ctx.bind_step(step.name)
+        self.ctx.reporter.step(step.name, active)
+        started = time.monotonic()
+        try:
+            result = fn(step)
+        except Interrupted:
+            result = StepResult(step.name, INTERRUPTED)
+        except ProvisionError as e:
+            result = StepResult(step.name, FAILED, error=e, detail=e.message)
+        except Exception as e:  # a ClientError or a connection error: name the step and the code
+            result = StepResult(step.name, FAILED, error=self._as_failure(step, e), detail=str(e))
+        finally:
+            self.ctx.bind_step(None)
+        result.seconds = time.monotonic() - started
+        if result.error is not None:
+            result.detail = result.error.message
+        self.ctx.reporter.step(step.name, result.outcome, result.detail or (result.resource_id or ""))
+        return result
+
+    def _as_failure(self, step: Step, e: Exception) -> ProvisionError:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(e, ClientError):
+            code = error_code(e)
+            action = e.operation_name
+            if code in PERMISSION_CODES:
+                service = next((s for s, op in reversed(self.ctx.calls) if op == e.operation_name), "aws")
+                action = f"{service}:{e.operation_name}"
+                return AwsFailure(f"step {step.name}: access denied for {action} ({code}): {error_message(e)}",
+                                  hint=hint_for(code), code=code)
+            return AwsFailure(f"step {step.name}: {action} failed with {code}: {error_message(e)}",
+                              hint=hint_for(code), code=code)
+        if isinstance(e, BotoCoreError):
+            return AwsFailure(f"step {step.name}: {e}",
+                              hint="check the network and the endpoint (AWS_ENDPOINT_URL, --sandbox)")
+        failure = AwsFailure(f"step {step.name}: internal error {type(e).__name__}: {e}",
+                             hint="this is a bug in provision; run with -v for the traceback")
+        failure.traceback = traceback.format_exc()
+        return failure
+
+    def _walk(self, fn, *, reverse: bool, active: str, record: bool = True) -> list[StepResult]:
+        graph = dependency_graph(self.steps, reverse=reverse)
+        sorter = TopologicalSorter(graph)
+        sorter.prepare()
+        results: dict[str, StepResult] = {}
+        for name in self.steps:
+            self.ctx.reporter.step(name, "waiting")
+        pool = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="step")
+        running: dict[cf.Future, str] = {}
+        try:
+            while sorter.is_active():
+                for name in sorter.get_ready():
+                    blockers = [d for d in graph[name] if not results[d].ok]
+                    if blockers:
+                        why = "interrupted" if self.ctx.cancel.is_set() else f"{blockers[0]} did not finish"
+                        results[name] = StepResult(name, SKIPPED, detail=f"not started: {why}")
+                        self.ctx.reporter.step(name, SKIPPED, results[name].detail)
+                        sorter.done(name)
+                        continue
+                    running[pool.submit(self._run_one, fn, self.steps[name], active)] = name
+                if not running:
+                    continue
+                done, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    results[name] = future.result()
+                    if record:
+                        self._record(results[name])
+                    sorter.done(name)
+        except KeyboardInterrupt:
+            # Let every worker stop at its next AWS call or wait, keep what they finished, and
+            # save; the steps still in flight are found by their tags next time.
+            self.ctx.cancel.set()
+            for future in cf.as_completed(running):
+                result = future.result()
+                if record:
+                    self._record(result)
+            raise Interrupted() from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return [results[name] for name in self.steps if name in results]
+
+    # -- state ---------------------------------------------------------------------------------
+    def _record(self, result: StepResult) -> None:
+        if result.outcome in (CREATED, KEPT, UPDATED) and result.resources:
+            self.state.resources[result.name] = result.resources[0].to_state()
+        elif result.outcome in (DELETED, ABSENT):
+            self.state.resources.pop(result.name, None)
+            self.ctx.resources.pop(result.name, None)
+        else:
+            return
+        self._save()
+
+    def _save(self) -> None:
+        if self.state_file is not None:
+            self.state_file.save(self.state)
+
+    def _outputs(self) -> dict:
+        out = {"stack": self.ctx.stack, "region": self.ctx.region, "account": self.ctx.account}
+        for name, step in self.steps.items():
+            resource = self.ctx.resources.get(name)
+            if resource is not None:
+                out.update(step.outputs(resource))
+        return out
+
+    @contextmanager
+    def _read_only(self):
+        """plan, status and down's discovery may only read; a mutating call there is a bug."""
+        self.ctx.read_only = True
+        try:
+            yield
+        finally:
+            self.ctx.read_only = False

@@ -1,0 +1,171 @@
+"""Steps and their registry.
+
+A step is one AWS resource (or one relationship, such as an internet gateway attachment) with a
+name, the steps it depends on, and find / create / update / delete. Step classes register with
+``@register``; a class may stand for several steps (two subnets per tier, a NAT gateway per zone)
+through ``instances(config)``. The plan is the graph of all instances' ``depends_on``; `down`
+walks it reversed. Steps never print and never touch the state file: they return resources and
+the list of changes they made, and the engine does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Iterable
+
+from .errors import AmbiguousResource, ConfigError
+
+if TYPE_CHECKING:
+    from .config import StackConfig
+    from .context import Resource, RunContext
+
+REGISTRY: dict[str, type["Step"]] = {}
+
+
+def register(cls: type["Step"]) -> type["Step"]:
+    if cls.kind in REGISTRY:
+        raise ValueError(f"step kind {cls.kind!r} registered twice")
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+class Step:
+    kind: ClassVar[str]            # the resource type in AWS's words, e.g. "nat_gateway"
+    aws_type: ClassVar[str] = ""   # for display, e.g. "AWS::EC2::NatGateway"
+    # Relationships (attachments, associations) have no tags of their own: they are found
+    # through the resources they join.
+    tagged: ClassVar[bool] = True
+
+    def __init__(self, name: str | None = None, depends_on: Iterable[str] = ()):
+        self.name = name or self.kind.replace("_", "-")
+        self.depends_on = tuple(depends_on)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    @classmethod
+    def instances(cls, config: "StackConfig") -> list["Step"]:
+        return [cls()]
+
+    # -- the four moves ------------------------------------------------------------------------
+    def find_all(self, ctx: "RunContext", known_id: str | None) -> list["Resource"]:
+        """Every live resource that is this step's: the one whose id the state knows, else the
+        ones carrying this stack's and step's tags."""
+        raise NotImplementedError
+
+    def find(self, ctx: "RunContext", known_id: str | None) -> "Resource | None":
+        found = self.find_all(ctx, known_id)
+        if len(found) > 1:
+            ids = ", ".join(r.id for r in found)
+            raise AmbiguousResource(
+                f"step {self.name}: {len(found)} resources carry this stack's tags ({ids}); "
+                "refusing to guess which one is the stack's",
+                hint="delete the extra one(s), or run `provision down` to remove them all")
+        return found[0] if found else None
+
+    def create(self, ctx: "RunContext") -> "Resource":
+        raise NotImplementedError
+
+    def update(self, ctx: "RunContext", resource: "Resource", apply: bool) -> list[str]:
+        """Compare the live resource with the configuration; return one line per difference,
+        and change it in AWS when `apply`. The default: nothing to converge."""
+        return []
+
+    def delete(self, ctx: "RunContext", resource: "Resource") -> None:
+        raise NotImplementedError
+
+    # -- what others see -----------------------------------------------------------------------
+    def outputs(self, resource: "Resource") -> dict:
+        return {}
+
+    def describe(self, resource: "Resource") -> str:
+        """One line for `status`."""
+        return ""
+
+
+class Ec2Step(Step):
+    """An EC2 resource described declaratively, as Cloud Custodian does: the describe call, its
+    result key, the id field and filter, and the TagSpecifications resource type."""
+
+    describe_operation: ClassVar[str]   # e.g. "describe_vpcs"
+    result_key: ClassVar[str]           # e.g. "Vpcs"
+    id_field: ClassVar[str]             # e.g. "VpcId"
+    id_filter: ClassVar[str]            # e.g. "vpc-id"; a filter, unlike VpcIds=, never errors when gone
+    tag_resource_type: ClassVar[str]    # e.g. "vpc"
+
+    def is_live(self, item: dict) -> bool:
+        """False for the remains AWS keeps listing for a while (a deleted NAT gateway)."""
+        return True
+
+    def to_resource(self, item: dict) -> "Resource":
+        from .context import Resource
+
+        return Resource(id=item[self.id_field], attrs=self.attrs(item), raw=item)
+
+    def attrs(self, item: dict) -> dict:
+        return {}
+
+    def update(self, ctx, resource, apply):
+        """Put back the tool's tags if someone removed them (they are how `down` finds things)."""
+        from .context import TAG_CREATED_AT
+
+        have = {t["Key"]: t["Value"] for t in resource.raw.get("Tags", [])}
+        missing = [t for t in ctx.tags(self.name)
+                   if t["Key"] != TAG_CREATED_AT and have.get(t["Key"]) != t["Value"]]
+        if not missing:
+            return []
+        if apply:
+            ctx.retry("eventual-consistency", ctx.ec2.create_tags, Resources=[resource.id], Tags=missing)
+        return [f"set tag(s) {', '.join(t['Key'] for t in missing)}"]
+
+    def _describe(self, ctx: "RunContext", filters: list[dict]) -> list[dict]:
+        paginator_ok = ctx.ec2.can_paginate(self.describe_operation)
+        if paginator_ok:
+            items = []
+            for page in ctx.ec2.get_paginator(self.describe_operation).paginate(Filters=filters):
+                items.extend(page[self.result_key])
+        else:
+            items = getattr(ctx.ec2, self.describe_operation)(Filters=filters)[self.result_key]
+        return [i for i in items if self.is_live(i)]
+
+    def find_all(self, ctx, known_id):
+        if known_id:
+            items = self._describe(ctx, [{"Name": self.id_filter, "Values": [known_id]}])
+            if items:
+                return [self.to_resource(i) for i in items]
+        # The tags are checked here too: a filter that an API (or an emulator) ignores must never
+        # make another stack's resource look like ours.
+        return [self.to_resource(i) for i in self._describe(ctx, ctx.tag_filters(self.name))
+                if ctx.owns(i.get("Tags", []), self.name)]
+
+
+def build_steps(config: "StackConfig") -> dict[str, Step]:
+    """Every step instance for this config, by name; checks that the graph is whole."""
+    import steps  # noqa: F401  (importing the package registers every step module)
+
+    found: dict[str, Step] = {}
+    for cls in REGISTRY.values():
+        for step in cls.instances(config):
+            if step.name in found:
+                raise ValueError(f"two steps are named {step.name!r}")
+            found[step.name] = step
+    for step in found.values():
+        missing = [d for d in step.depends_on if d not in found]
+        if missing:
+            raise ConfigError(f"step {step.name} depends on unknown step(s): {', '.join(missing)}")
+    from graphlib import TopologicalSorter
+
+    order = TopologicalSorter(dependency_graph(found)).static_order()  # raises CycleError
+    return {name: found[name] for name in order}
+
+
+def dependency_graph(all_steps: dict[str, Step], reverse: bool = False) -> dict[str, set[str]]:
+    """graphlib's form {node: predecessors}. Reversed for teardown: a step is deleted only after
+    every step that depends on it."""
+    graph: dict[str, set[str]] = {name: set() for name in all_steps}
+    for step in all_steps.values():
+        for dep in step.depends_on:
+            if reverse:
+                graph[dep].add(step.name)
+            else:
+                graph[step.name].add(dep)
+    return graph

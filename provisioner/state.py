@@ -1,0 +1,188 @@
+"""The local state file: what a stack's steps created, written atomically after every step.
+
+Layout: ``<state-dir>/<stack>.json`` (the current state), ``<stack>.json.bak`` (the version
+before the last write) and ``<stack>.lock`` (held while a run may write). State is a cache of
+what the tags in AWS also say; losing it is recoverable (`down` and `up` find resources by tags).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import StateError
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class StackState:
+    stack: str
+    account: str
+    region: str
+    # Set when the stack is first created; part of the ClientTokens, so that a stack built again
+    # after `down` does not replay the idempotency tokens of the one that was deleted.
+    generation: str = field(default_factory=utc_now)
+    config: dict = field(default_factory=dict)
+    resources: dict[str, dict] = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "stack": self.stack,
+            "account": self.account,
+            "region": self.region,
+            "generation": self.generation,
+            "updated_at": utc_now(),
+            "config": self.config,
+            "resources": self.resources,
+            "outputs": self.outputs,
+        }
+
+
+class StateFile:
+    def __init__(self, state_dir: str | os.PathLike, stack: str):
+        self.dir = Path(state_dir)
+        self.stack = stack
+        self.path = self.dir / f"{stack}.json"
+        self.backup = self.dir / f"{stack}.json.bak"
+        self.lock_path = self.dir / f"{stack}.lock"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def read(self) -> StackState | None:
+        """The state as saved, or None if there is none. Corrupt files raise StateError."""
+        try:
+            raw = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StateError(f"cannot read state file {self.path}: {e.strerror}") from None
+        hint = (f"move it aside (a backup of the previous version may be at {self.backup}); "
+                "`provision down` finds the stack's resources by their tags without it")
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise StateError(f"state file {self.path} is corrupt: {e}", hint=hint) from None
+        if not isinstance(data, dict) or not isinstance(data.get("resources"), dict):
+            raise StateError(f"state file {self.path} is not a provision state file", hint=hint)
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StateError(
+                f"state file {self.path} has schema version {version!r}; this provision reads "
+                f"version {SCHEMA_VERSION}", hint="use the provision release that wrote it")
+        if data.get("stack") != self.stack:
+            raise StateError(f"state file {self.path} is for stack {data.get('stack')!r}, not {self.stack!r}",
+                             hint=hint)
+        try:
+            return StackState(stack=data["stack"], account=str(data["account"]), region=data["region"],
+                              generation=data.get("generation") or utc_now(), config=data.get("config") or {},
+                              resources=data["resources"], outputs=data.get("outputs") or {})
+        except KeyError as e:
+            raise StateError(f"state file {self.path} lacks the field {e}", hint=hint) from None
+
+    def load_for(self, account: str, region: str) -> StackState | None:
+        """The state, refusing one that belongs to another account or region (left untouched)."""
+        state = self.read()
+        if state is None:
+            return None
+        if state.account != account or state.region != region:
+            raise StateError(
+                f"state file {self.path} belongs to account {state.account} in {state.region}, "
+                f"but this run is for account {account} in {region}",
+                hint="check --profile/--region (or --sandbox), or use another --state-dir")
+        return state
+
+    def save(self, state: StackState) -> None:
+        """Atomic: the new version is written to a temporary file and renamed over the old one,
+        after the old one is copied to the backup, so a crash leaves one complete file."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
+        if self.path.exists():
+            self._write_atomic(self.backup, self.path.read_bytes())
+        self._write_atomic(self.path, text.encode())
+
+    def remove(self) -> None:
+        for p in (self.path, self.backup):
+            p.unlink(missing_ok=True)
+
+    def _write_atomic(self, target: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def lock(self, warn=lambda message: None):
+        """Hold the stack's lock. A lock left by a dead process on this host is taken over with a
+        warning; a live one (or one from another host, which we cannot check) is refused."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._lock_holder()
+                if holder is not None and not _is_stale(holder):
+                    raise StateError(
+                        f"stack {self.stack!r} is locked by another provision run "
+                        f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')})",
+                        hint=f"wait for it to finish; if that run is gone for good, delete {self.lock_path}")
+                warn(f"taking over a stale lock on stack {self.stack!r} "
+                     f"(left by pid {holder.get('pid') if holder else '?'}, which is no longer running)")
+                self.lock_path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            break
+        else:  # pragma: no cover - another process took the stale lock between our two tries
+            raise StateError(f"stack {self.stack!r} is locked by another provision run")
+        try:
+            yield
+        finally:
+            self.lock_path.unlink(missing_ok=True)
+
+    def _lock_holder(self) -> dict | None:
+        try:
+            data = json.loads(self.lock_path.read_text())
+            return data if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            return None
+
+
+def _is_stale(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return False
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def lock_age_seconds(path: Path) -> float:
+    return time.time() - path.stat().st_mtime

@@ -1,0 +1,154 @@
+"""The only place that prints: live progress of every step, the summary, status tables, errors.
+
+On a terminal the steps are a live table (rich); elsewhere (CI logs, pipes) each step's changes
+of state are plain lines, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .context import Reporter
+
+STYLES = {
+    "waiting": "dim", "checking": "cyan", "finding": "cyan", "creating": "yellow", "deleting": "yellow",
+    "waiting for AWS": "magenta", "created": "green", "updated": "green", "kept": "blue",
+    "deleted": "green", "absent": "dim", "failed": "bold red", "skipped": "red", "interrupted": "red",
+    "create": "green", "update": "yellow", "no change": "dim", "present": "green", "missing": "red",
+}
+FINAL = {"created", "updated", "kept", "deleted", "absent", "failed", "skipped", "interrupted",
+         "create", "update", "no change", "present", "missing"}
+
+
+def fmt_seconds(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+class ConsoleReporter(Reporter):
+    def __init__(self, verbose: bool = False, console: Console | None = None):
+        self.console = console or Console(stderr=True, highlight=False)
+        self.out = Console(highlight=False)
+        self.verbose = verbose
+        self.rows: dict[str, dict] = {}
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+        self.title = ""
+
+    # -- Reporter ------------------------------------------------------------------------------
+    def step(self, name, state, detail=""):
+        with self._lock:
+            row = self.rows.setdefault(name, {"state": "waiting", "detail": "", "since": None, "seconds": None})
+            if state == "waiting":
+                row.update(state=state, detail="", since=None, seconds=None)
+            else:
+                if row["since"] is None:
+                    row["since"] = time.monotonic()
+                if state in FINAL:
+                    row["seconds"] = time.monotonic() - row["since"]
+                changed = (row["state"], row["detail"]) != (state, detail)
+                row.update(state=state, detail=detail)
+        if self._live is None and state != "waiting" and changed and (state in FINAL or state == "waiting for AWS"):
+            elapsed = fmt_seconds(time.monotonic() - self.started)
+            self.console.print(Text.assemble(f"[{elapsed:>6}] ", (f"{name:<30}", "bold"), " ",
+                                             (f"{state:<16}", STYLES.get(state, "")), " ", detail))
+
+    def call(self, step, service, operation, status, seconds):
+        if self.verbose:
+            self.console.print(Text(f"    {service}.{operation} -> {status} ({seconds:.2f}s)"
+                                    + (f"  [{step}]" if step else ""), style="dim"))
+
+    def warn(self, message):
+        self.console.print(Text.assemble(("warning: ", "bold yellow"), message))
+
+    # -- live table ----------------------------------------------------------------------------
+    def live(self, title: str):
+        self.title = title
+        self.started = time.monotonic()
+        if not self.console.is_terminal:
+            self.console.print(Text(title, style="bold"))
+            return _NullContext()
+        self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=8, transient=False)
+        return _LiveContext(self)
+
+    def _render(self):
+        table = Table(title=f"{self.title}  ({fmt_seconds(time.monotonic() - self.started)})",
+                      title_justify="left", box=None, pad_edge=False)
+        table.add_column("step", style="bold", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("time", justify="right", no_wrap=True)
+        table.add_column("detail", overflow="fold")
+        with self._lock:
+            rows = list(self.rows.items())
+        now = time.monotonic()
+        for name, row in rows:
+            if row["seconds"] is not None:
+                took = fmt_seconds(row["seconds"])
+            elif row["since"] is not None:
+                took = fmt_seconds(now - row["since"])
+            else:
+                took = ""
+            table.add_row(name, Text(row["state"], style=STYLES.get(row["state"], "")), took, row["detail"])
+        return table
+
+    # -- results -------------------------------------------------------------------------------
+    def summary(self, results, title: str, total: float) -> None:
+        table = Table(title=title, title_justify="left")
+        table.add_column("step", style="bold")
+        table.add_column("result")
+        table.add_column("resource")
+        table.add_column("time", justify="right")
+        for r in results:
+            table.add_row(r.name, Text(r.outcome, style=STYLES.get(r.outcome, "")), r.resource_id or "",
+                          fmt_seconds(r.seconds))
+        self.out.print(table)
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        self.out.print(", ".join(f"{n} {o}" for o, n in counts.items()) + f" in {fmt_seconds(total)}")
+
+    def changes(self, results) -> None:
+        for r in results:
+            for change in r.changes:
+                self.out.print(Text.assemble("  ", (r.name, "bold"), ": ", change))
+
+    def failures(self, results) -> None:
+        for r in results:
+            if r.error is not None:
+                self.error(r.error.message, r.error.hint)
+                trace = getattr(r.error, "traceback", None)
+                if trace and self.verbose:
+                    self.console.print(trace)
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.console.print(Text.assemble(("error: ", "bold red"), message))
+        if hint:
+            self.console.print(Text.assemble(("hint: ", "bold"), hint))
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _LiveContext:
+    def __init__(self, reporter: ConsoleReporter):
+        self.reporter = reporter
+
+    def __enter__(self):
+        self.reporter._live.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.reporter._live.stop()
+        self.reporter._live = None
+        return False

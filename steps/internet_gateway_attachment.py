@@ -1,0 +1,58 @@
+from provisioner.context import Resource
+from provisioner.errors import DriftConflict
+from provisioner.registry import Step, register
+
+from .vpc import describe_eni
+
+
+@register
+class InternetGatewayAttachment(Step):
+    """The gateway's attachment to the VPC, a relationship of its own (as aws-nuke models it) so
+    that teardown can detach it after the NAT gateway's public address is gone and before the
+    gateway is deleted."""
+
+    kind = "internet_gateway_attachment"
+    aws_type = "AWS::EC2::VPCGatewayAttachment"
+    tagged = False
+
+    def __init__(self):
+        super().__init__(depends_on=("internet-gateway", "vpc"))
+
+    def find_all(self, ctx, known_id):
+        igw = ctx.dep("internet-gateway")
+        if igw is None:
+            return []
+        gateways = ctx.ec2.describe_internet_gateways(
+            Filters=[{"Name": "internet-gateway-id", "Values": [igw.id]}])["InternetGateways"]
+        return [Resource(id=f"{igw.id}/{a['VpcId']}", attrs={"internet_gateway_id": igw.id, "vpc_id": a["VpcId"]})
+                for g in gateways for a in g.get("Attachments", [])
+                if a.get("State") in ("attached", "attaching", "available")]
+
+    def create(self, ctx):
+        igw, vpc = ctx.dep("internet-gateway").id, ctx.dep("vpc").id
+        ctx.retry("eventual-consistency", ctx.ec2.attach_internet_gateway, InternetGatewayId=igw, VpcId=vpc)
+        return Resource(id=f"{igw}/{vpc}", attrs={"internet_gateway_id": igw, "vpc_id": vpc})
+
+    def update(self, ctx, resource, apply):
+        vpc = ctx.dep("vpc")
+        if vpc is not None and resource.attrs["vpc_id"] != vpc.id:
+            raise DriftConflict(f"internet gateway {resource.attrs['internet_gateway_id']} is attached to "
+                                f"{resource.attrs['vpc_id']}, not to the stack's VPC {vpc.id}")
+        return []
+
+    def delete(self, ctx, resource):
+        # Real AWS refuses the detach while the VPC still has mapped public addresses (the NAT
+        # gateway's Elastic IP until its interface is released): DependencyViolation, retried.
+        vpc_id = resource.attrs["vpc_id"]
+        ctx.retry("dependency", ctx.ec2.detach_internet_gateway,
+                  InternetGatewayId=resource.attrs["internet_gateway_id"], VpcId=vpc_id,
+                  blocked_by=lambda: public_address_blockers(ctx, vpc_id))
+
+    def describe(self, resource):
+        return f"attached to {resource.attrs['vpc_id']}"
+
+
+def public_address_blockers(ctx, vpc_id):
+    enis = ctx.ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NetworkInterfaces"]
+    return ", ".join(f"{describe_eni(e)} with public IP {e['Association']['PublicIp']}"
+                     for e in enis if e.get("Association", {}).get("PublicIp"))

@@ -1,0 +1,53 @@
+from provisioner.config import ZONE_COUNT
+from provisioner.context import Resource
+from provisioner.registry import Step, register
+
+
+@register
+class RouteTableAssociation(Step):
+    """A subnet's link to its route table (a relationship: no tags; found through the subnet)."""
+
+    kind = "route_table_association"
+    aws_type = "AWS::EC2::SubnetRouteTableAssociation"
+    tagged = False
+
+    def __init__(self, subnet: str, table: str):
+        super().__init__(f"{subnet}-association", depends_on=(subnet, table))
+        self.subnet, self.table = subnet, table
+
+    @classmethod
+    def instances(cls, config):
+        pairs = [(f"public-subnet-{i + 1}", "public-route-table") for i in range(ZONE_COUNT)]
+        pairs += [(f"private-subnet-{i + 1}", f"private-route-table-{min(i, config.nat_count - 1) + 1}")
+                  for i in range(ZONE_COUNT)]
+        return [cls(subnet, table) for subnet, table in pairs]
+
+    def find_all(self, ctx, known_id):
+        subnet = ctx.dep(self.subnet)
+        if subnet is None:
+            return []
+        tables = ctx.ec2.describe_route_tables(
+            Filters=[{"Name": "association.subnet-id", "Values": [subnet.id]}])["RouteTables"]
+        return [Resource(id=a["RouteTableAssociationId"], attrs={"route_table_id": a["RouteTableId"]})
+                for t in tables for a in t.get("Associations", [])
+                if a.get("SubnetId") == subnet.id and not a.get("Main")]
+
+    def create(self, ctx):
+        association = ctx.retry("eventual-consistency", ctx.ec2.associate_route_table,
+                                SubnetId=ctx.dep(self.subnet).id, RouteTableId=ctx.dep(self.table).id)
+        return Resource(id=association["AssociationId"], attrs={"route_table_id": ctx.dep(self.table).id})
+
+    def update(self, ctx, resource, apply):
+        table = ctx.dep(self.table)
+        if table is None or resource.attrs["route_table_id"] == table.id:
+            return []
+        if apply:
+            new = ctx.ec2.replace_route_table_association(AssociationId=resource.id, RouteTableId=table.id)
+            resource.id, resource.attrs["route_table_id"] = new["NewAssociationId"], table.id
+        return [f"move {self.subnet} to {self.table}"]
+
+    def delete(self, ctx, resource):
+        ctx.ec2.disassociate_route_table(AssociationId=resource.id)
+
+    def describe(self, resource):
+        return f"{self.subnet} -> {resource.attrs['route_table_id']}"
