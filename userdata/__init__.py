@@ -1,0 +1,131 @@
+"""Boot script for the StyleSphere instances (launch template user data).
+
+``render_bootstrap`` fills ``bootstrap.sh.tmpl`` (package data next to this
+file) with the stack's values, shell-quoted; ``encode_user_data`` turns the
+script into launch-template user data, gzip-compressed when needed to fit the
+16 KB limit.
+
+The rendered script contains no credentials. It reads the app release from
+``s3://<release_bucket>/<release_key>`` with the instance role (IMDSv2 and
+``curl --aws-sigv4``), so the instance profile needs ``s3:GetObject`` on that
+key (or its ``releases/`` prefix) and nothing else from this script.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shlex
+from importlib import resources
+
+__all__ = [
+    "render_bootstrap",
+    "encode_user_data",
+    "USER_DATA_LIMIT",
+    "BUILD_TIMEOUT_SECONDS",
+    "HEALTH_WAIT_SECONDS",
+    "RECOMMENDED_GRACE_PERIOD_SECONDS",
+    "SUCCESS_MARKER",
+    "FAILURE_MARKER",
+    "STEPS",
+    "LOG_PATH",
+]
+
+#: EC2 limit on user data, before base64 encoding.
+USER_DATA_LIMIT = 16 * 1024
+
+#: Time allowed for building all images on first boot (the Next.js build is the slow part).
+BUILD_TIMEOUT_SECONDS = 780
+#: Time allowed for both health endpoints to answer after ``docker compose up``.
+HEALTH_WAIT_SECONDS = 180
+#: ASG health check grace period that covers a first boot on a 1 GB instance
+#: (apt install, image builds and health wait, with margin).
+RECOMMENDED_GRACE_PERIOD_SECONDS = 1200
+#: Swap file created before building.
+SWAP_MB = 2048
+
+#: Final console markers (exactly one per run) and the step names, in order.
+SUCCESS_MARKER = "PROVISION-BOOTSTRAP-OK"
+FAILURE_MARKER = "PROVISION-BOOTSTRAP-FAILED"
+STEPS = ("swap", "docker", "fetch", "build", "start", "health")
+#: Progress lines on the console start with this prefix: ``provision-bootstrap: step=<name> ...``.
+PROGRESS_PREFIX = "provision-bootstrap:"
+LOG_PATH = "/var/log/provision-bootstrap.log"
+
+_TEMPLATE = "bootstrap.sh.tmpl"
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+# Virtual-hosted-style HTTPS needs a bucket name without dots.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# Keys are put in the URL as-is, so only characters that need no encoding.
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,511}$")
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d+)?(/[A-Za-z0-9._~\-/%]*)?$")
+_GIT_RE = re.compile(r"^git\+https://[A-Za-z0-9.\-]+(:\d+)?/[A-Za-z0-9._~\-/%@+]+(#[A-Za-z0-9._\-/]+)?$")
+
+
+def _project_name(stack: str) -> str:
+    """A Docker Compose project name (lowercase letters, digits, '-', '_') from the stack name."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", stack.strip().lower()).strip("-_")
+    return name[:48] or "stylesphere"
+
+
+def render_bootstrap(*, region: str, release_bucket: str, release_key: str, images_base_url: str,
+                     app_source: str | None = None, stack: str = "stylesphere") -> str:
+    """The bootstrap shell script text, with values shell-quoted safely.
+
+    ``app_source`` may be ``git+https://host/owner/repo.git`` (optionally with
+    ``#branch-or-tag``) to clone a repository instead of fetching the release
+    from S3; the repository holds the compose app at its root or under ``app/``.
+    Raises ValueError for values that cannot be used safely.
+    """
+    if not _REGION_RE.match(region or ""):
+        raise ValueError(f"invalid AWS region: {region!r}")
+    if not _BUCKET_RE.match(release_bucket or ""):
+        raise ValueError(f"invalid release bucket name (lowercase, digits, '-', no dots): {release_bucket!r}")
+    if not _KEY_RE.match(release_key or "") or ".." in release_key or "//" in release_key:
+        raise ValueError(f"invalid release key: {release_key!r}")
+    if not _URL_RE.match(images_base_url or ""):
+        raise ValueError(f"invalid images base URL: {images_base_url!r}")
+    if app_source is not None and app_source != "" and not _GIT_RE.match(app_source):
+        raise ValueError(f"app source must look like git+https://host/owner/repo.git[#ref]: {app_source!r}")
+    if not isinstance(stack, str) or not stack.strip():
+        raise ValueError("stack name must not be empty")
+
+    values = {
+        "REGION": region,
+        "RELEASE_BUCKET": release_bucket,
+        "RELEASE_KEY": release_key,
+        "IMAGES_BASE_URL": images_base_url,
+        "APP_SOURCE": app_source or "",
+        "PROJECT": _project_name(stack),
+        "BUILD_TIMEOUT": str(BUILD_TIMEOUT_SECONDS),
+        "HEALTH_TRIES": str(max(1, HEALTH_WAIT_SECONDS // 5)),
+        "SWAP_MB": str(SWAP_MB),
+    }
+    script = resources.files(__name__).joinpath(_TEMPLATE).read_text(encoding="utf-8")
+    for name, value in values.items():
+        placeholder = f"@@{name}@@"
+        if placeholder not in script:
+            raise RuntimeError(f"template lacks {placeholder}")
+        # shlex.quote gives '' for an empty string, and single quotes otherwise.
+        script = script.replace(placeholder, shlex.quote(value))
+    leftover = re.search(r"@@[A-Z_]+@@", script)
+    if leftover:
+        raise RuntimeError(f"template placeholder not filled: {leftover.group(0)}")
+    return script
+
+
+def encode_user_data(script: str) -> bytes:
+    """Bytes to put (base64'd by the caller) in a launch template's UserData.
+
+    The script as-is if it fits 16 KB, else gzip (cloud-init accepts gzip user
+    data); raises ValueError if even gzip is too big.
+    """
+    raw = script.encode("utf-8")
+    if len(raw) <= USER_DATA_LIMIT:
+        return raw
+    packed = gzip.compress(raw, compresslevel=9, mtime=0)
+    if len(packed) <= USER_DATA_LIMIT:
+        return packed
+    raise ValueError(
+        f"user data too large: {len(raw)} bytes, {len(packed)} bytes gzipped; limit {USER_DATA_LIMIT}"
+    )
