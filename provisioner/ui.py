@@ -57,7 +57,8 @@ class ConsoleReporter(Reporter):
         if self._live is None and state != "waiting" and changed and (state in FINAL or state == "waiting for AWS"):
             elapsed = fmt_seconds(time.monotonic() - self.started)
             self.console.print(Text.assemble(f"[{elapsed:>6}] ", (f"{name:<30}", "bold"), " ",
-                                             (f"{state:<16}", STYLES.get(state, "")), " ", detail))
+                                             (f"{state:<16}", STYLES.get(state, "")), " ", detail),
+                               soft_wrap=True)
 
     def call(self, step, service, operation, status, seconds):
         if self.verbose:
@@ -99,6 +100,8 @@ class ConsoleReporter(Reporter):
 
     # -- results -------------------------------------------------------------------------------
     def summary(self, results, title: str, total: float) -> None:
+        if not results:
+            return
         table = Table(title=title, title_justify="left")
         table.add_column("step", style="bold")
         table.add_column("result")

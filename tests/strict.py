@@ -1,0 +1,231 @@
+"""A strict stand-in for real AWS on top of moto.
+
+moto accepts orders that AWS refuses (deleting a subnet that still holds a NAT gateway, a security
+group still referenced, detaching an internet gateway while public addresses are mapped) and makes
+slow things instant. StrictAws hooks the boto3 session's events so that, within a test:
+
+- every refusal AWS makes is made, with AWS's error code (DependencyViolation and friends);
+- a NAT gateway is `pending` for a while after creation and `deleting` for a while after deletion,
+  and its network interface and Elastic IP association linger after it reads `deleted`.
+
+So a wrong teardown order or a missing wait fails a test, as it would fail a real user.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from moto.core import DEFAULT_ACCOUNT_ID
+
+
+class _Http:
+    def __init__(self, status):
+        self.status_code = status
+        self.headers = {}
+        self.content = b""
+
+
+def refuse(code: str, message: str, status: int = 400):
+    return _Http(status), {"Error": {"Code": code, "Message": message},
+                           "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+@dataclass
+class Delays:
+    """Seconds; scaled-down versions of AWS's minutes."""
+    nat_create: float = 0.3
+    nat_delete: float = 0.3
+    eni_release: float = 0.3
+
+
+@dataclass
+class StrictAws:
+    region: str = "us-east-1"
+    delays: Delays = field(default_factory=Delays)
+    # Each refusal made, as (operation, code): tests assert that the tool met and survived them.
+    refusals: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self.nat_created: dict[str, float] = {}
+        # nat id -> (deleted at, subnet id, vpc id, allocation ids)
+        self.nat_deleted: dict[str, tuple] = {}
+
+    @property
+    def backend(self):
+        from moto.ec2.models import ec2_backends
+
+        return ec2_backends[DEFAULT_ACCOUNT_ID][self.region]
+
+    def install(self, events) -> "StrictAws":
+        rules = {
+            "DeleteSubnet": self._delete_subnet,
+            "DeleteSecurityGroup": self._delete_security_group,
+            "DetachInternetGateway": self._detach_internet_gateway,
+            "DeleteInternetGateway": self._delete_internet_gateway,
+            "ReleaseAddress": self._release_address,
+            "DeleteVpc": self._delete_vpc,
+            "DeleteRouteTable": self._delete_route_table,
+            "CreateNatGateway": self._create_nat_gateway_precondition,
+            "DeleteNatGateway": self._delete_nat_gateway,
+        }
+        for operation, rule in rules.items():
+            events.register(f"before-call.ec2.{operation}", self._guard(operation, rule))
+        events.register("after-call.ec2.CreateNatGateway", self._after_create_nat)
+        events.register("after-call.ec2.DescribeNatGateways", self._after_describe_nats)
+        events.register("after-call.ec2.DescribeAddresses", self._after_describe_addresses)
+        return self
+
+    def _guard(self, operation, rule):
+        def handler(params, **_):
+            body = params.get("body") or {}
+            with self._lock:
+                response = rule(body)
+            if response is not None:
+                self.refusals.append((operation, response[1]["Error"]["Code"]))
+            return response
+        return handler
+
+    # -- NAT gateway timing ---------------------------------------------------------------------
+    def _lingering(self):
+        """NAT gateways deleted so recently that AWS still holds their interface and address."""
+        now = time.monotonic()
+        out = []
+        for nat_id, (deleted_at, subnet, vpc, allocations) in self.nat_deleted.items():
+            if now < deleted_at + self.delays.nat_delete + self.delays.eni_release:
+                out.append((nat_id, subnet, vpc, allocations))
+        return out
+
+    def _after_create_nat(self, parsed, **_):
+        nat = parsed.get("NatGateway")
+        if nat:
+            self.nat_created[nat["NatGatewayId"]] = time.monotonic()
+            nat["State"] = "pending"
+
+    def _nat_state(self, nat_id, moto_state):
+        now = time.monotonic()
+        if nat_id in self.nat_deleted:
+            return "deleting" if now < self.nat_deleted[nat_id][0] + self.delays.nat_delete else "deleted"
+        created = self.nat_created.get(nat_id)
+        if created is not None and now < created + self.delays.nat_create:
+            return "pending"
+        return moto_state
+
+    def _after_describe_nats(self, parsed, **_):
+        for nat in parsed.get("NatGateways", []):
+            nat["State"] = self._nat_state(nat["NatGatewayId"], nat["State"])
+
+    def _after_describe_addresses(self, parsed, **_):
+        held = {a for _, _, _, allocations in self._lingering() for a in allocations}
+        for address in parsed.get("Addresses", []):
+            if address.get("AllocationId") in held and not address.get("AssociationId"):
+                address["AssociationId"] = "eipassoc-held-by-deleted-nat"
+
+    def _delete_nat_gateway(self, body):
+        nat_id = body.get("NatGatewayId")
+        nat = self.backend.nat_gateways.get(nat_id)
+        if nat is None or nat_id in self.nat_deleted:
+            return None
+        allocations = [a.allocation_id for a in self.backend.addresses
+                       if nat._eni is not None and a.eni is nat._eni]
+        self.nat_deleted[nat_id] = (time.monotonic(), nat.subnet_id, nat.vpc_id, allocations)
+        return None
+
+    def _create_nat_gateway_precondition(self, body):
+        subnet = self.backend.get_subnet(body.get("SubnetId"))
+        attached = [g for g in self.backend.internet_gateways.values()
+                    if g.vpc is not None and g.vpc.id == subnet.vpc_id]
+        if body.get("ConnectivityType", "public") == "public" and not attached:
+            return refuse("Gateway.NotAttached", f"Network {subnet.vpc_id} has no Internet gateway attached")
+        return None
+
+    # -- refusals AWS makes and moto does not ---------------------------------------------------
+    def _live_nats(self, **match):
+        for nat in self.backend.nat_gateways.values():
+            if self._nat_state(nat.id, nat.state) in ("deleted", "failed"):
+                continue
+            if all(getattr(nat, k) == v for k, v in match.items()):
+                yield nat
+
+    def _delete_subnet(self, body):
+        subnet_id = body.get("SubnetId")
+        for nat in self._live_nats(subnet_id=subnet_id):
+            return refuse("DependencyViolation", f"The subnet '{subnet_id}' has dependencies (NAT gateway {nat.id})")
+        for nat_id, subnet, _, _ in self._lingering():
+            if subnet == subnet_id:
+                return refuse("DependencyViolation",
+                              f"The subnet '{subnet_id}' has dependencies (interface of deleted NAT gateway {nat_id})")
+        enis = [e for e in self.backend.enis.values() if e.subnet.id == subnet_id]
+        if enis:
+            return refuse("DependencyViolation", f"The subnet '{subnet_id}' has dependencies ({enis[0].id})")
+        return None
+
+    def _delete_security_group(self, body):
+        group_id = body.get("GroupId")
+        for vpc_groups in self.backend.groups.values():
+            for group in vpc_groups.values():
+                if group.id == group_id:
+                    continue
+                for rule in list(group.ingress_rules) + list(group.egress_rules):
+                    if rule.source_group.get("GroupId") == group_id:
+                        return refuse("DependencyViolation",
+                                      f"resource {group_id} has a dependent object (rule of {group.id})")
+        for eni in self.backend.enis.values():
+            if any(g.id == group_id for g in eni._group_set):
+                return refuse("DependencyViolation", f"resource {group_id} has a dependent object ({eni.id})")
+        return None
+
+    def _mapped_public_addresses(self, vpc_id):
+        for address in self.backend.addresses:
+            if address.eni is not None and address.eni.subnet.vpc_id == vpc_id:
+                return address.public_ip
+        for _, _, vpc, allocations in self._lingering():
+            if vpc == vpc_id and allocations:
+                return allocations[0]
+        return None
+
+    def _detach_internet_gateway(self, body):
+        vpc_id = body.get("VpcId")
+        mapped = self._mapped_public_addresses(vpc_id)
+        if mapped:
+            return refuse("DependencyViolation",
+                          f"Network {vpc_id} has some mapped public address(es) ({mapped}). "
+                          "Please unmap those public address(es) before detaching the gateway.")
+        return None
+
+    def _delete_internet_gateway(self, body):
+        gateway = self.backend.internet_gateways.get(body.get("InternetGatewayId"))
+        if gateway is not None and gateway.vpc is not None:
+            return refuse("DependencyViolation", f"The internetGateway '{gateway.id}' has dependencies")
+        return None
+
+    def _release_address(self, body):
+        allocation = body.get("AllocationId")
+        held = {a for _, _, _, allocations in self._lingering() for a in allocations}
+        in_use = allocation in held or any(
+            a.allocation_id == allocation and a.eni is not None for a in self.backend.addresses)
+        if in_use:
+            return refuse("InvalidIPAddress.InUse", f"Address {allocation} is in use")
+        return None
+
+    def _delete_vpc(self, body):
+        vpc_id = body.get("VpcId")
+        if any(s.vpc_id == vpc_id for zone in self.backend.subnets.values() for s in zone.values()):
+            return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (subnets)")
+        if any(g.vpc is not None and g.vpc.id == vpc_id for g in self.backend.internet_gateways.values()):
+            return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (internet gateway)")
+        groups = self.backend.groups.get(vpc_id, {})
+        if any(g.name != "default" for g in groups.values()):
+            return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (security groups)")
+        tables = [t for t in self.backend.route_tables.values() if t.vpc_id == vpc_id and not t.main_association_id]
+        if tables:
+            return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (route tables)")
+        return None
+
+    def _delete_route_table(self, body):
+        table = self.backend.route_tables.get(body.get("RouteTableId"))
+        if table is not None and table._associations:
+            return refuse("DependencyViolation", f"The routeTable '{table.id}' has dependencies")
+        return None

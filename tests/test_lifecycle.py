@@ -1,0 +1,195 @@
+"""The whole lifecycle on moto with the strict fixture: up, a second up that changes nothing,
+down, a second down that is a no-op, and the recoveries (lost state, crash at any call)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import count_tagged, outcomes, tagged_leftovers
+from provisioner.config import StackConfig
+from provisioner.errors import Interrupted
+
+NETWORK_STEPS = 17
+
+
+def test_up_creates_everything_then_second_up_changes_nothing(make_stack):
+    stack = make_stack()
+    first = stack.up()
+    assert set(outcomes(first).values()) == {"created"}, outcomes(first)
+    assert len(first) == NETWORK_STEPS
+
+    second = stack.up()
+    assert set(outcomes(second).values()) == {"kept"}, [(r.name, r.outcome, r.detail) for r in second]
+    assert stack.mutating_calls() == []
+    # About one read per resource: a few steps need a second (the VPC's DNS attributes).
+    assert len(stack.last_ctx.calls) <= 2 * NETWORK_STEPS
+
+
+def test_down_removes_everything_and_second_down_is_a_no_op(make_stack, strict):
+    stack = make_stack()
+    stack.up()
+    assert tagged_leftovers("stylesphere")
+    results = stack.down()
+    assert sum(r.outcome == "deleted" for r in results) == NETWORK_STEPS
+    # The rest are the optional steps of --nat-per-az, looked for in case the stack had them.
+    assert {r.outcome for r in results} == {"deleted", "absent"}, [(r.name, r.outcome, r.detail) for r in results]
+    assert tagged_leftovers("stylesphere") == []
+    assert not stack.state_file.exists()
+
+    again = stack.down()
+    assert set(outcomes(again).values()) == {"absent"}
+    assert stack.mutating_calls() == []
+
+
+def test_teardown_meets_real_aws_refusals_and_waits_them_out(make_stack, strict):
+    """The NAT gateway takes time to go, and its address and interface linger after it: the
+    teardown must wait (and retry DependencyViolation) rather than fail or skip ahead."""
+    strict.delays.nat_delete = 0.4
+    strict.delays.eni_release = 0.4
+    stack = make_stack()
+    stack.up()
+    results = stack.down()
+    assert all(r.ok for r in results), [(r.name, r.outcome, r.detail) for r in results]
+    assert tagged_leftovers("stylesphere") == []
+    # The subnet was refused while the deleted NAT gateway's interface lingered, and retried.
+    assert ("DeleteSubnet", "DependencyViolation") in strict.refusals
+    # The address was not released while still held: the tool waited instead of being refused.
+    assert ("ReleaseAddress", "InvalidIPAddress.InUse") not in strict.refusals
+
+
+def test_nat_gateway_creation_is_waited_for(make_stack, strict):
+    strict.delays.nat_create = 0.3
+    stack = make_stack()
+    results = {r.name: r for r in stack.up()}
+    assert results["nat-gateway-1"].outcome == "created"
+    assert results["nat-gateway-1"].seconds >= 0.3
+    describe_calls = [c for c in stack.last_ctx.calls if c[1] == "DescribeNatGateways"]
+    assert len(describe_calls) >= 3  # polled, not slept through
+
+
+def test_down_finds_everything_by_tags_without_state(make_stack):
+    stack = make_stack()
+    stack.up()
+    stack.state_file.remove()
+    results = stack.down()
+    assert sum(r.outcome == "deleted" for r in results) == NETWORK_STEPS
+    assert tagged_leftovers("stylesphere") == []
+
+
+def test_up_without_state_adopts_instead_of_duplicating(make_stack):
+    stack = make_stack()
+    stack.up()
+    stack.state_file.remove()
+    results = stack.up()
+    assert set(outcomes(results).values()) == {"kept"}
+    assert all(n == 1 for n in count_tagged("stylesphere").values())
+
+
+def test_stacks_do_not_see_each_other(make_stack):
+    a, b = make_stack("lab-a"), make_stack("lab-b", config=StackConfig(
+        vpc_cidr="10.1.0.0/16", public_subnet_cidrs=["10.1.1.0/24", "10.1.2.0/24"],
+        private_subnet_cidrs=["10.1.11.0/24", "10.1.12.0/24"], zones=["us-east-1a", "us-east-1b"]))
+    a.up()
+    b.up()
+    a.down()
+    assert tagged_leftovers("lab-a") == []
+    assert len(tagged_leftovers("lab-b")) > NETWORK_STEPS - 6  # associations carry no tags
+    assert set(outcomes(b.up()).values()) == {"kept"}
+
+
+def test_nat_per_az_adds_a_gateway_and_table_per_zone(make_stack):
+    stack = make_stack(config=StackConfig(zones=["us-east-1a", "us-east-1b"], nat_per_az=True))
+    results = outcomes(stack.up())
+    for name in ("nat-eip-2", "nat-gateway-2", "private-route-table-2"):
+        assert results[name] == "created"
+    counts = count_tagged("stylesphere")
+    assert counts["nat-gateway-2"] == 1
+    assert all(r.ok for r in stack.down())
+    assert tagged_leftovers("stylesphere") == []
+
+
+def test_plan_makes_no_changes_and_reports_drift(make_stack):
+    stack = make_stack()
+    plan = stack.plan()
+    assert set(outcomes(plan).values()) == {"create"}
+    assert stack.mutating_calls() == []
+    stack.up()
+
+    # Drift: someone opens SSH on the web group and turns off DNS hostnames.
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    web = stack.state_file.read().resources["web-security-group"]["id"]
+    vpc = stack.state_file.read().resources["vpc"]["id"]
+    ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": False})
+
+    plan = {r.name: r for r in stack.plan()}
+    assert stack.mutating_calls() == []
+    assert plan["web-security-group"].outcome == "update"
+    assert any("22" in c for c in plan["web-security-group"].changes)
+    assert plan["vpc"].outcome == "update"
+
+    fixed = outcomes(stack.up())
+    assert fixed["web-security-group"] == "updated" and fixed["vpc"] == "updated"
+    assert set(outcomes(stack.plan()).values()) == {"no change"}
+
+
+def _mutating_call_count_of_full_up(make_stack) -> int:
+    probe = make_stack("probe")
+    probe.up()
+    count = len(probe.mutating_calls())
+    probe.down()
+    return count
+
+
+class Crash:
+    """Every AWS call after the Nth mutating one fails as if the process had died there."""
+
+    def __init__(self, after: int):
+        self.after, self.seen, self.crashed = after, 0, False
+
+    def __call__(self, model, **_):
+        from provisioner.context import is_mutating
+
+        if self.crashed:
+            raise Interrupted()
+        if is_mutating(model.name):
+            self.seen += 1
+            if self.seen > self.after:
+                self.crashed = True
+                raise Interrupted()
+
+
+def test_crash_after_any_call_then_resume_and_down(make_stack, strict):
+    strict.delays.nat_create = strict.delays.nat_delete = strict.delays.eni_release = 0.05
+    total = _mutating_call_count_of_full_up(make_stack)
+    assert total >= NETWORK_STEPS
+    for after in range(total):
+        name = f"crash-{after}"
+        crash = Crash(after)
+        crashed = make_stack(name, hooks=[("before-call", crash)])
+        crashed.up()
+        assert crash.crashed
+
+        resumed = make_stack(name)
+        results = resumed.up()
+        assert all(r.ok for r in results), (after, [(r.name, r.outcome, r.detail) for r in results])
+        counts = count_tagged(name)
+        assert all(n == 1 for n in counts.values()), (after, counts)
+
+        assert all(r.ok for r in resumed.down())
+        assert tagged_leftovers(name) == [], after
+
+
+@pytest.mark.parametrize("lose_state", [False, True])
+def test_interrupted_up_is_finished_by_down(make_stack, lose_state):
+    crash = Crash(after=9)
+    stack = make_stack(hooks=[("before-call", crash)])
+    stack.up()
+    if lose_state:
+        stack.state_file.remove()
+    clean = make_stack()
+    assert all(r.ok for r in clean.down())
+    assert tagged_leftovers("stylesphere") == []
