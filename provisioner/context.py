@@ -131,6 +131,16 @@ class RunContext:
     def ec2(self):
         return self.client("ec2")
 
+    def iam_action(self, operation: str) -> str:
+        """The IAM action of an API operation, as a policy names it (e.g. ec2:CreateVpc)."""
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            model = client.meta.service_model
+            if operation in model.operation_names:
+                return f"{model.signing_name}:{operation}"
+        return operation
+
     def _before_call(self, model, context, **_):
         if self.cancel.is_set():
             raise Interrupted()

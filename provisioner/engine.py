@@ -170,8 +170,7 @@ class Engine:
             code = error_code(e)
             action = e.operation_name
             if code in PERMISSION_CODES:
-                service = next((s for s, op in reversed(self.ctx.calls) if op == e.operation_name), "aws")
-                action = f"{service}:{e.operation_name}"
+                action = self.ctx.iam_action(e.operation_name)
                 return AwsFailure(f"step {step.name}: access denied for {action} ({code}): {error_message(e)}",
                                   hint=hint_for(code), code=code)
             return AwsFailure(f"step {step.name}: {action} failed with {code}: {error_message(e)}",

@@ -5,6 +5,7 @@ output and an exit code."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, Interru
                      ProvisionError)
 from .preflight import availability_zones, caller_account, resolve_region
 from .registry import build_steps
-from .retries import PERMISSION_CODES
+from .retries import CREDENTIAL_CODES, PERMISSION_CODES
 from .state import StackState, StateFile
 from .ui import ConsoleReporter
 
@@ -56,8 +57,8 @@ class Run:
         self.opts = opts
         self.reporter = reporter
         validate_stack_name(opts.stack)
-        if not opts.timeout_scale > 0:
-            raise ConfigError("--timeout-scale must be greater than 0")
+        if not (math.isfinite(opts.timeout_scale) and opts.timeout_scale > 0):
+            raise ConfigError("--timeout-scale must be a finite number greater than 0")
         self.state_file = StateFile(opts.state_dir, opts.stack)
         saved = self.state_file.read()  # a corrupt file stops us before any AWS call
         self.config = StackConfig.from_dict(saved.config if saved else {}).merged(overrides or {})
@@ -102,8 +103,9 @@ def exit_code_for(results) -> int:
     if not failures:
         return EXIT_OK
     changed = any(r.outcome in (CREATED, UPDATED, DELETED) for r in results)
-    if not changed and all(f.code in PERMISSION_CODES or f.exit_code == EXIT_USAGE
-                           for f in failures):
+    # Refused credentials or permissions before anything changed: a precondition, like bad input.
+    if not changed and all(f.code in PERMISSION_CODES or f.code in CREDENTIAL_CODES
+                           or f.exit_code == EXIT_USAGE for f in failures):
         return EXIT_USAGE
     return max(f.exit_code for f in failures)
 
@@ -119,7 +121,8 @@ def guarded(fn):
             reporter.error(e.message, e.hint)
             code = e.exit_code
         except (Interrupted, KeyboardInterrupt):
-            reporter.error("interrupted; the state file is saved and the next run carries on")
+            reporter.error("interrupted; what finished is saved in the state file, and the next run "
+                           "(`up` or `down`) carries on from there")
             code = EXIT_INTERRUPTED
         sys.exit(code or EXIT_OK)
 
@@ -143,10 +146,7 @@ def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> i
                 raise ConfigError("cancelled; nothing was changed")
         started = time.monotonic()
         with reporter.live(f"up: {run.where()}"):
-            try:
-                results = engine.up()
-            except Interrupted:
-                return EXIT_INTERRUPTED
+            results = engine.up()
         reporter.summary(results, f"up: {run.where()}", time.monotonic() - started)
         reporter.changes(results)
         reporter.failures(results)
@@ -229,10 +229,7 @@ def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
         engine = run.engine(run.config.superset())
         started = time.monotonic()
         with reporter.live(f"down: {run.where()}"):
-            try:
-                results = engine.down()
-            except Interrupted:
-                return EXIT_INTERRUPTED
+            results = engine.down()
         reporter.summary([r for r in results if r.outcome != "absent" or r.name in run.state.resources],
                          f"down: {run.where()}", time.monotonic() - started)
         reporter.failures(results)

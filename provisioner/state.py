@@ -20,6 +20,9 @@ from pathlib import Path
 from .errors import StateError
 
 SCHEMA_VERSION = 1
+# A lock file is created first and written a moment later: one that cannot be read yet is
+# another run taking the lock, unless it has stayed unreadable this long (a crash in between).
+UNREADABLE_LOCK_GRACE = 10.0
 
 
 def utc_now() -> str:
@@ -142,6 +145,10 @@ class StateFile:
                 fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._lock_holder()
+                if holder is None and self._lock_is_young():
+                    raise StateError(
+                        f"stack {self.stack!r} is being locked by another provision run",
+                        hint=f"wait for it to finish; if that run is gone for good, delete {self.lock_path}")
                 if holder is not None and not _is_stale(holder):
                     raise StateError(
                         f"stack {self.stack!r} is locked by another provision run "
@@ -160,6 +167,12 @@ class StateFile:
             yield
         finally:
             self.lock_path.unlink(missing_ok=True)
+
+    def _lock_is_young(self) -> bool:
+        try:
+            return lock_age_seconds(self.lock_path) < UNREADABLE_LOCK_GRACE
+        except FileNotFoundError:  # released meanwhile: the next try takes it
+            return False
 
     def _lock_holder(self) -> dict | None:
         try:

@@ -69,7 +69,8 @@ class Stack:
         if self.strict is not None:
             self.strict.install(session.events)
         for event, handler in self.hooks:
-            session.events.register(event, handler)
+            # First, so that a before-send hook answers before moto's own handler does.
+            session.events.register_first(event, handler)
         return session
 
     def context(self, config: StackConfig | None = None) -> RunContext:

@@ -27,9 +27,15 @@ class _Http:
         self.content = b""
 
 
-def refuse(code: str, message: str, status: int = 400):
+ORDER, LINGERING = "order", "lingering"
+
+
+def refuse(code: str, message: str, kind: str = ORDER, status: int = 400):
+    """An AWS error response. `kind` says why AWS refuses: ORDER, something the tool should have
+    deleted first still exists (a teardown-order bug); LINGERING, AWS itself still holds it for a
+    while after its owner was deleted (the tool must wait and retry)."""
     return _Http(status), {"Error": {"Code": code, "Message": message},
-                           "ResponseMetadata": {"HTTPStatusCode": status}}
+                           "ResponseMetadata": {"HTTPStatusCode": status}, "kind": kind}
 
 
 @dataclass
@@ -44,7 +50,8 @@ class Delays:
 class StrictAws:
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
-    # Each refusal made, as (operation, code): tests assert that the tool met and survived them.
+    # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived
+    # the LINGERING ones and never caused an ORDER one.
     refusals: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -84,7 +91,7 @@ class StrictAws:
             with self._lock:
                 response = rule(body)
             if response is not None:
-                self.refusals.append((operation, response[1]["Error"]["Code"]))
+                self.refusals.append((operation, response[1]["Error"]["Code"], response[1].pop("kind")))
             return response
         return handler
 
@@ -156,7 +163,8 @@ class StrictAws:
         for nat_id, subnet, _, _ in self._lingering():
             if subnet == subnet_id:
                 return refuse("DependencyViolation",
-                              f"The subnet '{subnet_id}' has dependencies (interface of deleted NAT gateway {nat_id})")
+                              f"The subnet '{subnet_id}' has dependencies (interface of deleted NAT gateway {nat_id})",
+                              LINGERING)
         enis = [e for e in self.backend.enis.values() if e.subnet.id == subnet_id]
         if enis:
             return refuse("DependencyViolation", f"The subnet '{subnet_id}' has dependencies ({enis[0].id})")
@@ -181,18 +189,18 @@ class StrictAws:
         for address in self.backend.addresses:
             if address.eni is not None and address.eni.subnet.vpc_id == vpc_id:
                 return address.public_ip
-        for _, _, vpc, allocations in self._lingering():
-            if vpc == vpc_id and allocations:
-                return allocations[0]
         return None
 
     def _detach_internet_gateway(self, body):
         vpc_id = body.get("VpcId")
+        message = ("Network {vpc} has some mapped public address(es) ({ip}). "
+                   "Please unmap those public address(es) before detaching the gateway.")
         mapped = self._mapped_public_addresses(vpc_id)
         if mapped:
-            return refuse("DependencyViolation",
-                          f"Network {vpc_id} has some mapped public address(es) ({mapped}). "
-                          "Please unmap those public address(es) before detaching the gateway.")
+            return refuse("DependencyViolation", message.format(vpc=vpc_id, ip=mapped))
+        for _, _, vpc, allocations in self._lingering():
+            if vpc == vpc_id and allocations:
+                return refuse("DependencyViolation", message.format(vpc=vpc_id, ip=allocations[0]), LINGERING)
         return None
 
     def _delete_internet_gateway(self, body):
@@ -204,10 +212,10 @@ class StrictAws:
     def _release_address(self, body):
         allocation = body.get("AllocationId")
         held = {a for _, _, _, allocations in self._lingering() for a in allocations}
-        in_use = allocation in held or any(
-            a.allocation_id == allocation and a.eni is not None for a in self.backend.addresses)
-        if in_use:
+        if any(a.allocation_id == allocation and a.eni is not None for a in self.backend.addresses):
             return refuse("InvalidIPAddress.InUse", f"Address {allocation} is in use")
+        if allocation in held:
+            return refuse("InvalidIPAddress.InUse", f"Address {allocation} is in use", LINGERING)
         return None
 
     def _delete_vpc(self, body):

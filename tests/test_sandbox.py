@@ -1,0 +1,56 @@
+"""The sandbox as a user runs it: separate `provision` processes against the emulator, which
+starts on first use on 127.0.0.1 and keeps its resources until `provision sandbox stop`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def provision(tmp_path):
+    env = {**os.environ, "PROVISION_SANDBOX_DIR": str(tmp_path / "sandbox"),
+           "PROVISION_STATE_DIR": str(tmp_path / "state")}
+    env.pop("AWS_ACCESS_KEY_ID", None)  # the sandbox needs no credentials
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+
+    def run(*args, check=True):
+        result = subprocess.run([sys.executable, "-m", "provisioner.cli", *args], env=env,
+                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if check:
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result
+
+    yield run
+    run("sandbox", "stop", check=False)
+
+
+def test_sandbox_lifecycle_across_processes(provision, tmp_path):
+    assert "not running" in provision("sandbox", "status").stdout
+
+    up = provision("up", "--sandbox")
+    assert "17 created" in up.stdout
+    assert "running at http://127.0.0.1:" in provision("sandbox", "status").stdout
+
+    again = provision("up", "--sandbox")
+    assert "17 kept" in again.stdout
+
+    status = json.loads(provision("status", "--sandbox", "--json").stdout)
+    assert {s["state"] for s in status} == {"present"}
+    outputs = json.loads(provision("outputs", "--sandbox", "--json").stdout)
+    assert outputs["vpc_id"].startswith("vpc-") and outputs["account"] == "123456789012"
+    assert (tmp_path / "state" / "stylesphere.json").exists()
+
+    refused = provision("down", "--sandbox", check=False)  # not a terminal and no --yes
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+
+    down = provision("down", "--sandbox", "--yes")
+    assert "17 deleted" in down.stdout
+    assert not (tmp_path / "state" / "stylesphere.json").exists()
+    assert "nothing left" in provision("down", "--sandbox", "--yes").stdout
+
+    assert "sandbox stopped" in provision("sandbox", "stop").stdout
