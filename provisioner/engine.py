@@ -28,9 +28,10 @@ DEFAULT_WORKERS = 8
 # Outcomes a step can end with, per command.
 CREATED, KEPT, UPDATED, DELETED, ABSENT = "created", "kept", "updated", "deleted", "absent"
 FAILED, SKIPPED, INTERRUPTED = "failed", "skipped", "interrupted"
-WILL_CREATE, WILL_UPDATE, NO_CHANGE = "create", "update", "no change"
+WILL_CREATE, WILL_UPDATE, WILL_DELETE, NO_CHANGE = "create", "update", "delete", "no change"
 PRESENT, MISSING = "present", "missing"
-DONE_OK = {CREATED, KEPT, UPDATED, DELETED, ABSENT, WILL_CREATE, WILL_UPDATE, NO_CHANGE, PRESENT, MISSING}
+DONE_OK = {CREATED, KEPT, UPDATED, DELETED, ABSENT, WILL_CREATE, WILL_UPDATE, WILL_DELETE, NO_CHANGE,
+           PRESENT, MISSING}
 
 
 @dataclass
@@ -51,9 +52,13 @@ class StepResult:
 
 class Engine:
     def __init__(self, ctx: RunContext, steps: dict[str, Step], state: StackState,
-                 state_file: StateFile | None = None, workers: int = DEFAULT_WORKERS):
+                 state_file: StateFile | None = None, workers: int = DEFAULT_WORKERS,
+                 retired: dict[str, Step] | None = None):
         self.ctx = ctx
         self.steps = steps
+        # Steps the configuration no longer has (e.g. the second NAT gateway after --single-nat):
+        # `up` deletes what the state says they still hold, so nothing is left billing.
+        self.retired = {n: s for n, s in (retired or {}).items() if n not in steps and n in state.resources}
         self.state = state
         self.state_file = state_file
         self.workers = workers
@@ -64,28 +69,36 @@ class Engine:
     # -- commands ------------------------------------------------------------------------------
     def up(self) -> list[StepResult]:
         self._save()
-        results = self._walk(self._up_step, reverse=False, active="creating")
+        results = self._walk(self._up_step, self.steps, reverse=False, active="creating")
+        if self.retired and all(r.ok for r in results):
+            results += self._teardown(self.retired)
         self.state.outputs = self._outputs()
         self._save()
         return results
 
     def plan(self) -> list[StepResult]:
         with self._read_only():
-            return self._walk(self._plan_step, reverse=False, active="checking", record=False)
+            results = self._walk(self._plan_step, self.steps, reverse=False, active="checking", record=False)
+        return results + [StepResult(name, WILL_DELETE, self._known_id(step), detail="no longer configured")
+                          for name, step in self.retired.items()]
 
     def status(self) -> list[StepResult]:
         with self._read_only():
-            return self._walk(self._status_step, reverse=False, active="checking", record=False)
+            return self._walk(self._status_step, self.steps, reverse=False, active="checking", record=False)
 
     def down(self) -> list[StepResult]:
-        with self._read_only():
-            found = {r.name: r for r in self._walk(self._discover_step, reverse=False,
-                                                     active="finding", record=False)}
-        results = self._walk(lambda step: self._down_step(step, found[step.name]), reverse=True,
-                             active="deleting")
+        results = self._teardown(self.steps)
         if self.state_file is not None and all(r.ok for r in results):
             self.state_file.remove()
         return results
+
+    def _teardown(self, steps: dict[str, Step]) -> list[StepResult]:
+        """Find everything (state, then tags), then delete along the reversed graph."""
+        with self._read_only():
+            found = {r.name: r for r in self._walk(self._discover_step, steps, reverse=False,
+                                                     active="finding", record=False)}
+        return self._walk(lambda step: self._down_step(step, found[step.name]), steps, reverse=True,
+                          active="deleting")
 
     # -- per-step work (runs in worker threads) ------------------------------------------------
     def _known_id(self, step: Step) -> str | None:
@@ -125,12 +138,16 @@ class Engine:
         found = step.find_all(self.ctx, self._known_id(step))
         if found:
             self.ctx.resources[step.name] = found[0]
+        else:
+            self.ctx.resources.pop(step.name, None)
         return StepResult(step.name, PRESENT if found else MISSING,
                           ", ".join(r.id for r in found) or None, resources=found)
 
     def _down_step(self, step: Step, discovered: StepResult) -> StepResult:
         if discovered.error is not None:
             raise discovered.error
+        if not discovered.ok:  # never looked for (what it hangs on could not be found): not "absent"
+            raise AwsFailure(f"step {step.name}: could not look for it ({discovered.detail})")
         if not discovered.resources:
             return StepResult(step.name, ABSENT, detail="nothing to delete")
         for resource in discovered.resources:
@@ -183,58 +200,71 @@ class Engine:
         failure.traceback = traceback.format_exc()
         return failure
 
-    def _walk(self, fn, *, reverse: bool, active: str, record: bool = True) -> list[StepResult]:
-        graph = dependency_graph(self.steps, reverse=reverse)
+    def _walk(self, fn, steps: dict[str, Step], *, reverse: bool, active: str,
+              record: bool = True) -> list[StepResult]:
+        graph = dependency_graph(steps, reverse=reverse)
         sorter = TopologicalSorter(graph)
         sorter.prepare()
         results: dict[str, StepResult] = {}
-        for name in self.steps:
+        for name in steps:
             self.ctx.reporter.step(name, "waiting")
         pool = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="step")
         running: dict[cf.Future, str] = {}
+
+        def start_ready():
+            for name in sorter.get_ready():
+                blockers = [d for d in graph[name] if not results[d].ok]
+                if blockers:
+                    why = "interrupted" if self.ctx.cancel.is_set() else f"{blockers[0]} did not finish"
+                    results[name] = StepResult(name, SKIPPED, detail=f"not started: {why}")
+                    self.ctx.reporter.step(name, SKIPPED, results[name].detail)
+                    sorter.done(name)
+                    continue
+                running[pool.submit(self._run_one, fn, steps[name], active)] = name
+
         try:
             while sorter.is_active():
-                for name in sorter.get_ready():
-                    blockers = [d for d in graph[name] if not results[d].ok]
-                    if blockers:
-                        why = "interrupted" if self.ctx.cancel.is_set() else f"{blockers[0]} did not finish"
-                        results[name] = StepResult(name, SKIPPED, detail=f"not started: {why}")
-                        self.ctx.reporter.step(name, SKIPPED, results[name].detail)
-                        sorter.done(name)
-                        continue
-                    running[pool.submit(self._run_one, fn, self.steps[name], active)] = name
+                start_ready()
                 if not running:
                     continue
                 done, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                finished = []
                 for future in done:
                     name = running.pop(future)
                     results[name] = future.result()
-                    if record:
-                        self._record(results[name])
+                    finished.append(results[name])
                     sorter.done(name)
+                # Dependents start before the state write, so saving never delays the critical
+                # path; a crash in between is covered by the tags.
+                start_ready()
+                if record:
+                    self._record(finished)
         except KeyboardInterrupt:
             # Let every worker stop at its next AWS call or wait, keep what they finished, and
             # save; the steps still in flight are found by their tags next time.
             self.ctx.cancel.set()
-            for future in cf.as_completed(running):
-                result = future.result()
-                if record:
-                    self._record(result)
+            finished = [future.result() for future in cf.as_completed(running)]
+            if record:
+                self._record(finished)
             raise Interrupted() from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return [results[name] for name in self.steps if name in results]
+        return [results[name] for name in steps if name in results]
 
     # -- state ---------------------------------------------------------------------------------
-    def _record(self, result: StepResult) -> None:
-        if result.outcome in (CREATED, KEPT, UPDATED) and result.resources:
-            self.state.resources[result.name] = result.resources[0].to_state()
-        elif result.outcome in (DELETED, ABSENT):
-            self.state.resources.pop(result.name, None)
-            self.ctx.resources.pop(result.name, None)
-        else:
-            return
-        self._save()
+    def _record(self, finished: list[StepResult]) -> None:
+        """Write what these steps changed to the state file (once for the batch)."""
+        changed = False
+        for result in finished:
+            if result.outcome in (CREATED, KEPT, UPDATED) and result.resources:
+                self.state.resources[result.name] = result.resources[0].to_state()
+                changed = True
+            elif result.outcome in (DELETED, ABSENT) and result.name in self.state.resources:
+                del self.state.resources[result.name]
+                self.ctx.resources.pop(result.name, None)
+                changed = True
+        if changed:
+            self._save()
 
     def _save(self) -> None:
         if self.state_file is not None:

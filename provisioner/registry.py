@@ -163,7 +163,8 @@ def dependency_graph(all_steps: dict[str, Step], reverse: bool = False) -> dict[
     every step that depends on it."""
     graph: dict[str, set[str]] = {name: set() for name in all_steps}
     for step in all_steps.values():
-        for dep in step.depends_on:
+        # Dependencies outside the set (a subset being torn down) are already settled.
+        for dep in (d for d in step.depends_on if d in all_steps):
             if reverse:
                 graph[dep].add(step.name)
             else:

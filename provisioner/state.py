@@ -62,6 +62,7 @@ class StateFile:
         self.path = self.dir / f"{stack}.json"
         self.backup = self.dir / f"{stack}.json.bak"
         self.lock_path = self.dir / f"{stack}.lock"
+        self._backed_up = False
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -111,11 +112,13 @@ class StateFile:
 
     def save(self, state: StackState) -> None:
         """Atomic: the new version is written to a temporary file and renamed over the old one,
-        after the old one is copied to the backup, so a crash leaves one complete file."""
+        so a crash leaves one complete file. The first save of a run first copies the file as it
+        was before the run to the backup."""
         self.dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
-        if self.path.exists():
+        if not self._backed_up and self.path.exists():
             self._write_atomic(self.backup, self.path.read_bytes())
+        self._backed_up = True
         self._write_atomic(self.path, text.encode())
 
     def remove(self) -> None:

@@ -20,10 +20,10 @@ STYLES = {
     "waiting": "dim", "checking": "cyan", "finding": "cyan", "creating": "yellow", "deleting": "yellow",
     "waiting for AWS": "magenta", "created": "green", "updated": "green", "kept": "blue",
     "deleted": "green", "absent": "dim", "failed": "bold red", "skipped": "red", "interrupted": "red",
-    "create": "green", "update": "yellow", "no change": "dim", "present": "green", "missing": "red",
+    "create": "green", "update": "yellow", "delete": "red", "no change": "dim", "present": "green", "missing": "red",
 }
 FINAL = {"created", "updated", "kept", "deleted", "absent", "failed", "skipped", "interrupted",
-         "create", "update", "no change", "present", "missing"}
+         "create", "update", "delete", "no change", "present", "missing"}
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -102,6 +102,14 @@ class ConsoleReporter(Reporter):
     def summary(self, results, title: str, total: float) -> None:
         if not results:
             return
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        totals = ", ".join(f"{n} {o}" for o, n in counts.items()) + f" in {fmt_seconds(total)}"
+        if self.console.is_terminal:
+            # The live table above already shows every step's result and time.
+            self.out.print(totals)
+            return
         table = Table(title=title, title_justify="left")
         table.add_column("step", style="bold")
         table.add_column("result")
@@ -111,10 +119,7 @@ class ConsoleReporter(Reporter):
             table.add_row(r.name, Text(r.outcome, style=STYLES.get(r.outcome, "")), r.resource_id or "",
                           fmt_seconds(r.seconds))
         self.out.print(table)
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.outcome] = counts.get(r.outcome, 0) + 1
-        self.out.print(", ".join(f"{n} {o}" for o, n in counts.items()) + f" in {fmt_seconds(total)}")
+        self.out.print(totals)
 
     def changes(self, results) -> None:
         for r in results:

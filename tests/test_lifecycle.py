@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import count_tagged, outcomes, tagged_leftovers
+from stacks import count_tagged, outcomes, tagged_leftovers
 from provisioner.config import StackConfig
 from provisioner.errors import Interrupted
 
@@ -108,6 +108,27 @@ def test_nat_per_az_adds_a_gateway_and_table_per_zone(make_stack):
     assert counts["nat-gateway-2"] == 1
     assert all(r.ok for r in stack.down())
     assert tagged_leftovers("stylesphere") == []
+
+
+def test_switching_back_to_a_single_nat_removes_the_second(make_stack):
+    """Nothing may keep billing: the NAT gateway, address and table of the second zone go, and
+    the second private subnet moves to the first table before its table is deleted."""
+    per_az = StackConfig(zones=["us-east-1a", "us-east-1b"], nat_per_az=True)
+    stack = make_stack(config=per_az)
+    stack.up()
+    single = StackConfig(zones=["us-east-1a", "us-east-1b"], nat_per_az=False)
+
+    plan = {r.name: r.outcome for r in stack.engine(config=single).plan()}
+    assert plan["nat-gateway-2"] == plan["nat-eip-2"] == plan["private-route-table-2"] == "delete"
+    assert plan["private-subnet-2-association"] == "update"
+
+    results = outcomes(stack.up(config=single))
+    assert results["nat-gateway-2"] == results["nat-eip-2"] == results["private-route-table-2"] == "deleted"
+    assert results["private-subnet-2-association"] == "updated"
+    counts = count_tagged("stylesphere")
+    assert "nat-gateway-2" not in counts and "nat-eip-2" not in counts
+    assert "nat-gateway-2" not in stack.state_file.read().resources
+    assert set(outcomes(stack.up(config=single)).values()) == {"kept"}
 
 
 def test_plan_makes_no_changes_and_reports_drift(make_stack):

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from conftest import outcomes, tagged_leftovers
+from stacks import outcomes, tagged_leftovers
 from strict import refuse
 
 
@@ -183,3 +183,22 @@ def test_strict_fixture_refuses_what_aws_refuses(strict):
     assert ec2.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"] == "deleting"
     with pytest.raises(Exception, match="DependencyViolation"):
         ec2.delete_subnet(SubnetId=subnet)  # its interface lingers after the gateway is gone
+
+
+def test_a_failed_lookup_during_down_is_not_taken_for_absent(make_stack):
+    """If finding the internet gateway fails, its attachment cannot be looked for: down must fail
+    and keep both in the state file, not report them gone."""
+    stack = make_stack()
+    stack.up()
+    stack.hooks.append(("before-call.ec2.DescribeInternetGateways", FailFirst("UnauthorizedOperation", 100)))
+    results = {r.name: r for r in stack.down()}
+    assert results["internet-gateway"].outcome != "deleted"
+    assert results["internet-gateway-attachment"].outcome in ("failed", "skipped")
+    # The associations hang on route tables whose lookup waited for the gateway's.
+    assert "could not look for it" in results["public-subnet-1-association"].detail
+    assert not [r for r in results.values() if r.outcome == "absent" and r.name in stack.state_file.read().resources]
+    saved = stack.state_file.read().resources
+    assert "internet-gateway" in saved and "internet-gateway-attachment" in saved
+    stack.hooks.clear()
+    assert all(r.ok for r in stack.down())
+    assert tagged_leftovers("stylesphere") == []
