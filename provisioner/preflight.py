@@ -8,8 +8,8 @@ import os
 
 from .config import ZONE_COUNT
 from .context import RunContext
-from .errors import ConfigError
-from .retries import CREDENTIAL_CODES, PERMISSION_CODES, error_code, error_message
+from .errors import AwsFailure, ConfigError
+from .retries import CREDENTIAL_CODES, PERMISSION_CODES, error_code, error_message, hint_for
 
 SANDBOX_REGION = "us-east-1"
 
@@ -69,13 +69,9 @@ def caller_account(ctx: RunContext) -> str:
                                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables; or try --sandbox, "
                                "which needs no AWS account") from None
     except ClientError as e:
-        code = error_code(e)
-        if code in CREDENTIAL_CODES:
-            raise ConfigError(f"the AWS credentials were refused ({code}): {error_message(e)}",
-                              hint="they are invalid or expired: refresh them (e.g. `aws sso login`) "
-                                   "or try --sandbox") from None
-        if code in PERMISSION_CODES:
-            raise ConfigError(f"access denied for sts:GetCallerIdentity: {error_message(e)}") from None
+        refused = _refused(e, "sts:GetCallerIdentity")
+        if refused is not None:
+            raise refused from None
         raise
     except BotoCoreError as e:
         # Expired SSO tokens, unreachable endpoints and the like: all before any change.
@@ -85,11 +81,36 @@ def caller_account(ctx: RunContext) -> str:
         raise ConfigError(f"cannot use the AWS credentials or endpoint: {e}", hint=hint) from None
 
 
+def _refused(e, action: str) -> ConfigError | None:
+    """The error for credentials or permissions refused before any change; None for other codes."""
+    code = error_code(e)
+    if code in CREDENTIAL_CODES:
+        return ConfigError(f"the AWS credentials were refused ({code}): {error_message(e)}",
+                           hint="they are invalid or expired: refresh them (e.g. `aws sso login`) "
+                                "or try --sandbox")
+    if code in PERMISSION_CODES:
+        return ConfigError(f"access denied for {action}: {error_message(e)}", hint=hint_for(code))
+    return None
+
+
 def availability_zones(ctx: RunContext) -> list[str]:
     """The first two zones of the region that are available and need no opt-in."""
-    zones = ctx.ec2.describe_availability_zones(
-        Filters=[{"Name": "state", "Values": ["available"]},
-                 {"Name": "zone-type", "Values": ["availability-zone"]}])["AvailabilityZones"]
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    action = "ec2:DescribeAvailabilityZones"
+    try:
+        zones = ctx.ec2.describe_availability_zones(
+            Filters=[{"Name": "state", "Values": ["available"]},
+                     {"Name": "zone-type", "Values": ["availability-zone"]}])["AvailabilityZones"]
+    except ClientError as e:
+        refused = _refused(e, action)
+        if refused is not None:
+            raise refused from None
+        raise AwsFailure(f"{action} failed with {error_code(e)}: {error_message(e)}",
+                         hint=hint_for(error_code(e))) from None
+    except BotoCoreError as e:
+        raise AwsFailure(f"{action} failed: {e}",
+                         hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
     names = sorted(z["ZoneName"] for z in zones if z.get("OptInStatus", "opt-in-not-required") == "opt-in-not-required")
     if len(names) < ZONE_COUNT:
         raise ConfigError(f"region {ctx.region} has {len(names)} available zone(s); the stack needs "

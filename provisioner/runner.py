@@ -85,7 +85,9 @@ class Run:
         return f"stack {self.opts.stack!r} in {target}, region {self.ctx.region}"
 
     def engine(self, config: StackConfig) -> Engine:
-        return Engine(self.ctx, build_steps(config), self.state, self.state_file)
+        steps = build_steps(config)
+        retired = {n: s for n, s in build_steps(config.superset()).items() if n not in steps}
+        return Engine(self.ctx, steps, self.state, self.state_file, retired=retired)
 
     def resolve_zones(self) -> None:
         if not self.config.zones:
@@ -129,7 +131,7 @@ def guarded(fn):
     return wrapper
 
 
-def confirm(reporter: ConsoleReporter, question: str) -> bool:
+def confirm(question: str) -> bool:
     import click
 
     return click.confirm(question, default=False, err=True)
@@ -142,7 +144,7 @@ def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> i
         run.resolve_zones()
         engine = run.engine(run.config)
         if run.is_new and not opts.sandbox and not opts.yes and sys.stdin.isatty():
-            if not confirm(reporter, f"Create {run.where()}? It bills by the hour until `provision down`"):
+            if not confirm(f"Create {run.where()}? It bills by the hour until `provision down`"):
                 raise ConfigError("cancelled; nothing was changed")
         started = time.monotonic()
         with reporter.live(f"up: {run.where()}"):
@@ -222,7 +224,7 @@ def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
         if not sys.stdin.isatty():
             raise ConfigError("`down` deletes every resource of the stack; pass --yes to confirm "
                               "when not running interactively")
-        if not confirm(reporter, f"Delete every resource of {run.where()}?"):
+        if not confirm(f"Delete every resource of {run.where()}?"):
             raise ConfigError("cancelled; nothing was changed")
     with run.lock():
         # Look for every step any configuration could have made, so nothing is left billing.

@@ -9,7 +9,7 @@ import signal
 import pytest
 from click.testing import CliRunner
 
-from conftest import count_tagged, outcomes, tagged_leftovers
+from stacks import count_tagged, outcomes, tagged_leftovers
 from provisioner.errors import Interrupted
 
 
