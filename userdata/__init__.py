@@ -22,9 +22,10 @@ __all__ = [
     "render_bootstrap",
     "encode_user_data",
     "USER_DATA_LIMIT",
-    "BUILD_TIMEOUT_SECONDS",
+    "DEFAULT_GRACE_PERIOD_SECONDS",
+    "MIN_GRACE_PERIOD_SECONDS",
+    "BOOT_MARGIN_SECONDS",
     "HEALTH_WAIT_SECONDS",
-    "RECOMMENDED_GRACE_PERIOD_SECONDS",
     "SUCCESS_MARKER",
     "FAILURE_MARKER",
     "STEPS",
@@ -34,13 +35,17 @@ __all__ = [
 #: EC2 limit on user data, before base64 encoding.
 USER_DATA_LIMIT = 16 * 1024
 
-#: Time allowed for building all images on first boot (the Next.js build is the slow part).
-BUILD_TIMEOUT_SECONDS = 780
+#: The Auto Scaling Group's health check grace period, by default. The whole first boot (Docker
+#: install, image builds, health wait) must fit inside it: an instance still building when it
+#: ends is marked unhealthy and replaced, and its replacement starts the build over (the 502s of
+#: the original build).
+DEFAULT_GRACE_PERIOD_SECONDS = 600
+#: A shorter grace period cannot fit a first boot at all.
+MIN_GRACE_PERIOD_SECONDS = 300
+#: Taken off the grace period for the instance's own start before cloud-init runs user data.
+BOOT_MARGIN_SECONDS = 60
 #: Time allowed for both health endpoints to answer after ``docker compose up``.
-HEALTH_WAIT_SECONDS = 180
-#: ASG health check grace period that covers a first boot on a 1 GB instance
-#: (apt install, image builds and health wait, with margin).
-RECOMMENDED_GRACE_PERIOD_SECONDS = 1200
+HEALTH_WAIT_SECONDS = 90
 #: Swap file created before building.
 SWAP_MB = 2048
 
@@ -69,7 +74,8 @@ def _project_name(stack: str) -> str:
 
 
 def render_bootstrap(*, region: str, release_bucket: str, release_key: str, images_base_url: str,
-                     app_source: str | None = None, stack: str = "stylesphere") -> str:
+                     app_source: str | None = None, stack: str = "stylesphere",
+                     grace_period_seconds: int = DEFAULT_GRACE_PERIOD_SECONDS) -> str:
     """The bootstrap shell script text, with values shell-quoted safely.
 
     ``app_source`` may be ``git+https://host/owner/repo.git`` (optionally with
@@ -89,6 +95,9 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
         raise ValueError(f"app source must look like git+https://host/owner/repo.git[#ref]: {app_source!r}")
     if not isinstance(stack, str) or not stack.strip():
         raise ValueError("stack name must not be empty")
+    if not isinstance(grace_period_seconds, int) or grace_period_seconds < MIN_GRACE_PERIOD_SECONDS:
+        raise ValueError(f"the grace period must be at least {MIN_GRACE_PERIOD_SECONDS}s to fit a first boot, "
+                         f"got {grace_period_seconds!r}")
 
     values = {
         "REGION": region,
@@ -97,7 +106,8 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
         "IMAGES_BASE_URL": images_base_url,
         "APP_SOURCE": app_source or "",
         "PROJECT": _project_name(stack),
-        "BUILD_TIMEOUT": str(BUILD_TIMEOUT_SECONDS),
+        "BUDGET": str(grace_period_seconds - BOOT_MARGIN_SECONDS),
+        "HEALTH_WAIT": str(HEALTH_WAIT_SECONDS),
         "HEALTH_TRIES": str(max(1, HEALTH_WAIT_SECONDS // 5)),
         "SWAP_MB": str(SWAP_MB),
     }

@@ -104,7 +104,17 @@ def test_constants_agree_with_script():
     for step in userdata.STEPS:
         assert f"begin {step} " in script
     assert userdata.LOG_PATH in script
-    assert userdata.RECOMMENDED_GRACE_PERIOD_SECONDS > userdata.BUILD_TIMEOUT_SECONDS + userdata.HEALTH_WAIT_SECONDS
+
+
+
+def test_the_boot_is_budgeted_inside_the_grace_period():
+    default = render_bootstrap(**ARGS)
+    assert f"BUDGET={userdata.DEFAULT_GRACE_PERIOD_SECONDS - userdata.BOOT_MARGIN_SECONDS}\n" in default
+    longer = render_bootstrap(**ARGS, grace_period_seconds=1200)
+    assert f"BUDGET={1200 - userdata.BOOT_MARGIN_SECONDS}\n" in longer
+    assert userdata.DEFAULT_GRACE_PERIOD_SECONDS - userdata.BOOT_MARGIN_SECONDS > userdata.HEALTH_WAIT_SECONDS
+    with pytest.raises(ValueError, match="grace period"):
+        render_bootstrap(**ARGS, grace_period_seconds=userdata.MIN_GRACE_PERIOD_SECONDS - 1)
 
 
 @pytest.mark.parametrize("source", [None, "git+https://github.com/example/stylesphere.git#v1.2"])
