@@ -21,17 +21,6 @@ MODELS: dict[str, dict] = {
                 {"matcher": "error", "expected": "InvalidAllocationID.NotFound", "state": "success"},
             ],
         },
-        # Network interfaces that AWS services (NAT gateways, load balancers) leave in a subnet or
-        # security group for minutes after the service itself is gone.
-        "NetworkInterfacesReleased": {
-            "operation": "DescribeNetworkInterfaces",
-            "delay": 5,
-            "maxAttempts": 240,
-            "acceptors": [
-                {"matcher": "path", "argument": "length(NetworkInterfaces) == `0`",
-                 "expected": True, "state": "success"},
-            ],
-        },
     },
 }
 

@@ -18,8 +18,8 @@ def provision(tmp_path):
     env.pop("AWS_ACCESS_KEY_ID", None)  # the sandbox needs no credentials
     env.pop("AWS_SECRET_ACCESS_KEY", None)
 
-    def run(*args, check=True):
-        result = subprocess.run([sys.executable, "-m", "provisioner.cli", *args], env=env,
+    def run(*args, check=True, extra_env=None):
+        result = subprocess.run([sys.executable, "-m", "provisioner.cli", *args], env={**env, **(extra_env or {})},
                                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         if check:
             assert result.returncode == 0, (args, result.stdout, result.stderr)
@@ -44,6 +44,14 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
     outputs = json.loads(provision("outputs", "--sandbox", "--json").stdout)
     assert outputs["vpc_id"].startswith("vpc-") and outputs["account"] == "123456789012"
     assert (tmp_path / "state" / "stylesphere.json").exists()
+
+    # Any emulator or proxy can stand in for AWS through the standard AWS_ENDPOINT_URL: the same
+    # stack, seen without --sandbox, through the endpoint and the usual credential variables.
+    endpoint = provision("sandbox", "status").stdout.split("running at ")[1].split()[0]
+    via_env = provision("status", "--json", "--region", "us-east-1", "--state-dir", str(tmp_path / "other"),
+                        extra_env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x",
+                                   "AWS_SECRET_ACCESS_KEY": "x"})
+    assert {s["state"] for s in json.loads(via_env.stdout)} == {"present"}
 
     refused = provision("down", "--sandbox", check=False)  # not a terminal and no --yes
     assert refused.returncode == 2 and "--yes" in refused.stderr
