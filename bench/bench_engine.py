@@ -226,14 +226,19 @@ def warm_moto():
 # --------------------------------------------------------------------------------------------
 # Critical path
 # --------------------------------------------------------------------------------------------
-def critical_path(steps: dict, durations: dict[str, float], reverse: bool) -> tuple[float, list[str]]:
-    """The longest chain through the dependency graph, weighting each step by its duration.
-    For `down` the graph is reversed (a step is deleted after every step that depends on it)."""
+def walk_graph(steps: dict, active: str) -> dict[str, set[str]]:
+    """The graph the engine walks for `creating`, `finding` (down's lookups) or `deleting`."""
+    from provisioner.registry import dependency_graph, lookup_graph
+
+    if active == "finding":
+        return lookup_graph(steps)
+    return dependency_graph(steps, reverse=(active == "deleting"))
+
+
+def critical_path(graph: dict[str, set[str]], durations: dict[str, float]) -> tuple[float, list[str]]:
+    """The longest chain through the walk's graph, weighting each step by its duration."""
     from graphlib import TopologicalSorter
 
-    from provisioner.registry import dependency_graph
-
-    graph = dependency_graph(steps, reverse=reverse)
     finish: dict[str, float] = {}
     via: dict[str, str | None] = {}
     for name in TopologicalSorter(graph).static_order():
@@ -247,13 +252,10 @@ def critical_path(steps: dict, durations: dict[str, float], reverse: bool) -> tu
     return finish[end], list(reversed(chain))
 
 
-def dispatch_lags(steps: dict, spans: dict[str, tuple[float, float]], reverse: bool,
+def dispatch_lags(graph: dict[str, set[str]], spans: dict[str, tuple[float, float]],
                   t0: float) -> dict[str, float]:
     """For every step: how long after its last dependency finished (or after the walk began, for a
     step with none) the engine started it. Pure engine overhead."""
-    from provisioner.registry import dependency_graph
-
-    graph = dependency_graph(steps, reverse=reverse)
     lags = {}
     for name, (start, _) in spans.items():
         ready = max((spans[d][1] for d in graph[name] if d in spans), default=t0)
@@ -388,13 +390,14 @@ def bench_help(runs: int) -> dict:
 # --------------------------------------------------------------------------------------------
 # 3. up and down with AWS-like waits
 # --------------------------------------------------------------------------------------------
-def analyse_walk(engine, active: str, reverse: bool) -> dict:
+def analyse_walk(engine, active: str) -> dict:
     """Critical path, sum and engine overhead of one walk (`creating`, `finding` or `deleting`)."""
     _, started, ended, results = next(w for w in engine.bench_walks if w[0] == active)
     durations = {r.name: r.seconds for r in results}
-    cp, chain = critical_path(engine.steps, durations, reverse=reverse)
+    graph = walk_graph(engine.steps, active)
+    cp, chain = critical_path(graph, durations)
     spans = engine.bench_spans.get(active, {})
-    lags = dispatch_lags(engine.steps, spans, reverse, started) or {"-": 0.0}
+    lags = dispatch_lags(graph, spans, started) or {"-": 0.0}
     last_end = max((e for _, e in spans.values()), default=ended)
     return {"wall": ended - started, "cp": cp, "chain": chain, "sum": sum(durations.values()),
             "durations": durations, "lag_max": max(lags.values()), "lag_mean": statistics.mean(lags.values()),
@@ -428,9 +431,9 @@ def bench_waits(state_root: str, scale: float, reps: int, poll: float, nat_per_a
             up_calls = len(up_engine.ctx.calls)
             down_engine, _, down_wall = harness.timed("down", superset=True)
             down_saves = (harness.saves, harness.save_seconds)
-        up = analyse_walk(up_engine, "creating", reverse=False)
-        discovery = analyse_walk(down_engine, "finding", reverse=False)
-        deletion = analyse_walk(down_engine, "deleting", reverse=True)
+        up = analyse_walk(up_engine, "creating")
+        discovery = analyse_walk(down_engine, "finding")
+        deletion = analyse_walk(down_engine, "deleting")
         runs.append({
             "up_wall": up_wall, "up": up, "up_saves": up_saves, "up_calls": up_calls,
             "down_wall": down_wall, "discovery": discovery, "deletion": deletion,

@@ -47,6 +47,13 @@ class StackConfig:
         """This config with the options the user gave on the command line (None = not given)."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def replacements(self, new: "StackConfig") -> list[str]:
+        """What `new` changes that AWS cannot change in place (a VPC's or subnet's CIDR)."""
+        fields = {"vpc_cidr": "--vpc-cidr", "public_subnet_cidrs": "--public-subnets",
+                  "private_subnet_cidrs": "--private-subnets"}
+        return [f"{option} {getattr(self, name)} -> {getattr(new, name)}"
+                for name, option in fields.items() if getattr(self, name) != getattr(new, name)]
+
     def superset(self) -> "StackConfig":
         """The config whose steps include every optional resource, so that `down` looks for
         all of them whatever the stack was last built with."""

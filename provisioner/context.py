@@ -257,9 +257,11 @@ class RunContext:
         attempts = max(2, math.ceil(deadline / self.poll_interval) + 1)
         self.activity(what)
         try:
-            waiter.wait(WaiterConfig={"Delay": self.poll_interval, "MaxAttempts": attempts}, **params)
+            # Right after a create, AWS may not know the new id yet; several of botocore's
+            # waiters (vpc_available, subnet_available) give up at once on that NotFound.
+            self.retry("eventual-consistency", waiter.wait,
+                       WaiterConfig={"Delay": self.poll_interval, "MaxAttempts": attempts}, **params)
         except WaiterError as e:
-            last = e.last_response or {}
-            reason = last.get("Error", {}).get("Message") if isinstance(last, dict) else None
-            raise AwsFailure(f"gave up waiting for {what} after {deadline:.0f}s: {reason or e.kwargs.get('reason')}",
+            raise AwsFailure(f"gave up waiting for {what} after {deadline:.0f}s: "
+                             f"{error_message(e) if error_code(e) else e.kwargs.get('reason')}",
                              hint="raise --timeout-scale to wait longer") from e

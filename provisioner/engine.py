@@ -19,7 +19,7 @@ from typing import Callable
 
 from .context import Resource, RunContext
 from .errors import AwsFailure, Interrupted, ProvisionError
-from .registry import Step, dependency_graph
+from .registry import Step, dependency_graph, lookup_graph
 from .retries import PERMISSION_CODES, error_code, error_message, hint_for, is_gone
 from .state import StackState, StateFile
 
@@ -69,7 +69,7 @@ class Engine:
     # -- commands ------------------------------------------------------------------------------
     def up(self) -> list[StepResult]:
         self._save()
-        results = self._walk(self._up_step, self.steps, reverse=False, active="creating")
+        results = self._walk(self._up_step, self.steps, dependency_graph(self.steps), active="creating")
         if self.retired and all(r.ok for r in results):
             results += self._teardown(self.retired)
         self.state.outputs = self._outputs()
@@ -78,13 +78,15 @@ class Engine:
 
     def plan(self) -> list[StepResult]:
         with self._read_only():
-            results = self._walk(self._plan_step, self.steps, reverse=False, active="checking", record=False)
+            results = self._walk(self._plan_step, self.steps, dependency_graph(self.steps), active="checking",
+                                 record=False)
         return results + [StepResult(name, WILL_DELETE, self._known_id(step), detail="no longer configured")
                           for name, step in self.retired.items()]
 
     def status(self) -> list[StepResult]:
         with self._read_only():
-            return self._walk(self._status_step, self.steps, reverse=False, active="checking", record=False)
+            return self._walk(self._status_step, self.steps, lookup_graph(self.steps), active="checking",
+                              record=False)
 
     def down(self) -> list[StepResult]:
         results = self._teardown(self.steps)
@@ -95,10 +97,10 @@ class Engine:
     def _teardown(self, steps: dict[str, Step]) -> list[StepResult]:
         """Find everything (state, then tags), then delete along the reversed graph."""
         with self._read_only():
-            found = {r.name: r for r in self._walk(self._discover_step, steps, reverse=False,
+            found = {r.name: r for r in self._walk(self._discover_step, steps, lookup_graph(steps),
                                                      active="finding", record=False)}
-        return self._walk(lambda step: self._down_step(step, found[step.name]), steps, reverse=True,
-                          active="deleting")
+        return self._walk(lambda step: self._down_step(step, found[step.name]), steps,
+                          dependency_graph(steps, reverse=True), active="deleting")
 
     # -- per-step work (runs in worker threads) ------------------------------------------------
     def _known_id(self, step: Step) -> str | None:
@@ -200,9 +202,9 @@ class Engine:
         failure.traceback = traceback.format_exc()
         return failure
 
-    def _walk(self, fn, steps: dict[str, Step], *, reverse: bool, active: str,
+    def _walk(self, fn, steps: dict[str, Step], graph: dict[str, set[str]], *, active: str,
               record: bool = True) -> list[StepResult]:
-        graph = dependency_graph(steps, reverse=reverse)
+        """Run fn for every step, each as soon as its predecessors in `graph` are done."""
         sorter = TopologicalSorter(graph)
         sorter.prepare()
         results: dict[str, StepResult] = {}

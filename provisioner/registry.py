@@ -170,3 +170,10 @@ def dependency_graph(all_steps: dict[str, Step], reverse: bool = False) -> dict[
             else:
                 graph[step.name].add(dep)
     return graph
+
+
+def lookup_graph(all_steps: dict[str, Step]) -> dict[str, set[str]]:
+    """The order in which steps can be *found*: a tagged step by its own tags, at once; a
+    relationship only after what it joins (a route table association needs its subnet's id)."""
+    graph = dependency_graph(all_steps)
+    return {name: (preds if not all_steps[name].tagged else set()) for name, preds in graph.items()}

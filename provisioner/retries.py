@@ -110,16 +110,22 @@ HINTS: dict[str, str] = {
 }
 
 
+def _response(exc: BaseException) -> dict | None:
+    # A ClientError carries `response`; a WaiterError the last response it polled.
+    response = getattr(exc, "response", None) or getattr(exc, "last_response", None)
+    return response if isinstance(response, dict) else None
+
+
 def error_code(exc: BaseException) -> str | None:
-    """The AWS error code of a botocore ClientError (or None for anything else)."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
+    """The AWS error code of a botocore ClientError or WaiterError (or None for anything else)."""
+    response = _response(exc)
+    if response is not None:
         return response.get("Error", {}).get("Code")
     return None
 
 
 def error_message(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
+    response = _response(exc)
     if isinstance(response, dict):
         return response.get("Error", {}).get("Message") or str(exc)
     return str(exc)

@@ -61,8 +61,15 @@ class Run:
             raise ConfigError("--timeout-scale must be a finite number greater than 0")
         self.state_file = StateFile(opts.state_dir, opts.stack)
         saved = self.state_file.read()  # a corrupt file stops us before any AWS call
-        self.config = StackConfig.from_dict(saved.config if saved else {}).merged(overrides or {})
+        built = StackConfig.from_dict(saved.config if saved else {})
+        self.config = built.merged(overrides or {})
         self.config.validate()
+        if saved is not None and saved.resources and built.replacements(self.config):
+            raise ConfigError(
+                f"stack {opts.stack!r} exists with other addresses ({'; '.join(built.replacements(self.config))}); "
+                "AWS cannot change a VPC's or subnet's CIDR in place",
+                hint="leave the option out to keep the stack's addresses, or `provision down` and then "
+                     "`provision up` with the new ones")
         region = resolve_region(opts.region, opts.profile, opts.sandbox)
         endpoint, credentials = None, None
         if opts.sandbox:
@@ -229,10 +236,11 @@ def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
     with run.lock():
         # Look for every step any configuration could have made, so nothing is left billing.
         engine = run.engine(run.config.superset())
+        known = set(run.state.resources)
         started = time.monotonic()
         with reporter.live(f"down: {run.where()}"):
             results = engine.down()
-        reporter.summary([r for r in results if r.outcome != "absent" or r.name in run.state.resources],
+        reporter.summary([r for r in results if r.outcome != "absent" or r.name in known],
                          f"down: {run.where()}", time.monotonic() - started)
         reporter.failures(results)
     code = exit_code_for(results)

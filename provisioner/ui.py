@@ -22,6 +22,9 @@ STYLES = {
     "deleted": "green", "absent": "dim", "failed": "bold red", "skipped": "red", "interrupted": "red",
     "create": "green", "update": "yellow", "delete": "red", "no change": "dim", "present": "green", "missing": "red",
 }
+# What a plain log (no terminal) shows as it happens: what up and down did, and each wait. Lookups
+# (present, missing) and plans are summed up by the table at the end instead.
+LINE_STATES = {"created", "updated", "kept", "deleted", "failed", "skipped", "interrupted", "waiting for AWS"}
 FINAL = {"created", "updated", "kept", "deleted", "absent", "failed", "skipped", "interrupted",
          "create", "update", "delete", "no change", "present", "missing"}
 
@@ -33,6 +36,9 @@ def fmt_seconds(seconds: float) -> str:
 class ConsoleReporter(Reporter):
     def __init__(self, verbose: bool = False, console: Console | None = None):
         self.console = console or Console(stderr=True, highlight=False)
+        # Progress is a courtesy: when its reader goes away (`provision up 2>&1 | head`), rich
+        # would end the process, and the run with it. Go quiet instead and let the run finish.
+        self.console.on_broken_pipe = lambda: setattr(self.console, "quiet", True)
         self.out = Console(highlight=False)
         self.verbose = verbose
         self.rows: dict[str, dict] = {}
@@ -45,6 +51,7 @@ class ConsoleReporter(Reporter):
     def step(self, name, state, detail=""):
         with self._lock:
             row = self.rows.setdefault(name, {"state": "waiting", "detail": "", "since": None, "seconds": None})
+            changed = False
             if state == "waiting":
                 row.update(state=state, detail="", since=None, seconds=None)
             else:
@@ -54,7 +61,7 @@ class ConsoleReporter(Reporter):
                     row["seconds"] = time.monotonic() - row["since"]
                 changed = (row["state"], row["detail"]) != (state, detail)
                 row.update(state=state, detail=detail)
-        if self._live is None and state != "waiting" and changed and (state in FINAL or state == "waiting for AWS"):
+        if self._live is None and changed and state in LINE_STATES:
             elapsed = fmt_seconds(time.monotonic() - self.started)
             self.console.print(Text.assemble(f"[{elapsed:>6}] ", (f"{name:<30}", "bold"), " ",
                                              (f"{state:<16}", STYLES.get(state, "")), " ", detail),

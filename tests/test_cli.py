@@ -324,6 +324,28 @@ def test_bad_cidr_against_an_existing_stack_leaves_its_state_alone(built):
     assert dir_snapshot(built) == before
 
 
+@pytest.mark.parametrize("options", [
+    ["--vpc-cidr", "10.1.0.0/16", "--public-subnets", "10.1.1.0/24,10.1.2.0/24",
+     "--private-subnets", "10.1.11.0/24,10.1.12.0/24"],
+    ["--private-subnets", "10.0.21.0/24,10.0.22.0/24"],
+])
+@pytest.mark.parametrize("command", ["up", "plan"])
+def test_new_addresses_for_an_existing_stack_are_refused_before_anything_changes(built, options, command):
+    """AWS cannot change a VPC's or subnet's CIDR in place: say so at once, rather than fail at
+    the VPC step after independent steps ran."""
+    before, resources = dir_snapshot(built), aws_snapshot()
+    result = cli(command, "--yes", *options, state_dir=built)
+    assert result.exit_code == 2, result.output
+    assert "cannot change a VPC's or subnet's CIDR in place" in result.text
+    assert "provision down" in result.text
+    assert dir_snapshot(built) == before and aws_snapshot() == resources
+
+
+def test_the_same_addresses_again_are_fine(built):
+    result = cli("up", "--yes", "--vpc-cidr", "10.0.0.0/16", "--nat-per-az", state_dir=built)
+    assert result.exit_code == 0, result.output
+
+
 # -- credentials -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["up", "plan", "status", "down"])

@@ -25,6 +25,7 @@ def provision(tmp_path):
             assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
 
+    run.env = env
     yield run
     run("sandbox", "stop", check=False)
 
@@ -62,3 +63,15 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
     assert "nothing left" in provision("down", "--sandbox", "--yes").stdout
 
     assert "sandbox stopped" in provision("sandbox", "stop").stdout
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(provision, tmp_path):
+    """`provision up 2>&1 | head -2`: once the pipe closes, the run must still finish."""
+    proc = subprocess.Popen([sys.executable, "-m", "provisioner.cli", "up", "--sandbox"], env=provision.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=120) in (0, 1)  # rich ends with 1 if the summary itself cannot be written
+    saved = json.loads((tmp_path / "state" / "stylesphere.json").read_text())
+    assert len(saved["resources"]) == 17
+    assert "17 deleted" in provision("down", "--sandbox", "--yes").stdout
