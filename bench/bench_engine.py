@@ -146,14 +146,9 @@ class Harness:
         self.state_file.save = timed_save
 
     def session(self):
-        import boto3
+        from stacks import make_session
 
-        session = boto3.session.Session(region_name=REGION)
-        if self.strict is not None:
-            self.strict.install(session.events)
-        for event, handler in self.hooks:
-            session.events.register(event, handler)
-        return session
+        return make_session(self.strict, self.hooks)
 
     def engine(self, superset: bool = False):
         from provisioner.config import StackConfig

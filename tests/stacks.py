@@ -19,6 +19,17 @@ ZONES = ["us-east-1a", "us-east-1b"]
 POLL = 0.02
 
 
+def make_session(strict: StrictAws | None = None, hooks=()):
+    """A boto3 session with the strict rules and the test's own event hooks installed."""
+    session = boto3.session.Session(region_name=REGION)
+    if strict is not None:
+        strict.install(session.events)
+    for event, handler in hooks:
+        # First, so that a before-send hook answers before moto's own handler does.
+        session.events.register_first(event, handler)
+    return session
+
+
 class Stack:
     """One stack under test: runs the engine's commands the way the CLI does, in-process."""
 
@@ -32,13 +43,7 @@ class Stack:
         self.last_ctx: RunContext | None = None
 
     def session(self):
-        session = boto3.session.Session(region_name=REGION)
-        if self.strict is not None:
-            self.strict.install(session.events)
-        for event, handler in self.hooks:
-            # First, so that a before-send hook answers before moto's own handler does.
-            session.events.register_first(event, handler)
-        return session
+        return make_session(self.strict, self.hooks)
 
     def context(self, config: StackConfig | None = None) -> RunContext:
         ctx = RunContext(stack=self.name, region=REGION, config=config or self.config,
