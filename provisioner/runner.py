@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .config import StackConfig, validate_stack_name
@@ -101,8 +102,16 @@ class Run:
             self.config.zones = availability_zones(self.ctx)
         self.state.config = self.config.to_dict()
 
+    @contextmanager
     def lock(self):
-        return self.state_file.lock(warn=self.reporter.warn)
+        """Hold the stack's lock, with the state as the last run left it: another run may have
+        saved it between our first read (before any AWS call) and the lock."""
+        with self.state_file.lock(warn=self.reporter.warn):
+            fresh = self.state_file.load_for(self.ctx.account, self.ctx.region)
+            if fresh is not None:
+                self.state, self.is_new = fresh, False
+                self.ctx.generation = fresh.generation
+            yield
 
 
 def exit_code_for(results) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import tempfile
 import time
@@ -35,8 +36,8 @@ class StackState:
     account: str
     region: str
     # Set when the stack is first created; part of the ClientTokens, so that a stack built again
-    # after `down` does not replay the idempotency tokens of the one that was deleted.
-    generation: str = field(default_factory=utc_now)
+    # after `down` (even within the same second) does not replay the tokens of the deleted one.
+    generation: str = field(default_factory=lambda: f"{utc_now()}-{secrets.token_hex(4)}")
     config: dict = field(default_factory=dict)
     resources: dict[str, dict] = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from stacks import count_tagged, outcomes, tagged_leftovers
 from provisioner.errors import Interrupted
+from provisioner.state import StateFile
 
 
 class CtrlCOnce:
@@ -65,3 +66,31 @@ def test_cli_exits_130_on_interrupt(moto_aws, tmp_path, monkeypatch):
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output
     assert "Traceback" not in result.output
+
+
+def test_up_uses_the_state_another_run_saved_while_it_waited_for_the_lock(moto_aws, tmp_path, monkeypatch):
+    """Run B reads the state, run A finishes and saves, then B takes the lock: B must build on
+    A's state (keep everything), not on what it read before."""
+    from provisioner import runner
+    from provisioner.cli import main
+
+    state_dir = str(tmp_path / "state")
+    args = ["up", "--region", "us-east-1", "--state-dir", state_dir, "--yes"]
+    original_lock = runner.Run.lock
+
+    generations = []
+
+    def lock_after_another_run(self):
+        # What another run does between this run's first read and its lock.
+        monkeypatch.setattr(runner.Run, "lock", original_lock)
+        assert CliRunner().invoke(main, args).exit_code == 0
+        generations.append(StateFile(state_dir, "stylesphere").read().generation)
+        return original_lock(self)
+
+    monkeypatch.setattr(runner.Run, "lock", lock_after_another_run)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "17 kept" in result.output
+    assert all(n == 1 for n in count_tagged("stylesphere").values())
+    # The stack's generation (part of its idempotency tokens) is the one the other run created.
+    assert StateFile(state_dir, "stylesphere").read().generation == generations[0]
