@@ -86,8 +86,7 @@ def _refused(e, action: str) -> ConfigError | None:
     code = error_code(e)
     if code in CREDENTIAL_CODES:
         return ConfigError(f"the AWS credentials were refused ({code}): {error_message(e)}",
-                           hint="they are invalid or expired: refresh them (e.g. `aws sso login`) "
-                                "or try --sandbox")
+                           hint=hint_for(code))
     if code in PERMISSION_CODES:
         return ConfigError(f"access denied for {action}: {error_message(e)}", hint=hint_for(code))
     return None

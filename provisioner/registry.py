@@ -158,6 +158,14 @@ def build_steps(config: "StackConfig") -> dict[str, Step]:
     return {name: found[name] for name in order}
 
 
+def plan_steps(config: "StackConfig") -> tuple[dict[str, Step], dict[str, Step]]:
+    """The steps of this config, and the steps of options it does not have (the second NAT
+    gateway without --nat-per-az), which `up` removes if a former run made them."""
+    steps = build_steps(config)
+    retired = {n: s for n, s in build_steps(config.superset()).items() if n not in steps}
+    return steps, retired
+
+
 def dependency_graph(all_steps: dict[str, Step], reverse: bool = False) -> dict[str, set[str]]:
     """graphlib's form {node: predecessors}. Reversed for teardown: a step is deleted only after
     every step that depends on it."""

@@ -18,7 +18,7 @@ from .engine import CREATED, DELETED, FAILED, INTERRUPTED, UPDATED, Engine
 from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, Interrupted,
                      ProvisionError)
 from .preflight import availability_zones, caller_account, resolve_region
-from .registry import build_steps
+from .registry import plan_steps
 from .retries import CREDENTIAL_CODES, PERMISSION_CODES
 from .state import StackState, StateFile
 from .ui import ConsoleReporter
@@ -93,8 +93,7 @@ class Run:
         return f"stack {self.opts.stack!r} in {target}, region {self.ctx.region}"
 
     def engine(self, config: StackConfig) -> Engine:
-        steps = build_steps(config)
-        retired = {n: s for n, s in build_steps(config.superset()).items() if n not in steps}
+        steps, retired = plan_steps(config)
         return Engine(self.ctx, steps, self.state, self.state_file, retired=retired)
 
     def resolve_zones(self) -> None:

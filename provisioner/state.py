@@ -149,15 +149,15 @@ class StateFile:
                 fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._lock_holder()
+                hint = f"wait for it to finish; if that run is gone for good, delete {self.lock_path}"
                 if holder is None and self._lock_is_young():
-                    raise StateError(
-                        f"stack {self.stack!r} is being locked by another provision run",
-                        hint=f"wait for it to finish; if that run is gone for good, delete {self.lock_path}")
+                    raise StateError(f"stack {self.stack!r} is being locked by another provision run",
+                                     hint=hint) from None
                 if holder is not None and not _is_stale(holder):
                     raise StateError(
                         f"stack {self.stack!r} is locked by another provision run "
                         f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')})",
-                        hint=f"wait for it to finish; if that run is gone for good, delete {self.lock_path}")
+                        hint=hint) from None
                 warn(f"taking over a stale lock on stack {self.stack!r} "
                      f"(left by pid {holder.get('pid') if holder else '?'}, which is no longer running)")
                 self.lock_path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.live import Live
@@ -76,14 +77,21 @@ class ConsoleReporter(Reporter):
         self.console.print(Text.assemble(("warning: ", "bold yellow"), message))
 
     # -- live table ----------------------------------------------------------------------------
+    @contextmanager
     def live(self, title: str):
+        """The live table while the steps run (on a terminal), or a title line for plain logs."""
         self.title = title
         self.started = time.monotonic()
         if not self.console.is_terminal:
             self.console.print(Text(title, style="bold"))
-            return _NullContext()
-        self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=8, transient=False)
-        return _LiveContext(self)
+            yield
+            return
+        self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=8)
+        try:
+            with self._live:
+                yield
+        finally:
+            self._live = None
 
     def _render(self):
         table = Table(title=f"{self.title}  ({fmt_seconds(time.monotonic() - self.started)})",
@@ -145,25 +153,3 @@ class ConsoleReporter(Reporter):
         self.console.print(Text.assemble(("error: ", "bold red"), message))
         if hint:
             self.console.print(Text.assemble(("hint: ", "bold"), hint))
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _LiveContext:
-    def __init__(self, reporter: ConsoleReporter):
-        self.reporter = reporter
-
-    def __enter__(self):
-        self.reporter._live.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.reporter._live.stop()
-        self.reporter._live = None
-        return False

@@ -2,7 +2,7 @@ from provisioner.context import Resource
 from provisioner.errors import DriftConflict
 from provisioner.registry import Step, register
 
-from .vpc import describe_eni
+from .vpc import describe_eni, network_interfaces
 
 
 @register
@@ -53,6 +53,6 @@ class InternetGatewayAttachment(Step):
 
 
 def public_address_blockers(ctx, vpc_id):
-    enis = ctx.ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NetworkInterfaces"]
+    enis = network_interfaces(ctx, "vpc-id", vpc_id)
     return ", ".join(f"{describe_eni(e)} with public IP {e['Association']['PublicIp']}"
                      for e in enis if e.get("Association", {}).get("PublicIp"))

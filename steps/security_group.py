@@ -1,6 +1,6 @@
 from provisioner.registry import Ec2Step, register
 
-from .vpc import describe_eni
+from .vpc import describe_eni, network_interfaces
 
 ANYWHERE = {"ipv4": "0.0.0.0/0", "ipv6": "::/0"}
 
@@ -106,7 +106,7 @@ class SecurityGroup(Ec2Step):
 
 
 def security_group_blockers(ctx, group_id):
-    enis = ctx.ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [group_id]}])["NetworkInterfaces"]
+    enis = network_interfaces(ctx, "group-id", group_id)
     referencing = ctx.ec2.describe_security_groups(
         Filters=[{"Name": "ip-permission.group-id", "Values": [group_id]}])["SecurityGroups"]
     return ", ".join([describe_eni(e) for e in enis]

@@ -2,7 +2,7 @@ from provisioner.config import ZONE_COUNT
 from provisioner.errors import DriftConflict
 from provisioner.registry import Ec2Step, register
 
-from .vpc import describe_eni
+from .vpc import describe_eni, network_interfaces
 
 
 @register
@@ -57,7 +57,7 @@ class Subnet(Ec2Step):
 
     def delete(self, ctx, resource):
         ctx.retry("dependency", ctx.ec2.delete_subnet, SubnetId=resource.id,
-                  blocked_by=lambda: subnet_blockers(ctx, resource.id))
+                  blocked_by=lambda: ", ".join(map(describe_eni, network_interfaces(ctx, "subnet-id", resource.id))))
 
     def outputs(self, resource):
         return {f"{self.tier}_subnet_{self.index + 1}_id": resource.id}
@@ -65,8 +65,3 @@ class Subnet(Ec2Step):
     def describe(self, resource):
         return f"{resource.attrs['cidr']} in {resource.attrs['zone']}"
 
-
-def subnet_blockers(ctx, subnet_id):
-    enis = ctx.ec2.describe_network_interfaces(
-        Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])["NetworkInterfaces"]
-    return ", ".join(describe_eni(e) for e in enis)

@@ -54,9 +54,16 @@ class Vpc(Ec2Step):
 def vpc_blockers(ctx, vpc_id):
     """What keeps a VPC from being deleted: network interfaces first (the usual culprit, left by
     a load balancer or NAT gateway), then any subnet or non-default security group."""
-    enis = ctx.ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NetworkInterfaces"]
     subnets = ctx.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
-    return ", ".join([describe_eni(e) for e in enis] + [f"subnet {s['SubnetId']}" for s in subnets])
+    return ", ".join([describe_eni(e) for e in network_interfaces(ctx, "vpc-id", vpc_id)]
+                     + [f"subnet {s['SubnetId']}" for s in subnets])
+
+
+def network_interfaces(ctx, filter_name: str, value: str) -> list[dict]:
+    """The interfaces in a VPC or subnet, or using a group: what AWS names when it refuses a
+    delete with DependencyViolation."""
+    return ctx.ec2.describe_network_interfaces(
+        Filters=[{"Name": filter_name, "Values": [value]}])["NetworkInterfaces"]
 
 
 def describe_eni(eni: dict) -> str:

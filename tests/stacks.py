@@ -8,7 +8,7 @@ import boto3
 from provisioner.config import StackConfig
 from provisioner.context import TAG_STACK, RunContext
 from provisioner.engine import Engine
-from provisioner.registry import build_steps
+from provisioner.registry import plan_steps
 from provisioner.state import StackState, StateFile
 
 from strict import StrictAws
@@ -62,8 +62,7 @@ class Stack:
         if state is None:
             state = StackState(stack=self.name, account=ACCOUNT, region=REGION, config=config.to_dict())
         ctx.generation = state.generation
-        steps = build_steps(config)
-        retired = {n: s for n, s in build_steps(config.superset()).items() if n not in steps}
+        steps, retired = plan_steps(config)
         return Engine(ctx, steps, state, self.state_file, retired=retired)
 
     def up(self, config: StackConfig | None = None):
