@@ -22,6 +22,20 @@ STACK_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 
 ZONE_COUNT = 2
 
+DEFAULT_INSTANCE_TYPE = "t3.micro"
+# ACM refuses a certificate whose Common Name is longer than 64 characters.
+CERTIFICATE_CN_MAX = 64
+# The ASG's health check grace period must cover the first boot (Docker install and both image
+# builds on a micro instance); see userdata.DEFAULT_GRACE_PERIOD_SECONDS.
+DEFAULT_GRACE_PERIOD = 600
+MIN_GRACE_PERIOD = 300
+MAX_GRACE_PERIOD = 7200
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$")
+AMI_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+CERTIFICATE_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):(?P<account>\d{12}):certificate/[0-9a-f-]{36}$")
+DNS_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
 
 @dataclass
 class StackConfig:
@@ -34,6 +48,15 @@ class StackConfig:
     nat_per_az: bool = False
     # Filled in at preflight from the region's available zones, then kept stable in state.
     zones: list[str] = field(default_factory=list)
+    # The compute and edge tier.
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    ami: str | None = None               # None: the latest Ubuntu 24.04 LTS, from SSM at create time
+    min_size: int = 1
+    desired_capacity: int = 2
+    max_size: int = 4
+    domain: str | None = None            # None: <stack>.example.com (the self-signed certificate's name)
+    certificate_arn: str | None = None   # None: a self-signed certificate imported into ACM
+    grace_period: int = DEFAULT_GRACE_PERIOD
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -63,6 +86,13 @@ class StackConfig:
     def nat_count(self) -> int:
         return ZONE_COUNT if self.nat_per_az else 1
 
+    def domain_for(self, stack: str) -> str:
+        return self.domain or f"{stack}.example.com"
+
+    def certificate_region(self) -> str | None:
+        match = CERTIFICATE_ARN_RE.match(self.certificate_arn or "")
+        return match.group("region") if match else None
+
     def validate(self) -> None:
         try:
             vpc = ipaddress.IPv4Network(self.vpc_cidr)
@@ -91,6 +121,50 @@ class StackConfig:
                     if net.overlaps(other):
                         raise ConfigError(f"{tier} subnet {cidr} overlaps {other_name} subnet {other}")
                 subnets.append((tier, net))
+        self.validate_compute()
+
+    def validate_compute(self) -> None:
+        if not INSTANCE_TYPE_RE.match(self.instance_type or ""):
+            raise ConfigError(f"invalid instance type {self.instance_type!r}",
+                              hint="use an EC2 instance type such as t3.micro, t3.small or m7i.large")
+        if self.ami is not None and not AMI_RE.match(self.ami):
+            raise ConfigError(f"invalid AMI id {self.ami!r}", hint="an AMI id looks like ami-0123456789abcdef0")
+        for name, value in (("--min", self.min_size), ("--desired", self.desired_capacity), ("--max", self.max_size)):
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a whole number of instances, 0 or more (got {value!r})")
+        if self.max_size < 1:
+            raise ConfigError("--max must be at least 1")
+        if self.min_size > self.max_size:
+            raise ConfigError(f"--min {self.min_size} is larger than --max {self.max_size}")
+        if not self.min_size <= self.desired_capacity <= self.max_size:
+            raise ConfigError(
+                f"--desired {self.desired_capacity} is outside --min {self.min_size} .. --max {self.max_size}",
+                hint="the Auto Scaling Group refuses a desired capacity outside its minimum and maximum")
+        if not isinstance(self.grace_period, int) or not MIN_GRACE_PERIOD <= self.grace_period <= MAX_GRACE_PERIOD:
+            raise ConfigError(
+                f"--grace-period {self.grace_period!r} must be {MIN_GRACE_PERIOD} to {MAX_GRACE_PERIOD} seconds",
+                hint="the first boot (Docker, both image builds) takes minutes; shorter grace periods "
+                     "replace instances that are still building")
+        if self.domain is not None:
+            validate_domain(self.domain)
+        if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.match(self.certificate_arn):
+            raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
+                              hint="an ACM certificate ARN looks like "
+                                   "arn:aws:acm:us-east-1:123456789012:certificate/<uuid>")
+
+
+def validate_domain(domain: str) -> str:
+    """A name the self-signed certificate can carry as its Common Name and SAN."""
+    name = domain[2:] if domain.startswith("*.") else domain
+    labels = name.split(".")
+    if (domain != domain.lower() or len(labels) < 2 or not all(DNS_LABEL_RE.match(label) for label in labels)
+            or labels[-1].isdigit()):
+        raise ConfigError(f"invalid domain {domain!r}",
+                          hint="use a lower-case DNS name such as shop.example.com")
+    if len(domain) > CERTIFICATE_CN_MAX:
+        raise ConfigError(f"domain {domain!r} is {len(domain)} characters; a certificate's Common Name "
+                          f"holds at most {CERTIFICATE_CN_MAX}")
+    return domain
 
 
 def validate_stack_name(name: str) -> str:

@@ -222,7 +222,7 @@ class RunContext:
             self.activity(f"{error_code(exc)}: {rule.why}")
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda e: error_code(e) in rule.codes),
+            retry=tenacity.retry_if_exception(rule.matches),
             wait=tenacity.wait_fixed(self.poll_interval),
             stop=tenacity.stop_after_delay(self.timeout(rule.timeout)),
             sleep=self.sleep, before_sleep=before_sleep, reraise=True)
@@ -230,7 +230,7 @@ class RunContext:
             return retrying(fn, *args, **kwargs)
         except Exception as e:
             code = error_code(e)
-            if code not in rule.codes:
+            if not rule.matches(e):
                 raise
             blocker = ""
             if blocked_by is not None:

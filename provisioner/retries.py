@@ -21,6 +21,13 @@ TIMEOUTS: dict[str, float] = {
     "dependency": 1200,
     # NAT gateways take 1-5 minutes to become available and about a minute to be deleted.
     "nat-gateway": 900,
+    # An Application Load Balancer is `provisioning` for 2-5 minutes.
+    "load-balancer": 600,
+    # Terminating an Auto Scaling Group's instances (shutdown, deregistration delay) takes minutes.
+    "instances-terminated": 900,
+    # A new IAM instance profile is refused by EC2 and Auto Scaling for about 10 seconds,
+    # occasionally a minute or two.
+    "instance-profile": 180,
     "sandbox-start": 30,
 }
 
@@ -46,6 +53,9 @@ NOT_FOUND_CODES = frozenset({
     "InvalidLaunchTemplateId.NotFound",
     "InvalidLaunchTemplateName.NotFoundException",
     "InvalidKeyPair.NotFound",
+    # IAM is eventually consistent across its own calls: a role created a moment ago can be
+    # unknown to AddRoleToInstanceProfile.
+    "NoSuchEntity",
 })
 
 # Codes that, answered to a delete, mean there is nothing left to delete.
@@ -54,7 +64,7 @@ GONE_CODES = NOT_FOUND_CODES | frozenset({
     "InvalidPermission.NotFound",
     "InvalidRoute.NotFound",
     "NoSuchBucket",
-    "NoSuchEntity",
+    "NoSuchKey",
     "LoadBalancerNotFound",
     "TargetGroupNotFound",
     "ListenerNotFound",
@@ -79,6 +89,12 @@ class RetryCase:
     codes: frozenset[str]
     timeout: str  # key into TIMEOUTS
     why: str
+    # Only for the one condition AWS reports with a generic code (ValidationError): the part of
+    # the message that tells it apart. Every other case goes by code alone.
+    message: str | None = None
+
+    def matches(self, exc: BaseException) -> bool:
+        return error_code(exc) in self.codes and (self.message is None or self.message in error_message(exc))
 
 
 # The one table of "wait and try again". Call sites name a case; the case says which codes and
@@ -89,9 +105,15 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
         why="AWS has not yet propagated a resource created moments ago"),
     "dependency": RetryCase(
         codes=frozenset({"DependencyViolation", "ResourceInUse", "ResourceInUseException",
-                         "InvalidIPAddress.InUse"}),
+                         "InvalidIPAddress.InUse", "DeleteConflict", "ScalingActivityInProgress"}),
         timeout="dependency",
         why="something that uses it is still going away"),
+    # Auto Scaling answers ValidationError and EC2 InvalidParameterValue, both generic codes,
+    # while a new instance profile has not reached them yet; Terraform's AWS provider retries
+    # the same message.
+    "instance-profile": RetryCase(
+        codes=frozenset({"ValidationError", "InvalidParameterValue"}), timeout="instance-profile",
+        why="a new IAM instance profile takes seconds to reach EC2", message="Invalid IAM Instance Profile"),
 }
 
 # One line per code a user is likely to meet, said the way a colleague would say it.

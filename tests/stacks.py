@@ -52,7 +52,9 @@ class Stack:
         self.last_ctx = ctx
         return ctx
 
-    def engine(self, superset: bool = False, config: StackConfig | None = None) -> Engine:
+    def engine(self, superset: bool = False, config: StackConfig | None = None, only=None) -> Engine:
+        """The engine for this stack; `only` (step names) narrows it to those steps and what
+        they depend on, to test one tier without the rest."""
         state = self.state_file.load_for(ACCOUNT, REGION)
         if config is None:
             config = StackConfig.from_dict(state.config) if state and state.config else self.config
@@ -63,26 +65,39 @@ class Stack:
             state = StackState(stack=self.name, account=ACCOUNT, region=REGION, config=config.to_dict())
         ctx.generation = state.generation
         steps, retired = plan_steps(config)
+        if only is not None:
+            steps, retired = closure(steps, only), {}
         return Engine(ctx, steps, state, self.state_file, retired=retired)
 
-    def up(self, config: StackConfig | None = None):
-        engine = self.engine(config=config)
+    def up(self, config: StackConfig | None = None, only=None):
+        engine = self.engine(config=config, only=only)
         engine.state.config = engine.ctx.config.to_dict()
         return engine.up()
 
-    def down(self):
-        return self.engine(superset=True).down()
+    def down(self, only=None):
+        return self.engine(superset=True, only=only).down()
 
-    def plan(self):
-        return self.engine().plan()
+    def plan(self, only=None):
+        return self.engine(only=only).plan()
 
-    def status(self):
-        return self.engine().status()
+    def status(self, only=None):
+        return self.engine(only=only).status()
 
     def mutating_calls(self):
         from provisioner.context import is_mutating
 
         return [c for c in self.last_ctx.calls if is_mutating(c[1])]
+
+
+def closure(steps: dict, names) -> dict:
+    """The named steps and everything they depend on, in the engine's order."""
+    wanted, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(steps[name].depends_on)
+    return {n: s for n, s in steps.items() if n in wanted}
 
 
 def outcomes(results) -> dict[str, str]:
@@ -110,16 +125,66 @@ def live_network_resources(ec2=None, region: str = REGION):
                 yield key, item[id_key], {t["Key"]: t["Value"] for t in item.get("Tags", [])}
 
 
+def _tags(pairs) -> dict:
+    return {t["Key"]: t["Value"] for t in pairs or []}
+
+
+def live_resources(region: str = REGION):
+    """(kind, id, tags) of every live resource of every type a stack makes: the network, then
+    instances, launch templates, volumes, load balancers, target groups, Auto Scaling Groups,
+    IAM roles and instance profiles, ACM certificates and S3 buckets."""
+    from botocore.exceptions import ClientError
+
+    yield from live_network_resources(region=region)
+    ec2 = boto3.client("ec2", region_name=region)
+    for reservation in ec2.describe_instances()["Reservations"]:
+        for i in reservation["Instances"]:
+            if i["State"]["Name"] != "terminated":
+                yield "Instances", i["InstanceId"], _tags(i.get("Tags"))
+    for t in ec2.describe_launch_templates()["LaunchTemplates"]:
+        yield "LaunchTemplates", t["LaunchTemplateId"], _tags(t.get("Tags"))
+    for v in ec2.describe_volumes()["Volumes"]:
+        yield "Volumes", v["VolumeId"], _tags(v.get("Tags"))
+    elb = boto3.client("elbv2", region_name=region)
+    arns = [(k, x["LoadBalancerArn"]) for k, x in
+            (("LoadBalancers", lb) for lb in elb.describe_load_balancers()["LoadBalancers"])]
+    arns += [("TargetGroups", tg["TargetGroupArn"]) for tg in elb.describe_target_groups()["TargetGroups"]]
+    for kind, arn in arns:
+        described = elb.describe_tags(ResourceArns=[arn])["TagDescriptions"]
+        yield kind, arn, _tags(described[0]["Tags"] if described else [])
+    autoscaling = boto3.client("autoscaling", region_name=region)
+    for g in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]:
+        yield "AutoScalingGroups", g["AutoScalingGroupName"], _tags(g.get("Tags"))
+    iam = boto3.client("iam", region_name=region)
+    for role in iam.list_roles()["Roles"]:
+        yield "Roles", role["RoleName"], _tags(iam.list_role_tags(RoleName=role["RoleName"])["Tags"])
+    for profile in iam.list_instance_profiles()["InstanceProfiles"]:
+        name = profile["InstanceProfileName"]
+        yield "InstanceProfiles", name, _tags(iam.list_instance_profile_tags(InstanceProfileName=name)["Tags"])
+    acm = boto3.client("acm", region_name=region)
+    for cert in acm.list_certificates()["CertificateSummaryList"]:
+        arn = cert["CertificateArn"]
+        yield "Certificates", arn, _tags(acm.list_tags_for_certificate(CertificateArn=arn).get("Tags"))
+    s3 = boto3.client("s3", region_name=region)
+    for bucket in s3.list_buckets()["Buckets"]:
+        try:
+            tags = s3.get_bucket_tagging(Bucket=bucket["Name"])["TagSet"]
+        except ClientError:
+            tags = []
+        yield "Buckets", bucket["Name"], _tags(tags)
+
+
 def tagged_leftovers(stack: str, region: str = REGION) -> list[str]:
     """Every resource still carrying the stack's tag, checked on the client side (moto ignores
     some tag filters)."""
-    return [rid for _, rid, tags in live_network_resources(region=region) if tags.get(TAG_STACK) == stack]
+    return [rid for _, rid, tags in live_resources(region=region) if tags.get(TAG_STACK) == stack]
 
 
 def count_tagged(stack: str, region: str = REGION) -> dict[str, int]:
-    """How many live resources carry each provision:step tag of the stack."""
+    """How many live resources carry each provision:step tag of the stack. Instances and their
+    volumes carry the Auto Scaling Group's tags (one per instance), so they are counted apart."""
     counts: dict[str, int] = {}
-    for _, _, tags in live_network_resources(region=region):
-        if tags.get(TAG_STACK) == stack:
+    for kind, _, tags in live_resources(region=region):
+        if tags.get(TAG_STACK) == stack and kind not in ("Instances", "Volumes"):
             counts[tags["provision:step"]] = counts.get(tags["provision:step"], 0) + 1
     return counts

@@ -13,29 +13,17 @@ So a wrong teardown order or a missing wait fails a test, as it would fail a rea
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
-
-class _Http:
-    def __init__(self, status):
-        self.status_code = status
-        self.headers = {}
-        self.content = b""
-
-
-ORDER, LINGERING = "order", "lingering"
-
-
-def refuse(code: str, message: str, kind: str = ORDER, status: int = 400):
-    """An AWS error response. `kind` says why AWS refuses: ORDER, something the tool should have
-    deleted first still exists (a teardown-order bug); LINGERING, AWS itself still holds it for a
-    while after its owner was deleted (the tool must wait and retry)."""
-    return _Http(status), {"Error": {"Code": code, "Message": message},
-                           "ResponseMetadata": {"HTTPStatusCode": status}, "kind": kind}
+from strict_base import LINGERING, ORDER, refuse  # noqa: F401  (re-exported for tests)
+from strict_compute import ComputeRules
+from strict_edge import EdgeRules
+from strict_identity import IdentityRules
 
 
 @dataclass
@@ -44,10 +32,17 @@ class Delays:
     nat_create: float = 0.3
     nat_delete: float = 0.3
     eni_release: float = 0.3
+    # The compute and edge tier.
+    alb_create: float = 0.2          # provisioning -> active
+    alb_delete: float = 0.2          # still listed (and using its subnets and group) after the delete
+    alb_eni_release: float = 0.2     # its interfaces linger this much longer
+    instance_terminate: float = 0.2  # shutting-down -> terminated
+    profile_propagation: float = 0.2 # a new instance profile is unknown to EC2 / Auto Scaling
+    certificate_release: float = 0.1 # ACM still counts a deleted listener as a user
 
 
 @dataclass
-class StrictAws:
+class StrictAws(ComputeRules, EdgeRules, IdentityRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived
@@ -55,10 +50,13 @@ class StrictAws:
     refusals: list = field(default_factory=list)
 
     def __post_init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.nat_created: dict[str, float] = {}
         # nat id -> (deleted at, subnet id, vpc id, allocation ids)
         self.nat_deleted: dict[str, tuple] = {}
+        for name in sorted(dir(self)):
+            if name.startswith("strict_setup_"):
+                getattr(self, name)()
 
     @property
     def backend(self):
@@ -67,32 +65,56 @@ class StrictAws:
         return ec2_backends[DEFAULT_ACCOUNT_ID][self.region]
 
     def install(self, events) -> "StrictAws":
-        rules = {
-            "DeleteSubnet": self._delete_subnet,
-            "DeleteSecurityGroup": self._delete_security_group,
-            "DetachInternetGateway": self._detach_internet_gateway,
-            "DeleteInternetGateway": self._delete_internet_gateway,
-            "ReleaseAddress": self._release_address,
-            "DeleteVpc": self._delete_vpc,
-            "DeleteRouteTable": self._delete_route_table,
-            "CreateNatGateway": self._create_nat_gateway_precondition,
-            "DeleteNatGateway": self._delete_nat_gateway,
-        }
-        for operation, rule in rules.items():
-            events.register(f"before-call.ec2.{operation}", self._guard(operation, rule))
-        events.register("after-call.ec2.CreateNatGateway", self._after_create_nat)
-        events.register("after-call.ec2.DescribeNatGateways", self._after_describe_nats)
-        events.register("after-call.ec2.DescribeAddresses", self._after_describe_addresses)
+        """Register every rule set: methods named `strict_rules_*` return {"service.Operation":
+        rule(body) -> refusal or None}, methods named `strict_after_*` return
+        {"service.Operation": hook(parsed)} that rewrite responses (timing)."""
+        for name in sorted(dir(self)):
+            if name.startswith("strict_rules_"):
+                for key, rule in getattr(self, name)().items():
+                    service, operation = key.split(".")
+                    events.register(f"before-call.{service}.{operation}", self._guard(operation, rule))
+            elif name.startswith("strict_after_"):
+                for key, hook in getattr(self, name)().items():
+                    events.register(f"after-call.{key}", self._after(hook))
         return self
+
+    def strict_rules_network(self):
+        return {
+            "ec2.DeleteSubnet": self._delete_subnet,
+            "ec2.DeleteSecurityGroup": self._delete_security_group,
+            "ec2.DetachInternetGateway": self._detach_internet_gateway,
+            "ec2.DeleteInternetGateway": self._delete_internet_gateway,
+            "ec2.ReleaseAddress": self._release_address,
+            "ec2.DeleteVpc": self._delete_vpc,
+            "ec2.DeleteRouteTable": self._delete_route_table,
+            "ec2.CreateNatGateway": self._create_nat_gateway_precondition,
+            "ec2.DeleteNatGateway": self._delete_nat_gateway,
+        }
+
+    def strict_after_network(self):
+        return {
+            "ec2.CreateNatGateway": self._after_create_nat,
+            "ec2.DescribeNatGateways": self._after_describe_nats,
+            "ec2.DescribeAddresses": self._after_describe_addresses,
+        }
 
     def _guard(self, operation, rule):
         def handler(params, **_):
             body = params.get("body") or {}
+            if isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
+                body = json.loads(body or b"{}")
             with self._lock:
                 response = rule(body)
             if response is not None:
                 self.refusals.append((operation, response[1]["Error"]["Code"], response[1].pop("kind")))
             return response
+        return handler
+
+    def _after(self, hook):
+        def handler(parsed, **_):
+            if isinstance(parsed, dict) and "Error" not in parsed:
+                with self._lock:
+                    hook(parsed)
         return handler
 
     # -- NAT gateway timing ---------------------------------------------------------------------
