@@ -44,15 +44,28 @@ def shape_options(f):
     @click.option("--private-subnets", metavar="CIDR,CIDR", help="Private subnet CIDRs [10.0.11.0/24,10.0.12.0/24].")
     @click.option("--nat-per-az/--single-nat", default=None,
                   help="One NAT gateway per zone (resilient, twice the cost) or one shared [single].")
+    @click.option("--instance-type", help="EC2 instance type of the app instances [t3.micro].")
+    @click.option("--ami", help="AMI id [the latest Ubuntu 24.04 LTS, from AWS's public SSM parameter].")
+    @click.option("--min", "min_size", type=int, help="Auto Scaling Group minimum [1].")
+    @click.option("--desired", "desired_capacity", type=int, help="Instances to run [2].")
+    @click.option("--max", "max_size", type=int, help="Auto Scaling Group maximum [4].")
+    @click.option("--grace-period", type=int, metavar="SECONDS",
+                  help="Health check grace period; must cover the first boot's build [600].")
+    @click.option("--domain", help="Name on the self-signed certificate [<stack>.example.com].")
+    @click.option("--certificate-arn", help="Use this ACM certificate (same region as the stack) "
+                                            "instead of a self-signed one.")
     @functools.wraps(f)
-    def wrapper(*args, vpc_cidr, public_subnets, private_subnets, nat_per_az, **kwargs):
+    def wrapper(*args, vpc_cidr, public_subnets, private_subnets, nat_per_az, instance_type, ami, min_size,
+                desired_capacity, max_size, grace_period, domain, certificate_arn, **kwargs):
         from .config import parse_cidr_pair
 
         def overrides():
             return {"vpc_cidr": vpc_cidr,
                     "public_subnet_cidrs": parse_cidr_pair(public_subnets, "--public-subnets"),
                     "private_subnet_cidrs": parse_cidr_pair(private_subnets, "--private-subnets"),
-                    "nat_per_az": nat_per_az}
+                    "nat_per_az": nat_per_az, "instance_type": instance_type, "ami": ami,
+                    "min_size": min_size, "desired_capacity": desired_capacity, "max_size": max_size,
+                    "grace_period": grace_period, "domain": domain, "certificate_arn": certificate_arn}
 
         return f(*args, overrides=overrides, **kwargs)
 
@@ -68,7 +81,9 @@ def main():
     provision up --sandbox      everything, against the built-in emulator
     provision plan              what `up` would do, changing nothing
     provision up                the real thing, with your usual AWS credentials
-    provision status            a live view of every resource
+    provision status            a live view of every resource and instance
+    provision scale 0           stop the app's instances, keep the stack
+    provision logs              an instance's boot log
     provision outputs --json    ids for scripts
     provision down              remove everything the stack created
     """
@@ -88,11 +103,12 @@ def _overrides_or_exit(opts, overrides):
 @main.command()
 @common_options
 @shape_options
-def up(opts, overrides):
+@click.option("--no-wait", is_flag=True, help="Do not wait for the instances to turn healthy.")
+def up(opts, overrides, no_wait):
     """Create the stack, or bring an existing one in line (idempotent, resumable)."""
     from .runner import cmd_up
 
-    cmd_up(opts, _overrides_or_exit(opts, overrides))
+    cmd_up(opts, _overrides_or_exit(opts, overrides), no_wait=no_wait)
 
 
 @main.command()
@@ -132,6 +148,31 @@ def down(opts):
     from .runner import cmd_down
 
     cmd_down(opts)
+
+
+# Unknown options pass as arguments, so `scale -1` says what is wrong with -1.
+@main.command(context_settings={"ignore_unknown_options": True})
+@common_options
+@click.argument("count", type=click.IntRange(min=0))
+@click.option("--no-wait", is_flag=True, help="Do not wait for the instances to turn healthy (or to go).")
+def scale(opts, count, no_wait):
+    """Set how many app instances run (0 stops the compute, keeps the stack)."""
+    from .runner import cmd_scale
+
+    cmd_scale(opts, count, no_wait=no_wait)
+
+
+@main.command()
+@common_options
+@click.argument("instance", required=False)
+def logs(opts, instance):
+    """An instance's console output: the boot script's progress and its OK or FAILED marker.
+
+    Without INSTANCE: the first instance of the stack that is not healthy, else the first one.
+    """
+    from .runner import cmd_logs
+
+    cmd_logs(opts, instance)
 
 
 @main.group()

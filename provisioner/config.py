@@ -80,7 +80,10 @@ class StackConfig:
     def superset(self) -> "StackConfig":
         """The config whose steps include every optional resource, so that `down` looks for
         all of them whatever the stack was last built with."""
-        return dataclasses.replace(self, nat_per_az=True)
+        # Without --certificate-arn, the certificate step looks for the stack's own (tagged,
+        # self-signed) certificate, also one left from before an ARN was given, and never
+        # for the user's certificate, which is not the stack's to delete.
+        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None)
 
     @property
     def nat_count(self) -> int:

@@ -195,6 +195,14 @@ class RunContext:
         return [{"Name": f"tag:{TAG_STACK}", "Values": [self.stack]},
                 {"Name": f"tag:{TAG_STEP}", "Values": [step]}]
 
+    def missing_tags(self, tags: list[dict], step: str) -> list[dict]:
+        """The tool's tags that a resource lacks or has with another value (someone edited them:
+        they are how `down` finds things). created-at counts only when absent: its value is the
+        creation time, never corrected."""
+        have = {t["Key"]: t["Value"] for t in tags or []}
+        return [t for t in self.tags(step)
+                if t["Key"] not in have or (t["Key"] != TAG_CREATED_AT and have[t["Key"]] != t["Value"])]
+
     def owns(self, tags: list[dict], step: str) -> bool:
         have = {t["Key"]: t["Value"] for t in tags}
         return have.get(TAG_STACK) == self.stack and have.get(TAG_STEP) == step

@@ -31,4 +31,293 @@ def apply() -> None:
         return nat
 
     NatGatewayBackend.delete_nat_gateway = delete_nat_gateway
+    _patch_ubuntu_ami_parameters()
+    _patch_instance_launch_template_version()
+    _patch_launch_template_version_user_data()
+    _patch_primary_interface_deleted_on_termination()
+    _patch_launch_template_volume_tags()
+    _patch_instance_refresh()
+    _patch_iam_aws_managed_policies()
+    _patch_acm_reimport_keeps_tags()
+    _patch_policy_conditions()
+    _patch_list_instance_profile_tags()
     _applied = True
+
+
+# -- the compute tier ---------------------------------------------------------------------------
+
+UBUNTU_PARAMETER_PREFIX = "/aws/service/canonical/ubuntu/server/24.04/stable/current/"
+CANONICAL_OWNER = "099720109477"
+# Canonical's public parameter names the architecture as Debian does; EC2 as the CPU does.
+UBUNTU_ARCHITECTURES = {"amd64": "x86_64", "arm64": "arm64"}
+
+
+def _patch_ubuntu_ami_parameters() -> None:
+    """AWS publishes the latest Ubuntu 24.04 LTS image under a public SSM parameter; moto knows
+    only Amazon Linux's, and refuses clients a put under /aws/service/. Answer it with an image
+    registered in the same account's and region's EC2 (moto backends are per account and region,
+    so lazily, on the first lookup there)."""
+    from moto.core.utils import utcnow
+    from moto.ssm.models import Parameter, ParameterDict
+
+    original = ParameterDict._check_loading_status
+
+    def _check_loading_status(self, key):
+        original(self, key)
+        if str(key or "").startswith(UBUNTU_PARAMETER_PREFIX) and not getattr(self, "ubuntu_amis_loaded", False):
+            self.ubuntu_amis_loaded = True
+            for debian_arch, ec2_arch in UBUNTU_ARCHITECTURES.items():
+                name = f"{UBUNTU_PARAMETER_PREFIX}{debian_arch}/hvm/ebs-gp3/ami-id"
+                image_id = _register_ubuntu_image(self.account_id, self.region_name, debian_arch, ec2_arch)
+                super(ParameterDict, self).__getitem__(name).append(Parameter(
+                    account_id=self.account_id, name=name, value=image_id, parameter_type="String",
+                    description=None, allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
+                    version=1, data_type="aws:ec2:image"))
+
+    ParameterDict._check_loading_status = _check_loading_status
+
+
+def _register_ubuntu_image(account_id: str, region: str, debian_arch: str, ec2_arch: str) -> str:
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.utils import random_ami_id
+
+    backend = ec2_backends[account_id][region]
+    name = f"ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{debian_arch}-server-20250101"
+    for ami in backend.amis.values():
+        if ami.name == name and ami.owner_id == CANONICAL_OWNER:
+            return ami.id
+    ami = Ami(backend, random_ami_id(), name=name, owner_id=CANONICAL_OWNER, public=True,
+              description=f"Canonical, Ubuntu, 24.04, {debian_arch} noble image",
+              virtualization_type="hvm", architecture=ec2_arch, root_device_type="ebs",
+              root_device_name="/dev/sda1", hypervisor="xen", region_name=f"{region}a")
+    backend.amis[ami.id] = ami
+    return ami.id
+
+
+def _patch_instance_launch_template_version() -> None:
+    """An Auto Scaling Group's instance runs the launch template version it was launched from,
+    and DescribeAutoScalingGroups says which; moto answers the template's current default for
+    every instance, so an instance refresh could never tell old instances from new ones."""
+    from moto.autoscaling.models import InstanceState
+
+    original_init = InstanceState.__init__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        group = self.auto_scaling_group
+        template = getattr(group, "ec2_launch_template", None)
+        self.launched_version = None
+        if template is not None:
+            self.launched_version = template.get_version(group.launch_template_version).number
+
+    def launch_template(self):
+        group = self.auto_scaling_group
+        template = getattr(group, "ec2_launch_template", None)
+        if template is None:
+            return None
+        version = getattr(self, "launched_version", None) or template.default_version_number
+        return {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "Version": str(version)}
+
+    InstanceState.__init__ = __init__
+    InstanceState.launch_template = property(launch_template)
+
+
+def _patch_launch_template_version_user_data() -> None:
+    """moto decodes a template's user data on CreateLaunchTemplate but keeps CreateLaunchTemplateVersion's
+    as a plain string, and then fails (an assertion) on the first launch from that version."""
+    from moto.core.types import Base64EncodedString
+    from moto.ec2.models.launch_templates import LaunchTemplate
+    from moto.ec2.utils import parse_user_data
+
+    original = LaunchTemplate.create_version
+
+    def create_version(self, data, description):
+        user_data = data.get("UserData")
+        if user_data is not None and not isinstance(user_data, Base64EncodedString):
+            data = {**data, "UserData": parse_user_data(user_data)}
+        return original(self, data, description)
+
+    LaunchTemplate.create_version = create_version
+
+
+def _patch_primary_interface_deleted_on_termination() -> None:
+    """The network interface EC2 creates for an instance at launch is deleted with the instance
+    (DeleteOnTermination defaults to true); moto keeps it, "in-use", forever, so the subnet and
+    the security group of a terminated instance could never be deleted."""
+    from moto.ec2.models.instances import Instance
+
+    original = Instance.prep_nics
+
+    def prep_nics(self, nic_spec, *args, **kwargs):
+        original(self, nic_spec, *args, **kwargs)
+        primary_spec = next((n for n in nic_spec or [] if int(n.get("DeviceIndex", 0)) == 0), {})
+        primary = self.nics.get(0)
+        if primary is not None and not primary_spec.get("NetworkInterfaceId") \
+                and primary_spec.get("DeleteOnTermination") is None:
+            primary.delete_on_termination = True
+
+    Instance.prep_nics = prep_nics
+
+
+def _patch_launch_template_volume_tags() -> None:
+    """An instance launched from a template (an Auto Scaling Group's) gets the template's volume
+    TagSpecifications on its volumes; moto applies only the instance tags, so a leftover volume
+    would carry no tag to be found by."""
+    from moto.ec2.models.instances import InstanceBackend
+    from moto.ec2.utils import convert_tag_spec
+
+    original = InstanceBackend.run_instances
+
+    def run_instances(self, image_id, count, user_data, security_group_names, **kwargs):
+        if kwargs.get("launch_template"):
+            data = self._get_template_from_args(kwargs["launch_template"]).data
+            template_volume_tags = convert_tag_spec(data.get("TagSpecifications", [])).get("volume", {})
+            tags = dict(kwargs.get("tags") or {})
+            tags["volume"] = {**template_volume_tags, **tags.get("volume", {})}
+            kwargs["tags"] = tags
+        return original(self, image_id, count, user_data, security_group_names, **kwargs)
+
+    InstanceBackend.run_instances = run_instances
+
+
+def _patch_instance_refresh() -> None:
+    """moto has no instance refresh. This one replaces every instance of the group at once with
+    instances of the group's current launch template version, and records the refresh as
+    Successful; AWS does it in batches over minutes, keeping MinHealthyPercentage in service."""
+    import uuid
+
+    from moto.autoscaling.exceptions import AutoscalingClientError
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+
+    def start_instance_refresh(self, group_name, preferences):
+        group = self.autoscaling_groups.get(group_name)
+        if group is None:
+            raise AutoscalingClientError("ValidationError", f"AutoScalingGroup name not found - {group_name}")
+        refreshes = self.__dict__.setdefault("instance_refreshes", {}).setdefault(group_name, [])
+        if any(r["Status"] in ("Pending", "InProgress", "Cancelling") for r in refreshes):
+            raise AutoscalingClientError("InstanceRefreshInProgress",
+                                         f"An Instance Refresh is already in progress for {group_name}")
+        started = utcnow()
+        old = list(group.instance_states)
+        if old:
+            self.ec2_backend.terminate_instances([s.instance.id for s in old])
+            group.instance_states = [s for s in group.instance_states if s not in old]
+            group.replace_autoscaling_group_instances(len(old), group.get_propagated_tags())
+            self.update_attached_target_groups(group_name)
+        refresh = {"InstanceRefreshId": str(uuid.uuid4()), "AutoScalingGroupName": group_name,
+                   "Status": "Successful", "StatusReason": "", "StartTime": started, "EndTime": utcnow(),
+                   "PercentageComplete": 100, "InstancesToUpdate": 0, "Preferences": preferences or {}}
+        refreshes.insert(0, refresh)  # AWS lists the newest first
+        return refresh["InstanceRefreshId"]
+
+    def describe_instance_refreshes(self, group_name, refresh_ids):
+        refreshes = self.__dict__.get("instance_refreshes", {}).get(group_name, [])
+        return [r for r in refreshes if not refresh_ids or r["InstanceRefreshId"] in refresh_ids]
+
+    def start_instance_refresh_response(self):
+        refresh_id = self.autoscaling_backend.start_instance_refresh(
+            self._get_param("AutoScalingGroupName"), self._get_param("Preferences", {}))
+        return ActionResult({"InstanceRefreshId": refresh_id})
+
+    def describe_instance_refreshes_response(self):
+        refreshes = self.autoscaling_backend.describe_instance_refreshes(
+            self._get_param("AutoScalingGroupName"), self._get_param("InstanceRefreshIds", []))
+        return ActionResult({"InstanceRefreshes": refreshes})
+
+    AutoScalingBackend.start_instance_refresh = start_instance_refresh
+    AutoScalingBackend.describe_instance_refreshes = describe_instance_refreshes
+    AutoScalingResponse.start_instance_refresh = start_instance_refresh_response
+    AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes_response
+
+
+# -- storage, identity and the certificate ------------------------------------------------------
+
+# The AWS managed policies the tool attaches. AWS has them in every account; moto loads its
+# 1,400 only with MOTO_IAM_LOAD_MANAGED_POLICIES=true (a quarter of a second per account), so
+# without it AttachRolePolicy answers NoSuchEntity for a policy AWS always has.
+AWS_MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore",)
+
+
+def _patch_iam_aws_managed_policies() -> None:
+    import json
+
+    from moto.iam.models import AWSManagedPolicy, IAMBackend
+
+    original = IAMBackend._init_aws_policies
+    selected: dict = {}
+
+    def _init_aws_policies(self):
+        policies = original(self)
+        if policies:  # moto loaded them all
+            return policies
+        if not selected:
+            from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+            data = json.loads(aws_managed_policies_data)
+            selected.update({name: data[name] for name in AWS_MANAGED_POLICIES})
+        return [AWSManagedPolicy.from_data(name, self.account_id, self.region_name, d)
+                for name, d in selected.items()]
+
+    IAMBackend._init_aws_policies = _init_aws_policies
+
+
+def _patch_acm_reimport_keeps_tags() -> None:
+    """Re-importing a certificate into its ARN (ImportCertificate with CertificateArn) keeps its
+    tags on AWS, which refuses new tags on a re-import; moto drops them, and a stack could then
+    no longer find its own certificate."""
+    from moto.acm.models import AWSCertificateManagerBackend
+
+    original = AWSCertificateManagerBackend.import_certificate
+
+    def import_certificate(self, certificate, private_key, chain, arn, tags):
+        previous = self._certificates.get(arn) if arn is not None else None
+        kept = [{"Key": k, "Value": v} for k, v in previous.tags.items()] if previous is not None else []
+        new_arn = original(self, certificate, private_key, chain, arn, tags)
+        if kept:
+            self.add_tags_to_certificate(new_arn, kept)
+        return new_arn
+
+    AWSCertificateManagerBackend.import_certificate = import_certificate
+
+
+def _patch_policy_conditions() -> None:
+    """A policy statement whose Condition does not hold does not apply (AWS's evaluation logic),
+    and a condition on a key the request lacks does not hold (except ...IfExists and Null).
+    moto knows no request context such as aws:SecureTransport and skips such conditions, so the
+    assets bucket's "deny unless TLS" statement denied every object call; and it answers DENIED
+    for a statement whose condition fails, even an Allow. Here both are neutral, as on AWS."""
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    original = IAMPolicyStatement.is_action_permitted
+
+    def is_action_permitted(self, action, resource="*", principal=None, incoming_condition_values=None):
+        conditions = self._statement.get("Condition") or {}
+        known = incoming_condition_values or {}
+        lacking = [key for operator, values in conditions.items()
+                   if not operator.endswith("IfExists") and operator != "Null"
+                   for key in (values or {}) if key not in known]
+        if conditions and (lacking or not self._check_conditions(incoming_condition_values)):
+            return PermissionResult.NEUTRAL
+        return original(self, action, resource, principal, incoming_condition_values)
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+
+def _patch_list_instance_profile_tags() -> None:
+    """ListInstanceProfileTags, which moto 5.2.1 lacks (it keeps the tags: GetInstanceProfile
+    returns them). Only added where moto has none of its own."""
+    from moto.core.responses import ActionResult
+    from moto.iam.responses import IamResponse
+
+    if hasattr(IamResponse, "list_instance_profile_tags"):
+        return
+
+    def list_instance_profile_tags(self):
+        profile = self.backend.get_instance_profile(profile_name=self._get_param("InstanceProfileName"))
+        return ActionResult({"Tags": sorted(profile.tags, key=lambda t: t["Key"]), "IsTruncated": False})
+
+    IamResponse.list_instance_profile_tags = list_instance_profile_tags

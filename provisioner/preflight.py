@@ -115,3 +115,110 @@ def availability_zones(ctx: RunContext) -> list[str]:
         raise ConfigError(f"region {ctx.region} has {len(names)} available zone(s); the stack needs "
                           f"{ZONE_COUNT} for a load balancer", hint="choose another --region")
     return names[:ZONE_COUNT]
+
+
+def check_compute(ctx: RunContext) -> None:
+    """The instance type exists in this region, and an AMI given with --ami is there too: both
+    would otherwise fail only when the Auto Scaling Group launches, minutes in, as a scaling
+    activity nobody reads."""
+    from botocore.exceptions import ClientError
+
+    config = ctx.config
+    try:
+        ctx.ec2.describe_instance_types(InstanceTypes=[config.instance_type])
+    except ClientError as e:
+        refused = _refused(e, "ec2:DescribeInstanceTypes")
+        if refused is not None:
+            raise refused from None
+        if error_code(e) == "InvalidInstanceType":
+            raise ConfigError(f"instance type {config.instance_type!r} does not exist in {ctx.region}",
+                              hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small") from None
+        raise
+    if config.ami:
+        try:
+            images = ctx.ec2.describe_images(ImageIds=[config.ami])["Images"]
+        except ClientError as e:
+            refused = _refused(e, "ec2:DescribeImages")
+            if refused is not None:
+                raise refused from None
+            if error_code(e) not in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"):
+                raise
+            images = []
+        if not images:
+            raise ConfigError(f"AMI {config.ami} does not exist in {ctx.region} (or is not shared with "
+                              f"account {ctx.account})",
+                              hint="AMI ids differ per region; leave --ami out for the latest Ubuntu 24.04 LTS")
+    if config.zones:
+        # Not every type is offered in every zone (us-east-1e has no t3); the group would try
+        # and fail to launch in that zone for as long as it exists.
+        offered = {o["Location"] for o in ctx.ec2.describe_instance_type_offerings(
+            LocationType="availability-zone",
+            Filters=[{"Name": "instance-type", "Values": [config.instance_type]},
+                     {"Name": "location", "Values": list(config.zones)}])["InstanceTypeOfferings"]}
+        missing = [z for z in config.zones if z not in offered]
+        if missing:
+            raise ConfigError(f"instance type {config.instance_type} is not offered in {', '.join(missing)}",
+                              hint="pick another --instance-type (t3.micro and t3.small are offered almost everywhere)")
+
+
+# What to do about a certificate ACM has but an HTTPS listener cannot use, by its Status.
+CERTIFICATE_STATUS_HINTS = {
+    "PENDING_VALIDATION": "complete its DNS (or email) validation in ACM, then run again; or leave out "
+                          "--certificate-arn for a self-signed certificate",
+    "VALIDATION_TIMED_OUT": "ACM gave up validating it: request a new certificate and validate it within 72 hours",
+    "EXPIRED": "renew or re-import it, or request a new one",
+    "REVOKED": "request a new certificate",
+    "FAILED": "request a new certificate (see its FailureReason in the ACM console)",
+    "INACTIVE": "request a new certificate",
+}
+
+
+def check_certificate(ctx: RunContext) -> None:
+    """A --certificate-arn must be usable by the load balancer before anything is built: in the
+    ALB's own region (ELB cannot use another region's certificate), known to ACM in this account,
+    ISSUED and not expired. The manual build met the first two only at the listener, minutes in."""
+    import datetime as dt
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    arn = ctx.config.certificate_arn
+    if not arn:
+        return
+    region = ctx.config.certificate_region()
+    if region is not None and region != ctx.region:
+        raise ConfigError(f"certificate {arn} is in {region}, but the load balancer is in {ctx.region}",
+                          hint=f"an ALB can only use an ACM certificate of its own region: import or request "
+                               f"the certificate in {ctx.region}, or build the stack with --region {region}")
+    action = "acm:DescribeCertificate"
+    try:
+        certificate = ctx.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]
+    except ClientError as e:
+        code = error_code(e)
+        if code == "ResourceNotFoundException":
+            raise ConfigError(f"ACM has no certificate {arn} (searched account {ctx.account or 'unknown'} "
+                              f"in {ctx.region})",
+                              hint="check the ARN and that the credentials (--profile) belong to the "
+                                   "certificate's account: `aws acm list-certificates --region "
+                                   f"{ctx.region}`") from None
+        if code in ("ValidationException", "InvalidArnException"):
+            raise ConfigError(f"ACM refused the certificate ARN {arn}: {error_message(e)}",
+                              hint="pass the ARN exactly as ACM shows it") from None
+        refused = _refused(e, action)
+        if refused is not None:
+            raise refused from None
+        raise AwsFailure(f"{action} failed with {code}: {error_message(e)}", hint=hint_for(code)) from None
+    except BotoCoreError as e:
+        raise AwsFailure(f"{action} failed: {e}",
+                         hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
+    status = certificate.get("Status")
+    if status != "ISSUED":
+        reason = f" ({certificate['FailureReason']})" if certificate.get("FailureReason") else ""
+        raise ConfigError(f"certificate {arn} is {status}{reason}, not ISSUED: a listener cannot use it",
+                          hint=CERTIFICATE_STATUS_HINTS.get(status, "use an ISSUED certificate"))
+    not_after = certificate.get("NotAfter")
+    if not_after is not None:
+        if not_after.tzinfo is None:
+            not_after = not_after.replace(tzinfo=dt.timezone.utc)
+        if not_after <= dt.datetime.now(dt.timezone.utc):
+            raise ConfigError(f"certificate {arn} expired on {not_after:%Y-%m-%d %H:%M} UTC",
+                              hint=CERTIFICATE_STATUS_HINTS["EXPIRED"])

@@ -106,11 +106,7 @@ class Ec2Step(Step):
 
     def update(self, ctx, resource, apply):
         """Put back the tool's tags if someone removed them (they are how `down` finds things)."""
-        from .context import TAG_CREATED_AT
-
-        have = {t["Key"]: t["Value"] for t in resource.raw.get("Tags", [])}
-        missing = [t for t in ctx.tags(self.name)
-                   if t["Key"] != TAG_CREATED_AT and have.get(t["Key"]) != t["Value"]]
+        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
         if not missing:
             return []
         if apply:

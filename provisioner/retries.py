@@ -56,6 +56,13 @@ NOT_FOUND_CODES = frozenset({
     # IAM is eventually consistent across its own calls: a role created a moment ago can be
     # unknown to AddRoleToInstanceProfile.
     "NoSuchEntity",
+    # ELBv2: a target group, load balancer or listener created moments ago can be unknown to the
+    # next call (a listener forwarding to it, an attribute change), and a certificate imported
+    # into ACM moments ago is CertificateNotFound to CreateListener for a while.
+    "TargetGroupNotFound",
+    "LoadBalancerNotFound",
+    "ListenerNotFound",
+    "CertificateNotFound",
 })
 
 # Codes that, answered to a delete, mean there is nothing left to delete.
@@ -129,6 +136,9 @@ HINTS: dict[str, str] = {
     "Throttling": "AWS throttled the calls beyond the retry budget; run again in a minute",
     "ThrottlingException": "AWS throttled the calls beyond the retry budget; run again in a minute",
     "RequestLimitExceeded": "AWS throttled the calls beyond the retry budget; run again in a minute",
+    "DuplicateListener": "the load balancer already has a listener on that port that the stack did not make; delete it and run again",
+    "PriorityInUse": "another rule on the HTTPS listener holds the priority the stack's /api/* rule needs; delete or renumber it",
+    "OperationNotPermitted": "deletion or termination protection is on; turn it off (for the load balancer, `provision up` does) and run again",
 }
 
 

@@ -152,11 +152,56 @@ def confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
+def check_compute(run: Run) -> None:
+    from .preflight import check_certificate, check_compute as check_types
+
+    check_types(run.ctx)
+    check_certificate(run.ctx)
+
+
+def wait_for_app(run: Run, reporter: ConsoleReporter, desired: int) -> int:
+    """The live per-instance display until `desired` instances are healthy in both target groups."""
+    from .health import HealthWatch, wait_until_healthy
+
+    resources = run.ctx.resources
+    group = resources.get("auto-scaling-group")
+    if group is None:
+        return EXIT_OK
+    watch = HealthWatch(run.ctx, group.id, {role: resources[f"{role}-target-group"].id
+                                            for role in ("frontend", "backend")})
+    what = "instances to go" if desired == 0 else f"{desired} instance(s) to turn healthy"
+    reporter.reset()
+    started = time.monotonic()
+    try:
+        with reporter.live(f"waiting for {what} (Ctrl-C stops waiting; the stack stays up)"):
+            wait_until_healthy(run.ctx, watch, desired=desired, grace_seconds=run.config.grace_period)
+    except (KeyboardInterrupt, Interrupted):
+        reporter.warn("stopped waiting; nothing was undone. `provision status` shows the instances' health.")
+        return EXIT_INTERRUPTED
+    reporter.out.print(f"{'No instances run' if desired == 0 else f'{desired} instance(s) healthy'} "
+                       f"after {time.monotonic() - started:.0f}s.")
+    return EXIT_OK
+
+
+def print_url(run: Run, reporter: ConsoleReporter) -> None:
+    outputs = run.state.outputs or {}
+    if not outputs.get("url"):
+        return
+    reporter.out.print(f"\n  {outputs['url']}\n", highlight=False)
+    certificate = run.state.resources.get("certificate", {}).get("attrs", {})
+    if certificate.get("self_signed"):
+        reporter.out.print(f"The certificate is self-signed for {certificate.get('domain')}: browsers warn "
+                           "before the first visit (pass --certificate-arn to use your own).")
+    if run.opts.sandbox:
+        reporter.out.print("This is the sandbox: the stack is emulated, nothing answers at this address.")
+
+
 @guarded
-def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> int:
+def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict, no_wait: bool = False) -> int:
     run = Run(opts, reporter, overrides)
     with run.lock():
         run.resolve_zones()
+        check_compute(run)
         engine = run.engine(run.config)
         if run.is_new and not opts.sandbox and not opts.yes and sys.stdin.isatty():
             if not confirm(f"Create {run.where()}? It bills by the hour until `provision down`"):
@@ -168,9 +213,15 @@ def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> i
         reporter.changes(results)
         reporter.failures(results)
     code = exit_code_for(results)
-    if code == EXIT_OK:
-        reporter.out.print(f"Stack {opts.stack!r} is up. `provision outputs` lists its ids; "
-                           f"`provision down{' --sandbox' if opts.sandbox else ''}` removes it.")
+    if code != EXIT_OK:
+        return code
+    sandbox = " --sandbox" if opts.sandbox else ""
+    if not no_wait:
+        # Outside the lock: waiting only reads, and `scale` or `down` may run meanwhile.
+        code = wait_for_app(run, reporter, run.config.desired_capacity)
+    print_url(run, reporter)
+    reporter.out.print(f"Stack {opts.stack!r} is up. `provision status{sandbox}` shows its instances, "
+                       f"`provision outputs` its ids; `provision down{sandbox}` removes it.")
     return code
 
 
@@ -178,12 +229,25 @@ def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> i
 def cmd_plan(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> int:
     run = Run(opts, reporter, overrides)
     run.resolve_zones()
+    check_compute(run)
     with reporter.live(f"plan: {run.where()}"):
         results = run.engine(run.config).plan()
     reporter.summary(results, f"plan: {run.where()} (nothing was changed)", time.monotonic() - reporter.started)
     reporter.changes(results)
     reporter.failures(results)
     return exit_code_for(results)
+
+
+def app_health(run: Run):
+    """The group and its instances' health, when the stack has a group (status, logs)."""
+    from .health import HealthWatch
+
+    resources = run.ctx.resources
+    if "auto-scaling-group" not in resources:
+        return None, []
+    groups = {role: resources[f"{role}-target-group"].id for role in ("frontend", "backend")
+              if f"{role}-target-group" in resources}
+    return HealthWatch(run.ctx, resources["auto-scaling-group"].id, groups).read(read_console=False)
 
 
 @guarded
@@ -194,9 +258,25 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
     results = run.engine(config).status()
     if run.is_new:
         results = [r for r in results if r.outcome != "missing"]
+    group, instances = app_health(run)
+    grace = run.config.grace_period
+    zones: dict[str, dict[str, int]] = {}
+    for item in instances:
+        counts = zones.setdefault(item.zone, {})
+        counts[item.phase(grace)] = counts.get(item.phase(grace), 0) + 1
     if as_json:
-        print(json.dumps([{"step": r.name, "state": r.outcome, "id": r.resource_id, "detail": r.detail}
-                          for r in results], indent=2))
+        print(json.dumps({
+            "stack": opts.stack, "region": run.ctx.region,
+            "steps": [{"step": r.name, "state": r.outcome, "id": r.resource_id, "detail": r.detail}
+                      for r in results],
+            "instances": [{"id": i.instance_id, "zone": i.zone, "lifecycle": i.lifecycle,
+                           "state": i.phase(grace),
+                           "targets": {role: {"state": t[0], "reason": t[1], "description": t[2]}
+                                       for role, t in i.targets.items()}} for i in instances],
+            "zones": zones,
+            "capacity": ({"desired": group["DesiredCapacity"], "min": group["MinSize"], "max": group["MaxSize"]}
+                         if group else None),
+        }, indent=2))
     else:
         from rich.table import Table
         from rich.text import Text
@@ -212,6 +292,23 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
         reporter.out.print(table)
         present = sum(r.outcome == "present" for r in results)
         reporter.out.print(f"{present} of {len(results)} resources present")
+        if group is not None:
+            table = Table(title=f"instances (desired {group['DesiredCapacity']}, min {group['MinSize']}, "
+                                f"max {group['MaxSize']})", title_justify="left")
+            for column in ("instance", "zone", "lifecycle", "state", "frontend :3000", "backend :5000"):
+                table.add_column(column, no_wrap=column in ("instance", "zone"))
+            for i in instances:
+                cells = []
+                for role in ("frontend", "backend"):
+                    state, reason, _ = i.targets.get(role, ("unregistered", "", ""))
+                    cells.append(Text(state + (f" ({reason})" if reason else ""),
+                                      style=STYLES.get(state, "")))
+                table.add_row(i.instance_id, i.zone, i.lifecycle,
+                              Text(i.phase(grace), style=STYLES.get(i.phase(grace), "")), *cells)
+            reporter.out.print(table)
+            per_zone = "; ".join(f"{zone}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+                                 for zone, counts in sorted(zones.items()))
+            reporter.out.print(f"instances per zone: {per_zone or 'none'}")
     reporter.failures(results)
     return exit_code_for(results)
 
@@ -257,3 +354,94 @@ def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
         reporter.out.print(f"Stack {opts.stack!r} is gone ({deleted} resources deleted)." if deleted
                            else f"Stack {opts.stack!r} had nothing left to delete.")
     return code
+
+
+@guarded
+def cmd_scale(opts: GlobalOptions, reporter: ConsoleReporter, count: int, no_wait: bool = False) -> int:
+    run = Run(opts, reporter)
+    if run.is_new:
+        raise ConfigError(f"stack {opts.stack!r} has no state in {opts.state_dir}",
+                          hint="run `provision up` first (or pass the --state-dir it used)")
+    with run.lock():
+        config = run.config
+        notes = []
+        # The group refuses a desired capacity outside min..max: move the bound, and say so.
+        if count < config.min_size:
+            notes.append(f"minimum {config.min_size} -> {count}")
+            config.min_size = count
+        if count > config.max_size:
+            notes.append(f"maximum {config.max_size} -> {count}")
+            config.max_size = count
+        config.desired_capacity = count
+        config.validate_compute()
+        engine = run.engine(config)
+        step = engine.steps["auto-scaling-group"]
+        run.ctx.bind_step(step.name)
+        group = step.find(run.ctx, run.state.resources.get(step.name, {}).get("id"))
+        if group is None:
+            raise ConfigError(f"stack {opts.stack!r} has no Auto Scaling Group", hint="run `provision up` first")
+        run.ctx.resources[step.name] = group
+        changes = step.update(run.ctx, group, apply=True)
+        run.ctx.bind_step(None)
+        # Remembered, so that the next `up` keeps this size instead of undoing it.
+        run.state.config = config.to_dict()
+        run.state_file.save(run.state)
+    for change in changes:
+        reporter.out.print(f"  auto-scaling-group: {change}")
+    if notes:
+        reporter.out.print(f"  (also {', '.join(notes)})")
+    if not changes:
+        reporter.out.print(f"Already at {count} instance(s).")
+    if no_wait:
+        return EXIT_OK
+    return wait_for_app(run, reporter, count)
+
+
+INSTANCE_ID_RE = r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$"
+
+
+@guarded
+def cmd_logs(opts: GlobalOptions, reporter: ConsoleReporter, instance: str | None) -> int:
+    import re
+
+    from .health import BOOTSTRAPPING, HEALTHY, bootstrap_marker, console_output
+
+    if instance is not None and not re.match(INSTANCE_ID_RE, instance):
+        raise ConfigError(f"invalid instance id {instance!r}", hint="an instance id looks like i-0123456789abcdef0; "
+                                                                   "`provision status` lists the stack's instances")
+    run = Run(opts, reporter)
+    run.engine(run.config)  # the stack's ids from state, for the group lookup
+    group, instances = app_health(run)
+    if instance is None:
+        if not instances:
+            raise ConfigError(f"stack {opts.stack!r} has no instances running",
+                              hint="`provision status` shows the group; `provision scale N` starts some")
+        grace = run.config.grace_period
+        chosen = next((i for i in instances if i.phase(grace) not in (HEALTHY, BOOTSTRAPPING)), None) \
+            or next((i for i in instances if i.phase(grace) != HEALTHY), None) or instances[0]
+        instance = chosen.instance_id
+        reporter.warn(f"showing {instance} ({chosen.zone}, {chosen.phase(grace)}); pass an instance id for another")
+    from botocore.exceptions import ClientError
+
+    try:
+        text = console_output(run.ctx, instance)
+    except ClientError as e:
+        from .retries import error_code, error_message
+
+        if error_code(e) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+            raise ConfigError(f"no instance {instance} in {run.ctx.region}: {error_message(e)}",
+                              hint="`provision status` lists the stack's instances") from None
+        raise
+    if not text:
+        reporter.warn(f"{instance} has no console output yet; EC2 publishes it a few minutes after boot")
+        return EXIT_OK
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+    marker = bootstrap_marker(text)
+    if marker == "ok":
+        reporter.console.print(f"{instance}: the bootstrap finished (PROVISION-BOOTSTRAP-OK)")
+    elif marker:
+        reporter.console.print(f"{instance}: the bootstrap {marker}; the lines above say why")
+    else:
+        reporter.console.print(f"{instance}: no bootstrap marker yet (still booting, or the console lags by minutes)")
+    return EXIT_OK

@@ -22,12 +22,17 @@ STYLES = {
     "waiting for AWS": "magenta", "created": "green", "updated": "green", "kept": "blue",
     "deleted": "green", "absent": "dim", "failed": "bold red", "skipped": "red", "interrupted": "red",
     "create": "green", "update": "yellow", "delete": "red", "no change": "dim", "present": "green", "missing": "red",
+    # Instances and targets, after `up` and in `status`.
+    "pending": "yellow", "bootstrapping": "magenta", "healthy": "green", "unhealthy": "bold red",
+    "terminating": "dim", "terminated": "dim", "initial": "magenta", "draining": "dim", "unused": "dim",
+    "unregistered": "dim",
 }
 # What a plain log (no terminal) shows as it happens: what up and down did, and each wait. Lookups
 # (present, missing) and plans are summed up by the table at the end instead.
-LINE_STATES = {"created", "updated", "kept", "deleted", "failed", "skipped", "interrupted", "waiting for AWS"}
+LINE_STATES = {"created", "updated", "kept", "deleted", "failed", "skipped", "interrupted", "waiting for AWS",
+               "pending", "bootstrapping", "healthy", "unhealthy", "terminating", "terminated"}
 FINAL = {"created", "updated", "kept", "deleted", "absent", "failed", "skipped", "interrupted",
-         "create", "update", "delete", "no change", "present", "missing"}
+         "create", "update", "delete", "no change", "present", "missing", "healthy", "terminated"}
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -76,6 +81,11 @@ class ConsoleReporter(Reporter):
     def warn(self, message):
         self.console.print(Text.assemble(("warning: ", "bold yellow"), message))
 
+    def reset(self) -> None:
+        """Start a new table (the instances after the steps)."""
+        with self._lock:
+            self.rows.clear()
+
     # -- live table ----------------------------------------------------------------------------
     @contextmanager
     def live(self, title: str):
@@ -96,7 +106,7 @@ class ConsoleReporter(Reporter):
     def _render(self):
         table = Table(title=f"{self.title}  ({fmt_seconds(time.monotonic() - self.started)})",
                       title_justify="left", box=None, pad_edge=False)
-        table.add_column("step", style="bold", no_wrap=True)
+        table.add_column("instance" if self.title.startswith("waiting for") else "step", style="bold", no_wrap=True)
         table.add_column("state", no_wrap=True)
         table.add_column("time", justify="right", no_wrap=True)
         table.add_column("detail", overflow="fold")

@@ -21,6 +21,43 @@ MODELS: dict[str, dict] = {
                 {"matcher": "error", "expected": "InvalidAllocationID.NotFound", "state": "success"},
             ],
         },
+        # botocore's InstanceTerminated takes InstanceIds, and fails on an instance AWS has
+        # already forgotten (terminated ones are listed for about an hour): a `down` resumed
+        # later would wait out the whole deadline. The instance-id filter never errors, and no
+        # live instance left is success.
+        "InstancesTerminated": {
+            "operation": "DescribeInstances",
+            "delay": 15,
+            "maxAttempts": 60,
+            "acceptors": [
+                {"matcher": "path",
+                 "argument": "length(Reservations[].Instances[?State.Name != 'terminated'][]) == `0`",
+                 "expected": True, "state": "success"},
+            ],
+        },
+        # Auto Scaling has no waiters at all. A group deleted with ForceDelete reads "Delete in
+        # progress" until its instances are terminated, and only then disappears.
+        "AutoScalingGroupDeleted": {
+            "operation": "DescribeAutoScalingGroups",
+            "delay": 15,
+            "maxAttempts": 60,
+            "acceptors": [
+                {"matcher": "path", "argument": "length(AutoScalingGroups) == `0`",
+                 "expected": True, "state": "success"},
+            ],
+        },
+        # A deleted load balancer keeps its network interfaces (description "ELB app/<name>/<id>")
+        # for minutes; its subnets and security group cannot be deleted before they are released.
+        # Success when no interface matches the filters given.
+        "NetworkInterfacesReleased": {
+            "operation": "DescribeNetworkInterfaces",
+            "delay": 5,
+            "maxAttempts": 240,
+            "acceptors": [
+                {"matcher": "path", "argument": "length(NetworkInterfaces) == `0`",
+                 "expected": True, "state": "success"},
+            ],
+        },
     },
 }
 

@@ -1,4 +1,15 @@
+from provisioner.context import TAG_STACK, Resource
+from provisioner.errors import DriftConflict
 from provisioner.registry import Step, register
+
+# Propagated to the instances at launch, so that any instance of the stack is found by its stack
+# tag even if launched from another template. Name, provision:step and created-at stay the
+# group's own: on AWS a group's propagated tag overrides the launch template's, and an instance
+# keeps the template's Name=<stack>-instance and provision:step=instance.
+PROPAGATED_TAGS = (TAG_STACK,)
+DELETING = "Delete in progress"
+# An instance refresh in one of these states is still running; starting another is refused.
+REFRESH_RUNNING = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
 
 
 @register
@@ -11,11 +22,165 @@ class AutoScalingGroup(Step):
     def __init__(self):
         super().__init__("auto-scaling-group", depends_on=("launch-template", "private-subnet-1-association", "private-subnet-2-association", "frontend-target-group", "backend-target-group"))
 
+    @staticmethod
+    def group_name(ctx):
+        return f"{ctx.stack}-web"
+
+    @staticmethod
+    def _client(ctx):
+        return ctx.client("autoscaling")
+
+    # -- find ------------------------------------------------------------------------------------
+    def _describe(self, ctx, name):
+        return self._client(ctx).describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+
     def find_all(self, ctx, known_id):
-        raise NotImplementedError
+        # The name is the identity (unique per account and region, derived from the stack), so
+        # one call finds it with or without state; the tags say whether it is this stack's.
+        names = [known_id] if known_id else []
+        if self.group_name(ctx) not in names:
+            names.append(self.group_name(ctx))
+        groups = self._client(ctx).describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"]
+        return [self._resource(g) for g in groups if ctx.owns(g.get("Tags", []), self.name)]
 
+    @staticmethod
+    def _resource(group):
+        return Resource(id=group["AutoScalingGroupName"],
+                        attrs={"name": group["AutoScalingGroupName"], "arn": group.get("AutoScalingGroupARN")},
+                        raw=group)
+
+    # -- what it should be -----------------------------------------------------------------------
+    def _subnets(self, ctx):
+        return [ctx.dep(f"private-subnet-{i}").id for i in (1, 2)]
+
+    def _target_groups(self, ctx):
+        return [ctx.dep(f"{role}-target-group").id for role in ("frontend", "backend")]
+
+    def _tags(self, ctx):
+        name = self.group_name(ctx)
+        return [{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": t["Key"], "Value": t["Value"],
+                 "PropagateAtLaunch": t["Key"] in PROPAGATED_TAGS} for t in ctx.tags(self.name)]
+
+    # -- create ----------------------------------------------------------------------------------
     def create(self, ctx):
-        raise NotImplementedError
+        config = ctx.config
+        name = self.group_name(ctx)
+        # Auto Scaling refuses a launch template whose instance profile is seconds old
+        # ("Invalid IAM Instance Profile name", a ValidationError) until IAM has propagated it.
+        ctx.retry("instance-profile", self._client(ctx).create_auto_scaling_group,
+                  AutoScalingGroupName=name,
+                  LaunchTemplate={"LaunchTemplateId": ctx.dep("launch-template").id, "Version": "$Latest"},
+                  MinSize=config.min_size, MaxSize=config.max_size, DesiredCapacity=config.desired_capacity,
+                  VPCZoneIdentifier=",".join(self._subnets(ctx)), TargetGroupARNs=self._target_groups(ctx),
+                  HealthCheckType="ELB", HealthCheckGracePeriod=config.grace_period,
+                  NewInstancesProtectedFromScaleIn=False, Tags=self._tags(ctx))
+        # Instances boot for minutes; the CLI waits for healthy targets after `up`, with a display.
+        groups = self._describe(ctx, name)
+        return self._resource(groups[0]) if groups else Resource(id=name, attrs={"name": name, "arn": None})
 
+    # -- update ----------------------------------------------------------------------------------
+    def update(self, ctx, resource, apply):
+        group, config = resource.raw, ctx.config
+        if group.get("Status") == DELETING:
+            raise DriftConflict(f"Auto Scaling Group {resource.id} is being deleted",
+                                hint="wait until its instances are terminated, then run `provision up` again")
+        missing = [d for d in self.depends_on if ctx.dep(d) is None]
+        if missing:  # `plan` only: what it points at is to be created first
+            return [f"point at the new {', '.join(missing)}"]
+        changes, settings = [], {}
+
+        def converge(key, want, label):
+            if group.get(key) != want:
+                changes.append(f"{label} {group.get(key)} -> {want}")
+                settings[key] = want
+
+        converge("MinSize", config.min_size, "min size")
+        converge("MaxSize", config.max_size, "max size")
+        converge("DesiredCapacity", config.desired_capacity, "desired capacity")
+        converge("HealthCheckGracePeriod", config.grace_period, "health check grace period")
+        converge("HealthCheckType", "ELB", "health check type")
+        subnets = self._subnets(ctx)
+        if sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))) != sorted(subnets):
+            changes.append(f"subnets {group.get('VPCZoneIdentifier')} -> {','.join(subnets)}")
+            settings["VPCZoneIdentifier"] = ",".join(subnets)
+        template = {"LaunchTemplateId": ctx.dep("launch-template").id, "Version": "$Latest"}
+        have_template = group.get("LaunchTemplate") or {}
+        if {k: have_template.get(k) for k in template} != template:
+            changes.append(f"launch template {have_template.get('LaunchTemplateId')} "
+                           f"{have_template.get('Version')} -> {template['LaunchTemplateId']} $Latest")
+            settings["LaunchTemplate"] = template
+        if apply and settings:
+            if {"MinSize", "MaxSize", "DesiredCapacity"} & set(settings):
+                # Auto Scaling checks min <= desired <= max on the values it would end with, so
+                # the three go together.
+                settings.update(MinSize=config.min_size, MaxSize=config.max_size,
+                                DesiredCapacity=config.desired_capacity)
+            self._client(ctx).update_auto_scaling_group(AutoScalingGroupName=resource.id, **settings)
+
+        wanted_groups, have_groups = set(self._target_groups(ctx)), set(group.get("TargetGroupARNs", []))
+        attach, detach = sorted(wanted_groups - have_groups), sorted(have_groups - wanted_groups)
+        changes += [f"attach target group {arn}" for arn in attach]
+        changes += [f"detach target group {arn}" for arn in detach]
+        if apply and attach:
+            self._client(ctx).attach_load_balancer_target_groups(AutoScalingGroupName=resource.id,
+                                                                 TargetGroupARNs=attach)
+        if apply and detach:
+            self._client(ctx).detach_load_balancer_target_groups(AutoScalingGroupName=resource.id,
+                                                                 TargetGroupARNs=detach)
+        changes += self._refresh(ctx, resource, apply)
+        return changes
+
+    def _refresh(self, ctx, resource, apply):
+        """Roll out a new launch template version: a group launches "$Latest" only for new
+        instances, so the running ones are replaced by an instance refresh."""
+        latest = ctx.dep("launch-template").attrs.get("version")
+        outdated = {}
+        for instance in resource.raw.get("Instances", []):
+            version = str((instance.get("LaunchTemplate") or {}).get("Version", ""))
+            if instance.get("LifecycleState") == "InService" and version.isdigit() and int(version) < latest:
+                outdated[instance["InstanceId"]] = int(version)
+        if not outdated:
+            return []
+        refreshes = self._client(ctx).describe_instance_refreshes(
+            AutoScalingGroupName=resource.id, MaxRecords=5)["InstanceRefreshes"]
+        if any(r["Status"] in REFRESH_RUNNING for r in refreshes):
+            return []  # already rolling out; that refresh launches the latest version too
+        old = ", ".join(str(v) for v in sorted(set(outdated.values())))
+        if not apply:
+            return [f"start an instance refresh: {len(outdated)} instance(s) on version {old} -> {latest}"]
+        self._client(ctx).start_instance_refresh(
+            AutoScalingGroupName=resource.id,
+            Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": ctx.config.grace_period})
+        return [f"instance refresh started: {len(outdated)} instance(s) on version {old} -> {latest}"]
+
+    # -- delete ----------------------------------------------------------------------------------
     def delete(self, ctx, resource):
-        raise NotImplementedError
+        client, name = self._client(ctx), resource.id
+        instances = {i["InstanceId"] for i in resource.raw.get("Instances", [])}
+        if resource.raw.get("Status") != DELETING:
+            # Scale in first: the instances deregister from the target groups (deregistration
+            # delay) and terminate while the group still exists to account for them.
+            if resource.raw.get("MinSize") or resource.raw.get("DesiredCapacity"):
+                client.update_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, DesiredCapacity=0)
+            # Whatever was launched since discovery is terminated too.
+            instances |= {i["InstanceId"] for g in self._describe(ctx, name) for i in g.get("Instances", [])}
+            ctx.retry("dependency", client.delete_auto_scaling_group, AutoScalingGroupName=name, ForceDelete=True)
+        if instances:
+            # The subnets and the web security group are refused while an instance shuts down.
+            ctx.wait("ec2", "InstancesTerminated", timeout="instances-terminated",
+                     Filters=[{"Name": "instance-id", "Values": sorted(instances)}],
+                     what=f"{len(instances)} instance(s) to terminate")
+        ctx.wait("autoscaling", "AutoScalingGroupDeleted", AutoScalingGroupNames=[name], timeout="instances-terminated",
+                 what=f"Auto Scaling Group {name} to be deleted")
+
+    # -- what others see -------------------------------------------------------------------------
+    def outputs(self, resource):
+        return {"asg_name": resource.id}
+
+    def describe(self, resource):
+        group = resource.raw
+        instances = group.get("Instances", [])
+        in_service = sum(i.get("LifecycleState") == "InService" for i in instances)
+        status = f", {group['Status']}" if group.get("Status") else ""
+        return (f"{in_service}/{len(instances)} instances InService (desired {group.get('DesiredCapacity')}, "
+                f"min {group.get('MinSize')}, max {group.get('MaxSize')}){status}")

@@ -1,4 +1,9 @@
+from provisioner.context import Resource
+from provisioner.errors import ConfigError
 from provisioner.registry import Step, register
+from provisioner.retries import error_code
+
+from .iam_role import IAM_PATH, find_owned, iam_name
 
 
 @register
@@ -12,10 +17,41 @@ class InstanceProfile(Step):
         super().__init__("instance-profile", depends_on=())
 
     def find_all(self, ctx, known_id):
-        raise NotImplementedError
+        iam = ctx.client("iam")
+        profile = find_owned(ctx, self.name, known_id,
+                             lambda name: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"])
+        return [self._resource(profile)] if profile else []
+
+    def _resource(self, profile):
+        return Resource(id=profile["InstanceProfileName"],
+                        attrs={"name": profile["InstanceProfileName"], "arn": profile["Arn"]}, raw=profile)
 
     def create(self, ctx):
-        raise NotImplementedError
+        from botocore.exceptions import ClientError
+
+        name = iam_name(ctx)
+        try:
+            profile = ctx.client("iam").create_instance_profile(
+                InstanceProfileName=name, Path=IAM_PATH, Tags=ctx.tags(self.name))["InstanceProfile"]
+        except ClientError as e:
+            if error_code(e) == "EntityAlreadyExists":
+                raise ConfigError(f"an IAM instance profile named {name} exists but is not this stack's "
+                                  "(no provision tags)",
+                                  hint="delete that instance profile, or use another --stack name") from None
+            raise
+        return self._resource(profile)
+
+    def update(self, ctx, resource, apply):
+        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
+        if not missing:
+            return []
+        if apply:
+            ctx.client("iam").tag_instance_profile(InstanceProfileName=resource.id, Tags=missing)
+        return [f"set tag(s) {', '.join(t['Key'] for t in missing)}"]
 
     def delete(self, ctx, resource):
-        raise NotImplementedError
+        # Right after RemoveRoleFromInstanceProfile, IAM can still answer DeleteConflict.
+        ctx.retry("dependency", ctx.client("iam").delete_instance_profile, InstanceProfileName=resource.id)
+
+    def describe(self, resource):
+        return resource.attrs.get("arn", "")

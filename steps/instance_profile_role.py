@@ -1,21 +1,63 @@
+from provisioner.context import Resource
 from provisioner.registry import Step, register
+from provisioner.retries import error_code
 
 
 @register
 class InstanceProfileRole(Step):
-    """The role inside the instance profile, a relationship of its own."""
+    """The role inside the instance profile, a relationship of its own (as aws-nuke models it),
+    so that teardown takes the role out of the profile before deleting either."""
 
     kind = "instance_profile_role"
     aws_type = "AWS::IAM::InstanceProfile.Roles"
     tagged = False
+
     def __init__(self):
         super().__init__("instance-profile-role", depends_on=("instance-role", "instance-profile"))
 
     def find_all(self, ctx, known_id):
-        raise NotImplementedError
+        from botocore.exceptions import ClientError
+
+        profile = ctx.dep("instance-profile")
+        if profile is None:
+            return []
+        try:
+            roles = ctx.client("iam").get_instance_profile(InstanceProfileName=profile.id)["InstanceProfile"]["Roles"]
+        except ClientError as e:
+            if error_code(e) == "NoSuchEntity":
+                return []
+            raise
+        return [self._resource(profile.id, r["RoleName"]) for r in roles]
+
+    def _resource(self, profile, role):
+        return Resource(id=f"{profile}/{role}", attrs={"profile": profile, "role": role})
 
     def create(self, ctx):
-        raise NotImplementedError
+        profile, role = ctx.dep("instance-profile").id, ctx.dep("instance-role").id
+        # IAM is eventually consistent: a role or profile created a moment ago can be unknown
+        # here (NoSuchEntity).
+        ctx.retry("eventual-consistency", ctx.client("iam").add_role_to_instance_profile,
+                  InstanceProfileName=profile, RoleName=role)
+        return self._resource(profile, role)
+
+    def update(self, ctx, resource, apply):
+        role = ctx.dep("instance-role")
+        if role is None or resource.attrs["role"] == role.id:
+            return []
+        # A profile holds one role: the other one goes out before ours goes in.
+        profile, other = resource.attrs["profile"], resource.attrs["role"]
+        if apply:
+            iam = ctx.client("iam")
+            iam.remove_role_from_instance_profile(InstanceProfileName=profile, RoleName=other)
+            ctx.retry("eventual-consistency", iam.add_role_to_instance_profile,
+                      InstanceProfileName=profile, RoleName=role.id)
+            resource.id = f"{profile}/{role.id}"
+            resource.attrs["role"] = role.id
+        return [f"replace role {other} with {role.id}"]
 
     def delete(self, ctx, resource):
-        raise NotImplementedError
+        ctx.client("iam").remove_role_from_instance_profile(
+            InstanceProfileName=resource.attrs["profile"], RoleName=resource.attrs["role"])
+
+    def describe(self, resource):
+        return f"role {resource.attrs['role']} in {resource.attrs['profile']}"

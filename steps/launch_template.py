@@ -1,9 +1,41 @@
+import base64
+import gzip
+import hashlib
+
 from provisioner.registry import Step, register
+from provisioner.retries import is_gone
+
+import userdata
+
+# Canonical publishes the current Ubuntu 24.04 LTS image of each architecture here.
+UBUNTU_AMI_PARAMETER = "/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id"
+# EC2 names architectures as the CPU does, Canonical's parameter as Debian does.
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+# Ubuntu's images boot from /dev/sda1; a mapping for another name would add a second volume
+# instead of changing the root one.
+ROOT_DEVICE = "/dev/sda1"
+ROOT_VOLUME = {"VolumeType": "gp3", "VolumeSize": 20, "Encrypted": True, "DeleteOnTermination": True}
+# IMDSv2 only. The hop limit is 2, not 1: a container's request to the metadata service crosses
+# one more hop (the Docker bridge), and with 1 the app in Docker Compose gets no credentials.
+METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"}
+
+
+def user_data_sha256(encoded: str | None) -> str | None:
+    """SHA-256 of the script inside launch template user data (base64, maybe gzipped)."""
+    if not encoded:
+        return None
+    raw = base64.b64decode(encoded)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return hashlib.sha256(raw).hexdigest()
 
 
 @register
 class LaunchTemplate(Step):
-    """What every app instance boots from."""
+    """What every app instance boots from: Ubuntu 24.04 LTS, IMDSv2 only, an encrypted gp3 root
+    volume, no public address, the `web` security group, the instance profile, and the boot
+    script that fetches and starts the app release. A change makes a new version, which the Auto
+    Scaling Group rolls out with an instance refresh."""
 
     kind = "launch_template"
     aws_type = "AWS::EC2::LaunchTemplate"
@@ -11,11 +43,155 @@ class LaunchTemplate(Step):
     def __init__(self):
         super().__init__("launch-template", depends_on=("web-security-group", "instance-profile", "instance-profile-role", "app-release", "product-images"))
 
+    @staticmethod
+    def template_name(ctx):
+        return f"{ctx.stack}-web"
+
+    # -- find ------------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
-        raise NotImplementedError
+        if known_id:
+            try:
+                items = ctx.ec2.describe_launch_templates(LaunchTemplateIds=[known_id])["LaunchTemplates"]
+            except Exception as e:
+                if not is_gone(e):
+                    raise
+                items = []
+            if items:
+                return [self._resource(ctx, items[0])]
+        items = []
+        for page in ctx.ec2.get_paginator("describe_launch_templates").paginate(Filters=ctx.tag_filters(self.name)):
+            items.extend(page["LaunchTemplates"])
+        return [self._resource(ctx, t) for t in items if ctx.owns(t.get("Tags", []), self.name)]
 
+    def _resource(self, ctx, template):
+        from provisioner.context import Resource
+
+        latest = ctx.ec2.describe_launch_template_versions(
+            LaunchTemplateId=template["LaunchTemplateId"], Versions=["$Latest"])["LaunchTemplateVersions"][0]
+        data = latest.get("LaunchTemplateData", {})
+        return Resource(id=template["LaunchTemplateId"],
+                        attrs={"name": template["LaunchTemplateName"], "version": latest["VersionNumber"],
+                               "ami": data.get("ImageId"), "user_data_sha256": user_data_sha256(data.get("UserData"))},
+                        raw={**template, "LatestVersionData": data})
+
+    # -- what it should be -----------------------------------------------------------------------
+    def _script(self, ctx):
+        release = ctx.dep("app-release").attrs
+        return userdata.render_bootstrap(
+            region=ctx.region, release_bucket=release["bucket"], release_key=release["key"],
+            images_base_url=ctx.dep("assets-bucket").attrs["images_base_url"],
+            stack=ctx.stack, grace_period_seconds=ctx.config.grace_period)
+
+    def _data(self, ctx, ami, script):
+        return {
+            "ImageId": ami,
+            "InstanceType": ctx.config.instance_type,
+            "IamInstanceProfile": {"Arn": ctx.dep("instance-profile").attrs["arn"]},
+            # Groups only, no NetworkInterfaces: the instances live in private subnets and get no
+            # public address (the subnets do not map one either).
+            "SecurityGroupIds": [ctx.dep("web-security-group").id],
+            "MetadataOptions": dict(METADATA_OPTIONS),
+            "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": dict(ROOT_VOLUME)}],
+            "UserData": base64.b64encode(userdata.encode_user_data(script)).decode("ascii"),
+            "TagSpecifications": [{"ResourceType": kind, "Tags": ctx.tags("instance")}
+                                  for kind in ("instance", "volume")],
+        }
+
+    @staticmethod
+    def _architecture(ctx, instance_type):
+        info = ctx.ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"][0]
+        supported = info["ProcessorInfo"]["SupportedArchitectures"]
+        return "arm64" if "arm64" in supported else "x86_64"
+
+    @staticmethod
+    def _latest_ubuntu(ctx, architecture):
+        name = UBUNTU_AMI_PARAMETER.format(arch=DEBIAN_ARCH[architecture])
+        return ctx.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+
+    # -- create ----------------------------------------------------------------------------------
     def create(self, ctx):
-        raise NotImplementedError
+        from provisioner.context import Resource
 
+        architecture = self._architecture(ctx, ctx.config.instance_type)
+        ami = ctx.config.ami or self._latest_ubuntu(ctx, architecture)
+        script = self._script(ctx)
+        template = ctx.ec2.create_launch_template(
+            LaunchTemplateName=self.template_name(ctx), LaunchTemplateData=self._data(ctx, ami, script),
+            ClientToken=ctx.client_token(self.name),
+            TagSpecifications=[{"ResourceType": "launch-template", "Tags": ctx.tags(self.name)}])["LaunchTemplate"]
+        return Resource(id=template["LaunchTemplateId"],
+                        attrs={"name": template["LaunchTemplateName"], "version": template["LatestVersionNumber"],
+                               "ami": ami, "user_data_sha256": hashlib.sha256(script.encode()).hexdigest()},
+                        raw=template)
+
+    # -- update ----------------------------------------------------------------------------------
+    def update(self, ctx, resource, apply):
+        have = resource.raw.get("LatestVersionData", {})
+        changes = []
+        instance_type = ctx.config.instance_type
+        if have.get("InstanceType") != instance_type:
+            changes.append(f"instance type {have.get('InstanceType')} -> {instance_type}")
+        # The image is resolved once, at create: a new Canonical release must not replace the
+        # fleet on the next `up`. Only --ami, or an instance type of another architecture, does.
+        ami = have.get("ImageId") or resource.attrs.get("ami")
+        if ctx.config.ami and ctx.config.ami != ami:
+            changes.append(f"AMI {ami} -> {ctx.config.ami}")
+            ami = ctx.config.ami
+        elif not ctx.config.ami and have.get("InstanceType") != instance_type:
+            architecture = self._architecture(ctx, instance_type)
+            if self._image_architecture(ctx, ami) != architecture:
+                new_ami = self._latest_ubuntu(ctx, architecture)
+                changes.append(f"AMI {ami} -> {new_ami} (Ubuntu 24.04 LTS for {architecture})")
+                ami = new_ami
+        script = self._script(ctx) if ctx.dep("app-release") and ctx.dep("assets-bucket") else None
+        want_sha = hashlib.sha256(script.encode()).hexdigest() if script is not None else None
+        have_sha = user_data_sha256(have.get("UserData"))
+        if want_sha != have_sha:
+            changes.append(f"user data sha256 {(have_sha or 'none')[:12]} -> {(want_sha or 'pending')[:12]}")
+        if script is None or ctx.dep("instance-profile") is None or ctx.dep("web-security-group") is None:
+            return changes  # `plan` before what it refers to exists: nothing more to compare
+        want = self._data(ctx, ami, script)
+        if sorted(have.get("SecurityGroupIds", [])) != want["SecurityGroupIds"]:
+            changes.append(f"security groups {', '.join(have.get('SecurityGroupIds', [])) or 'none'} -> "
+                           f"{want['SecurityGroupIds'][0]}")
+        have_profile = have.get("IamInstanceProfile", {})
+        want_arn = want["IamInstanceProfile"]["Arn"]
+        if have_profile.get("Arn") != want_arn and have_profile.get("Name") != want_arn.rsplit("/", 1)[-1]:
+            changes.append(f"instance profile {have_profile.get('Arn') or have_profile.get('Name')} -> {want_arn}")
+        have_metadata = {k: have.get("MetadataOptions", {}).get(k) for k in METADATA_OPTIONS}
+        if have_metadata != METADATA_OPTIONS:
+            changes.append(f"metadata options {have_metadata} -> {METADATA_OPTIONS}")
+        have_root = next((m.get("Ebs", {}) for m in have.get("BlockDeviceMappings", [])
+                          if m.get("DeviceName") == ROOT_DEVICE), {})
+        have_root = {k: have_root.get(k) for k in ROOT_VOLUME}
+        if have_root != ROOT_VOLUME or len(have.get("BlockDeviceMappings", [])) != 1:
+            changes.append(f"root volume {have_root} -> {ROOT_VOLUME}")
+        if changes and apply:
+            version = ctx.ec2.create_launch_template_version(
+                LaunchTemplateId=resource.id, LaunchTemplateData=want, VersionDescription="; ".join(changes)[:255])["LaunchTemplateVersion"]
+            number = version["VersionNumber"]
+            # The group launches "$Latest"; the default follows so that the console, and anyone
+            # launching by hand, see the same version.
+            ctx.ec2.modify_launch_template(LaunchTemplateId=resource.id, DefaultVersion=str(number))
+            resource.attrs.update(version=number, ami=ami, user_data_sha256=want_sha)
+            resource.raw["LatestVersionData"] = want
+        return changes
+
+    @staticmethod
+    def _image_architecture(ctx, ami):
+        images = ctx.ec2.describe_images(ImageIds=[ami])["Images"] if ami else []
+        return images[0].get("Architecture") if images else None
+
+    # -- delete ----------------------------------------------------------------------------------
     def delete(self, ctx, resource):
-        raise NotImplementedError
+        # AWS lets a template go while a group still names it (the group then fails to launch),
+        # so the order comes from the graph alone: the group is deleted first.
+        ctx.ec2.delete_launch_template(LaunchTemplateId=resource.id)
+
+    def outputs(self, resource):
+        return {"launch_template_id": resource.id}
+
+    def describe(self, resource):
+        data = resource.raw.get("LatestVersionData", {})
+        return (f"version {resource.attrs.get('version')}, {data.get('InstanceType', '')}, "
+                f"{resource.attrs.get('ami')}")

@@ -1,4 +1,79 @@
+import json
+
+from provisioner.context import Resource
+from provisioner.errors import ConfigError
 from provisioner.registry import Step, register
+from provisioner.retries import error_code
+
+# Public read on the product images only; everything else (releases/) stays private.
+IMAGES_PREFIX = "images/"
+RELEASES_PREFIX = "releases/"
+# S3's own bucket name limit.
+BUCKET_NAME_MAX = 63
+# DeleteObjects takes at most 1000 keys per call.
+DELETE_BATCH = 1000
+
+# Only a bucket policy may make something public: ACLs are off (BucketOwnerEnforced) and any
+# public ACL is blocked, while the two policy switches stay off so that the images/ statement
+# is accepted.
+PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                       "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
+OWNERSHIP = "BucketOwnerEnforced"
+ENCRYPTION_RULE = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+
+
+def bucket_name(ctx) -> str:
+    """Globally unique without a random part, so a crash between CreateBucket and
+    PutBucketTagging leaves a bucket the next run can still find by name."""
+    name = f"{ctx.stack}-assets-{ctx.account}-{ctx.region}"
+    if len(name) > BUCKET_NAME_MAX:
+        raise ConfigError(f"bucket name {name!r} is {len(name)} characters; S3 allows {BUCKET_NAME_MAX}",
+                          hint="use a shorter --stack name")
+    return name
+
+
+def partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def bucket_arn(ctx, bucket: str) -> str:
+    return f"arn:{partition(ctx.region)}:s3:::{bucket}"
+
+
+def images_base_url(ctx, bucket: str) -> str:
+    if ctx.endpoint_url:  # the sandbox's emulator serves buckets path-style on its own address
+        return f"{ctx.endpoint_url.rstrip('/')}/{bucket}/{IMAGES_PREFIX}"
+    return f"https://{bucket}.s3.{ctx.region}.amazonaws.com/{IMAGES_PREFIX}"
+
+
+def bucket_policy(ctx, bucket: str) -> dict:
+    arn = bucket_arn(ctx, bucket)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "PublicReadProductImages", "Effect": "Allow", "Principal": "*",
+             "Action": "s3:GetObject", "Resource": f"{arn}/{IMAGES_PREFIX}*"},
+            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+             "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        ],
+    }
+
+
+def _canonical(value):
+    """A policy as a comparable value: AWS may hand back a one-element list as a scalar, and
+    lists in any order."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_canonical(v) for v in value]
+        if len(items) == 1:
+            return items[0]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    return value
 
 
 @register
@@ -11,11 +86,209 @@ class AssetsBucket(Step):
     def __init__(self):
         super().__init__("assets-bucket", depends_on=())
 
+    # -- find --------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
-        raise NotImplementedError
+        from botocore.exceptions import ClientError
 
+        s3 = ctx.client("s3")
+        name = bucket_name(ctx)
+        for candidate in dict.fromkeys(n for n in (known_id, name) if n):
+            try:
+                s3.head_bucket(Bucket=candidate)
+            except ClientError as e:
+                if error_code(e) in ("404", "NoSuchBucket"):
+                    continue
+                if error_code(e) == "403":
+                    # Another account's bucket. `down` and `plan` just do not find ours; `up`
+                    # stops here with the reason rather than at CreateBucket.
+                    if ctx.read_only:
+                        continue
+                    raise self._foreign(name) from None
+                raise
+            tags = self._tags(ctx, candidate)
+            if tags and not ctx.owns(tags, self.name):
+                if candidate != name:
+                    continue
+                raise ConfigError(f"bucket {name} exists in this account but carries another stack's or "
+                                  "tool's tags; refusing to adopt it",
+                                  hint="delete or rename that bucket, or use another --stack name")
+            # An untagged bucket with our exact derived name in our account is the one a crash
+            # between CreateBucket and PutBucketTagging left behind: adopted, tagged in update.
+            return [self._resource(ctx, candidate, tags)]
+        return []
+
+    def _foreign(self, name):
+        return ConfigError(f"the bucket name {name} is taken by another AWS account (S3 names are global)",
+                           hint="use another --stack name")
+
+    def _tags(self, ctx, bucket) -> list[dict]:
+        from botocore.exceptions import ClientError
+
+        try:
+            return ctx.client("s3").get_bucket_tagging(Bucket=bucket)["TagSet"]
+        except ClientError as e:
+            if error_code(e) == "NoSuchTagSet":
+                return []
+            raise
+
+    def _resource(self, ctx, bucket, tags) -> Resource:
+        return Resource(id=bucket, attrs={"bucket": bucket, "images_base_url": images_base_url(ctx, bucket)},
+                        raw={"Tags": tags})
+
+    # -- create ------------------------------------------------------------------------------
     def create(self, ctx):
-        raise NotImplementedError
+        from botocore.exceptions import ClientError
 
+        s3 = ctx.client("s3")
+        name = bucket_name(ctx)
+        params = {"Bucket": name}
+        # us-east-1 is S3's default location and refuses it as an explicit constraint.
+        if ctx.region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": ctx.region}
+        try:
+            s3.create_bucket(**params)
+        except ClientError as e:
+            if error_code(e) == "BucketAlreadyExists":
+                raise self._foreign(name) from None
+            if error_code(e) != "BucketAlreadyOwnedByYou":  # a retried create: ours already
+                raise
+        # General purpose buckets take no tags at CreateBucket; tag at once, and the derived
+        # name covers a crash in between (find adopts the untagged bucket).
+        tags = ctx.tags(self.name)
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
+        resource = self._resource(ctx, name, tags)
+        self.update(ctx, resource, apply=True)
+        return resource
+
+    # -- converge: one helper per attribute, each returning its change line ---------------------
+    def update(self, ctx, resource, apply):
+        bucket = resource.id
+        changes = []
+        for helper in (self._converge_tags, self._converge_ownership, self._converge_encryption,
+                       # Block Public Access before the policy: a new bucket blocks public
+                       # policies, and PutBucketPolicy with the images/ statement is refused.
+                       self._converge_public_access_block, self._converge_policy):
+            line = helper(ctx, resource, bucket, apply)
+            if line:
+                changes.append(line)
+        return changes
+
+    def _converge_tags(self, ctx, resource, bucket, apply):
+        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
+        if not missing:
+            return None
+        if apply:
+            # PutBucketTagging replaces the whole set: keep the tags others added.
+            have = {t["Key"]: t["Value"] for t in resource.raw.get("Tags", [])}
+            merged = {**have, **{t["Key"]: t["Value"] for t in missing}}
+            tag_set = [{"Key": k, "Value": v} for k, v in merged.items()]
+            ctx.client("s3").put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_set})
+            resource.raw["Tags"] = tag_set
+        return f"set tag(s) {', '.join(t['Key'] for t in missing)}"
+
+    def _converge_ownership(self, ctx, resource, bucket, apply):
+        from botocore.exceptions import ClientError
+
+        s3 = ctx.client("s3")
+        try:
+            rules = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+        except ClientError as e:
+            if error_code(e) != "OwnershipControlsNotFoundError":
+                raise
+            rules = []
+        if [r.get("ObjectOwnership") for r in rules] == [OWNERSHIP]:
+            return None
+        if apply:
+            s3.put_bucket_ownership_controls(
+                Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": OWNERSHIP}]})
+        return f"set object ownership {OWNERSHIP} (ACLs off)"
+
+    def _converge_encryption(self, ctx, resource, bucket, apply):
+        from botocore.exceptions import ClientError
+
+        s3 = ctx.client("s3")
+        try:
+            rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        except ClientError as e:
+            if error_code(e) != "ServerSideEncryptionConfigurationNotFoundError":
+                raise
+            rules = []
+        # Any default encryption (SSE-S3 or a KMS key someone chose) is kept.
+        if any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules):
+            return None
+        if apply:
+            s3.put_bucket_encryption(Bucket=bucket,
+                                     ServerSideEncryptionConfiguration={"Rules": [ENCRYPTION_RULE]})
+        return "set default encryption SSE-S3"
+
+    def _converge_public_access_block(self, ctx, resource, bucket, apply):
+        from botocore.exceptions import ClientError
+
+        s3 = ctx.client("s3")
+        try:
+            have = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        except ClientError as e:
+            if error_code(e) != "NoSuchPublicAccessBlockConfiguration":
+                raise
+            have = {}
+        wrong = [k for k, v in PUBLIC_ACCESS_BLOCK.items() if have.get(k) != v]
+        if not wrong:
+            return None
+        if apply:
+            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict(PUBLIC_ACCESS_BLOCK))
+        return f"set Block Public Access ({', '.join(f'{k}={PUBLIC_ACCESS_BLOCK[k]}' for k in wrong)})"
+
+    def _converge_policy(self, ctx, resource, bucket, apply):
+        from botocore.exceptions import ClientError
+
+        s3 = ctx.client("s3")
+        want = bucket_policy(ctx, bucket)
+        try:
+            have = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+        except ClientError as e:
+            if error_code(e) != "NoSuchBucketPolicy":
+                raise
+            have = None
+        if have is not None and _canonical(have) == _canonical(want):
+            return None
+        if apply:
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(want))
+        return ("set the bucket policy (public read on images/ only, TLS only)" if have is None
+                else "put back the bucket policy (public read on images/ only, TLS only)")
+
+    # -- delete ------------------------------------------------------------------------------
     def delete(self, ctx, resource):
-        raise NotImplementedError
+        s3 = ctx.client("s3")
+        bucket = resource.id
+        ctx.activity(f"emptying bucket {bucket}")
+        # Every version and delete marker, not only current objects: S3 refuses to delete a
+        # bucket that holds any (BucketNotEmpty), versioned or once versioned.
+        batch = []
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                batch.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+                if len(batch) == DELETE_BATCH:
+                    delete_objects(ctx, bucket, batch)
+                    batch = []
+        if batch:
+            delete_objects(ctx, bucket, batch)
+        s3.delete_bucket(Bucket=bucket)
+
+    def outputs(self, resource):
+        return {"bucket": resource.attrs["bucket"], "images_base_url": resource.attrs["images_base_url"]}
+
+    def describe(self, resource):
+        return resource.attrs.get("images_base_url", "")
+
+
+def delete_objects(ctx, bucket: str, objects: list[dict]) -> None:
+    """DeleteObjects answers 200 with per-key errors; any of them is a failure."""
+    from provisioner.errors import AwsFailure
+
+    response = ctx.client("s3").delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    errors = response.get("Errors") or []
+    if errors:
+        first = errors[0]
+        raise AwsFailure(f"could not delete {len(errors)} object(s) from {bucket}, e.g. {first.get('Key')}: "
+                         f"{first.get('Code')} {first.get('Message', '')}".rstrip(),
+                         code=first.get("Code"))

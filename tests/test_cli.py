@@ -13,7 +13,7 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from stacks import ACCOUNT, NETWORK_RESOURCES, REGION, live_network_resources, tagged_leftovers
+from stacks import ACCOUNT, NETWORK_RESOURCES, REGION, live_network_resources, live_resources, tagged_leftovers
 from provisioner.cli import main
 from provisioner.config import STACK_NAME_MAX
 from provisioner.context import RunContext, is_mutating
@@ -313,7 +313,7 @@ def test_good_custom_cidrs_work_and_are_remembered(moto_aws, state_dir):
     # A later command needs no shape options: they come from the state file.
     again = cli("plan", state_dir=state_dir)
     assert again.exit_code == 0, again.output
-    assert "17 no change" in again.text
+    assert "32 no change" in again.text
 
 
 def test_bad_cidr_against_an_existing_stack_leaves_its_state_alone(built):
@@ -417,11 +417,12 @@ def test_other_failure_of_the_zone_lookup_is_an_aws_failure(moto_aws, state_dir,
 
 def test_token_expiring_after_the_preflight_changes_nothing_and_exits_2(moto_aws, state_dir, inject):
     def expired(model, **_):
-        if model.name != "DescribeAvailabilityZones":
+        if model.name not in ("GetCallerIdentity", "DescribeAvailabilityZones", "DescribeInstanceTypes",
+                              "DescribeInstanceTypeOfferings"):
             return refuse("ExpiredToken", "The security token is expired", 400)
         return None
 
-    inject("before-call.ec2", expired)
+    inject("before-call", expired)
     before = aws_snapshot()
     result = cli("up", "--yes", state_dir=state_dir)
     assert result.exit_code == 2, result.output
@@ -431,7 +432,7 @@ def test_token_expiring_after_the_preflight_changes_nothing_and_exits_2(moto_aws
 
 def test_access_denied_on_create_vpc_names_the_action_and_exits_2_when_nothing_changed(
         moto_aws, state_dir, inject):
-    """A policy that allows reading but no ec2 changes: every create is refused."""
+    """A policy that allows reading but no changes: every create, in every service, is refused."""
     denied = []
 
     def deny_changes(model, **_):
@@ -440,15 +441,17 @@ def test_access_denied_on_create_vpc_names_the_action_and_exits_2_when_nothing_c
             return refuse("UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
         return None
 
-    inject("before-call.ec2", deny_changes)
+    inject("before-call", deny_changes)
     before = aws_snapshot()
+    everything = {(kind, rid) for kind, rid, _ in live_resources()}
     result = cli("up", "--yes", state_dir=state_dir)
-    assert "CreateVpc" in denied
+    assert "CreateVpc" in denied and "CreateBucket" in denied
     assert result.exit_code == 2, result.output
     assert "access denied for ec2:CreateVpc (UnauthorizedOperation)" in result.text
     assert "grant it in IAM" in result.text
     assert "created" not in result.text
     assert aws_snapshot() == before
+    assert {(kind, rid) for kind, rid, _ in live_resources()} == everything
 
 
 def test_access_denied_on_create_vpc_alone_names_it_and_exits_1_after_other_changes(
@@ -595,7 +598,7 @@ def test_down_without_yes_when_not_interactive_refuses_and_deletes_nothing(built
 def test_down_with_yes_removes_everything(built):
     result = cli("down", "--yes", state_dir=built)
     assert result.exit_code == 0, result.output
-    assert "Stack 'stylesphere' is gone (17 resources deleted)" in result.text
+    assert "Stack 'stylesphere' is gone (32 resources deleted)" in result.text
     assert tagged_leftovers("stylesphere") == []
     assert only_default_vpc()
     assert not os.path.exists(os.path.join(built, "stylesphere.json"))
@@ -611,7 +614,7 @@ def test_plan_before_up_shows_creates_and_creates_nothing(moto_aws, state_dir):
     before = aws_snapshot()
     result = cli("plan", state_dir=state_dir)
     assert result.exit_code == 0, result.output
-    assert "17 create" in result.text and "(nothing was changed)" in result.text
+    assert "32 create" in result.text and "(nothing was changed)" in result.text
     assert aws_snapshot() == before
     assert not os.path.exists(os.path.join(state_dir, "stylesphere.json"))
 
@@ -645,7 +648,7 @@ def test_status_after_up_lists_every_step_present_and_changes_nothing(built):
     before_dir = dir_snapshot(built)
     result = cli("status", state_dir=built)
     assert result.exit_code == 0, result.output
-    assert "17 of 17 resources present" in result.text
+    assert "32 of 32 resources present" in result.text
     for step in ("vpc", "internet-gateway", "nat-gateway-1", "public-subnet-1", "private-route-table-1"):
         assert step in result.stdout
     assert aws_snapshot() == before
@@ -655,8 +658,8 @@ def test_status_after_up_lists_every_step_present_and_changes_nothing(built):
 def test_status_json_after_up(built):
     result = cli("status", "--json", state_dir=built)
     assert result.exit_code == 0
-    rows = json.loads(result.stdout)
-    assert len(rows) == 17
+    rows = json.loads(result.stdout)["steps"]
+    assert len(rows) == 32
     assert {r["state"] for r in rows} == {"present"}
     assert next(r for r in rows if r["step"] == "vpc")["id"].startswith("vpc-")
 
@@ -665,7 +668,8 @@ def test_status_before_up_is_empty_and_creates_nothing(moto_aws, state_dir):
     before = aws_snapshot()
     result = cli("status", "--json", state_dir=state_dir)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == []
+    status = json.loads(result.stdout)
+    assert status["steps"] == [] and status["instances"] == [] and status["capacity"] is None
     assert aws_snapshot() == before
     assert not os.path.exists(state_dir)
 
@@ -674,7 +678,7 @@ def test_second_up_changes_nothing(built):
     before = aws_snapshot()
     result = cli("up", "--yes", state_dir=built)
     assert result.exit_code == 0
-    assert "17 kept" in result.text
+    assert "32 kept" in result.text
     assert aws_snapshot() == before
 
 

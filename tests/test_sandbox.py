@@ -34,16 +34,18 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
     assert "not running" in provision("sandbox", "status").stdout
 
     up = provision("up", "--sandbox")
-    assert "17 created" in up.stdout
+    assert "32 created" in up.stdout
     assert "running at http://127.0.0.1:" in provision("sandbox", "status").stdout
 
     again = provision("up", "--sandbox")
-    assert "17 kept" in again.stdout
+    assert "32 kept" in again.stdout
 
     status = json.loads(provision("status", "--sandbox", "--json").stdout)
-    assert {s["state"] for s in status} == {"present"}
+    assert {s["state"] for s in status["steps"]} == {"present"}
+    assert [i["state"] for i in status["instances"]] == ["healthy", "healthy"]
     outputs = json.loads(provision("outputs", "--sandbox", "--json").stdout)
     assert outputs["vpc_id"].startswith("vpc-") and outputs["account"] == "123456789012"
+    assert outputs["url"].startswith("https://") and outputs["asg_name"] == "stylesphere-web"
     assert (tmp_path / "state" / "stylesphere.json").exists()
 
     # Any emulator or proxy can stand in for AWS through the standard AWS_ENDPOINT_URL: the same
@@ -52,13 +54,13 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
     via_env = provision("status", "--json", "--region", "us-east-1", "--state-dir", str(tmp_path / "other"),
                         extra_env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x",
                                    "AWS_SECRET_ACCESS_KEY": "x"})
-    assert {s["state"] for s in json.loads(via_env.stdout)} == {"present"}
+    assert {s["state"] for s in json.loads(via_env.stdout)["steps"]} == {"present"}
 
     refused = provision("down", "--sandbox", check=False)  # not a terminal and no --yes
     assert refused.returncode == 2 and "--yes" in refused.stderr
 
     down = provision("down", "--sandbox", "--yes")
-    assert "17 deleted" in down.stdout
+    assert "32 deleted" in down.stdout
     assert not (tmp_path / "state" / "stylesphere.json").exists()
     assert "nothing left" in provision("down", "--sandbox", "--yes").stdout
 
@@ -73,5 +75,5 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(provision, tmp_path):
     proc.stdout.close()
     assert proc.wait(timeout=120) in (0, 1)  # rich ends with 1 if the summary itself cannot be written
     saved = json.loads((tmp_path / "state" / "stylesphere.json").read_text())
-    assert len(saved["resources"]) == 17
-    assert "17 deleted" in provision("down", "--sandbox", "--yes").stdout
+    assert len(saved["resources"]) == 32
+    assert "32 deleted" in provision("down", "--sandbox", "--yes").stdout
