@@ -70,16 +70,37 @@ CALL_LATENCY = {
     "DeleteNatGateway": 1.0, "ReleaseAddress": 1.0, "DisassociateRouteTable": 1.0,
     "DeleteRouteTable": 1.0, "DeleteSecurityGroup": 1.0, "DeleteSubnet": 1.0,
     "DetachInternetGateway": 2.0, "DeleteInternetGateway": 1.0, "DeleteVpc": 2.0,
+    # The compute and edge tier.
+    "CreateBucket": 1.0, "PutObject": 0.3, "DeleteObjects": 0.5, "CreateRole": 1.0,
+    "ImportCertificate": 1.0, "CreateLoadBalancer": 2.0, "CreateTargetGroup": 0.5,
+    "CreateListener": 0.5, "CreateRule": 0.5, "CreateLaunchTemplate": 0.5,
+    "CreateAutoScalingGroup": 1.0, "DeleteLoadBalancer": 1.0, "DeleteAutoScalingGroup": 1.0,
 }
 DEFAULT_MUTATING_LATENCY = 1.0
 # State transitions, enforced by tests/strict.py's StrictAws on top of moto:
 NAT_CREATE = 90.0    # NAT gateway `pending` -> `available`
 NAT_DELETE = 60.0    # NAT gateway `deleting` -> `deleted`
 ENI_RELEASE = 20.0   # its interface and Elastic IP association linger this long after `deleted`
+ALB_CREATE = 180.0   # load balancer `provisioning` -> `active`
+ALB_DELETE = 10.0    # a deleted load balancer still holds its subnets and group
+ALB_ENI_RELEASE = 60.0  # and its network interfaces linger this much longer
+INSTANCE_TERMINATE = 60.0  # shutting-down -> terminated
+PROFILE_PROPAGATION = 10.0  # a new instance profile is refused by Auto Scaling
+CERTIFICATE_RELEASE = 10.0  # ACM still counts a deleted listener
+
+
+def aws_like_delays(scale: float):
+    from strict import Delays
+
+    return Delays(nat_create=NAT_CREATE * scale, nat_delete=NAT_DELETE * scale, eni_release=ENI_RELEASE * scale,
+                  alb_create=ALB_CREATE * scale, alb_delete=ALB_DELETE * scale,
+                  alb_eni_release=ALB_ENI_RELEASE * scale, instance_terminate=INSTANCE_TERMINATE * scale,
+                  profile_propagation=PROFILE_PROPAGATION * scale,
+                  certificate_release=CERTIFICATE_RELEASE * scale)
 
 
 def latency_hook(scale: float, counter: Counter | None = None):
-    """A `before-parameter-build.ec2` handler: every EC2 call sleeps its AWS-like latency. That
+    """A `before-parameter-build` handler: every AWS call sleeps its AWS-like latency. That
     event fires for every call (unlike before-call, which StrictAws's refusals short-circuit)."""
     from provisioner.context import is_mutating
 
@@ -265,11 +286,11 @@ def bench_noop_up(state_root: str) -> dict:
     from moto import mock_aws
 
     from provisioner.context import is_mutating
-    from strict import Delays, StrictAws
+    from strict import StrictAws
 
     with mock_aws():
         warm_moto()
-        strict = StrictAws(region=REGION, delays=Delays(nat_create=0, nat_delete=0, eni_release=0))
+        strict = StrictAws(region=REGION, delays=aws_like_delays(0))
         harness = Harness(tempfile.mkdtemp(dir=state_root), strict)
         _, first, first_wall = harness.timed("up")
         engine, second, wall = harness.timed("up")
@@ -408,17 +429,15 @@ def bench_waits(state_root: str, scale: float, reps: int, poll: float, nat_per_a
     from moto import mock_aws
 
     from provisioner.config import StackConfig
-    from strict import Delays, StrictAws
+    from strict import StrictAws
 
     runs = []
     for _ in range(reps):
         with mock_aws():
             warm_moto()
-            strict = StrictAws(region=REGION, delays=Delays(nat_create=NAT_CREATE * scale,
-                                                            nat_delete=NAT_DELETE * scale,
-                                                            eni_release=ENI_RELEASE * scale))
+            strict = StrictAws(region=REGION, delays=aws_like_delays(scale))
             harness = Harness(tempfile.mkdtemp(dir=state_root), strict, poll=poll,
-                              hooks=[("before-parameter-build.ec2", latency_hook(scale))],
+                              hooks=[("before-parameter-build", latency_hook(scale))],
                               config=StackConfig(zones=list(ZONES), nat_per_az=nat_per_az),
                               write_state=write_state)
             up_engine, _, up_wall = harness.timed("up")
@@ -563,14 +582,23 @@ def main() -> None:
     print(f"\n== 3. up and down with AWS-like waits, scaled by {scale:g} (poll {args.poll:g} s) ==")
     print(f"NAT create {NAT_CREATE:g} s -> {NAT_CREATE * scale:.3g} s, NAT delete {NAT_DELETE:g} s -> "
           f"{NAT_DELETE * scale:.3g} s, its interface lingers {ENI_RELEASE:g} s -> "
-          f"{ENI_RELEASE * scale:.3g} s; mutating calls 0.5-2 s -> "
+          f"{ENI_RELEASE * scale:.3g} s; load balancer active after {ALB_CREATE:g} s -> {ALB_CREATE * scale:.3g} s, "
+          f"its interfaces linger {ALB_DELETE + ALB_ENI_RELEASE:g} s; instances terminate in "
+          f"{INSTANCE_TERMINATE:g} s; a new instance profile is refused for {PROFILE_PROPAGATION:g} s; "
+          f"mutating calls 0.5-2 s -> "
           f"{0.5 * scale * 1000:.0f}-{2 * scale * 1000:.0f} ms; reads {READ_LATENCY:g} s -> "
           f"{READ_LATENCY * scale * 1000:.0f} ms")
     single = bench_waits(state_root, scale, args.reps, args.poll, nat_per_az=False)
-    single_s = summarise_waits("single NAT gateway (default, 17 steps; down looks for 20)", single)
+    from provisioner.config import StackConfig
+    from provisioner.registry import build_steps
+
+    default_steps = len(build_steps(StackConfig(zones=list(ZONES))))
+    all_steps = len(build_steps(StackConfig(zones=list(ZONES)).superset()))
+    single_s = summarise_waits(f"single NAT gateway (default, {default_steps} steps; down looks for {all_steps})",
+                               single)
     per_step_table(single)
     per_az = bench_waits(state_root, scale, args.reps, args.poll, nat_per_az=True)
-    per_az_s = summarise_waits("--nat-per-az (20 steps)", per_az)
+    per_az_s = summarise_waits(f"--nat-per-az ({all_steps} steps)", per_az)
 
     diagnostics = []
     if not args.skip_diagnostics:

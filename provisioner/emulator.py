@@ -37,6 +37,7 @@ def apply() -> None:
     _patch_primary_interface_deleted_on_termination()
     _patch_launch_template_volume_tags()
     _patch_instance_refresh()
+    _patch_balanced_zones()
     _patch_iam_aws_managed_policies()
     _patch_acm_reimport_keeps_tags()
     _patch_policy_conditions()
@@ -232,6 +233,35 @@ def _patch_instance_refresh() -> None:
     AutoScalingBackend.describe_instance_refreshes = describe_instance_refreshes
     AutoScalingResponse.start_instance_refresh = start_instance_refresh_response
     AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes_response
+
+
+def _patch_balanced_zones() -> None:
+    """An Auto Scaling Group spreads its instances evenly over its subnets' zones; moto puts them
+    all in the first subnet, so the sandbox's `status` would show one zone holding everything.
+    Launch one at a time, each in the subnet that holds the fewest of the group's instances."""
+    from moto.autoscaling.models import FakeAutoScalingGroup
+
+    original = FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+    def replace_autoscaling_group_instances(self, count_needed, propagated_tags):
+        subnets = [s for s in (self.vpc_zone_identifier or "").split(",") if s]
+        if len(subnets) < 2:
+            return original(self, count_needed, propagated_tags)
+        configured = self.vpc_zone_identifier
+        try:
+            for _ in range(count_needed):
+                held = {s: 0 for s in subnets}
+                for state in self.instance_states:
+                    if state.instance.subnet_id in held:
+                        held[state.instance.subnet_id] += 1
+                emptiest = min(subnets, key=lambda s: held[s])
+                # The original launches in the first subnet of the list.
+                self.vpc_zone_identifier = ",".join([emptiest] + [s for s in subnets if s != emptiest])
+                original(self, 1, dict(propagated_tags))
+        finally:
+            self.vpc_zone_identifier = configured
+
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
 
 
 # -- storage, identity and the certificate ------------------------------------------------------

@@ -118,47 +118,56 @@ def availability_zones(ctx: RunContext) -> list[str]:
 
 
 def check_compute(ctx: RunContext) -> None:
-    """The instance type exists in this region, and an AMI given with --ami is there too: both
-    would otherwise fail only when the Auto Scaling Group launches, minutes in, as a scaling
-    activity nobody reads."""
-    from botocore.exceptions import ClientError
-
+    """The instance type exists in this region and is offered in both zones, and an AMI given
+    with --ami is there too: each would otherwise fail only when the Auto Scaling Group launches,
+    minutes in, as a scaling activity nobody reads."""
     config = ctx.config
-    try:
-        ctx.ec2.describe_instance_types(InstanceTypes=[config.instance_type])
-    except ClientError as e:
-        refused = _refused(e, "ec2:DescribeInstanceTypes")
-        if refused is not None:
-            raise refused from None
-        if error_code(e) == "InvalidInstanceType":
-            raise ConfigError(f"instance type {config.instance_type!r} does not exist in {ctx.region}",
-                              hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small") from None
-        raise
+    known = _ask(ctx, "ec2:DescribeInstanceTypes", ctx.ec2.describe_instance_types, {"InvalidInstanceType"},
+                 InstanceTypes=[config.instance_type])
+    if known is None:
+        raise ConfigError(f"instance type {config.instance_type!r} does not exist in {ctx.region}",
+                          hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small")
     if config.ami:
-        try:
-            images = ctx.ec2.describe_images(ImageIds=[config.ami])["Images"]
-        except ClientError as e:
-            refused = _refused(e, "ec2:DescribeImages")
-            if refused is not None:
-                raise refused from None
-            if error_code(e) not in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"):
-                raise
-            images = []
-        if not images:
+        found = _ask(ctx, "ec2:DescribeImages", ctx.ec2.describe_images,
+                     {"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"},
+                     ImageIds=[config.ami])
+        if not (found or {}).get("Images"):
             raise ConfigError(f"AMI {config.ami} does not exist in {ctx.region} (or is not shared with "
                               f"account {ctx.account})",
                               hint="AMI ids differ per region; leave --ami out for the latest Ubuntu 24.04 LTS")
     if config.zones:
         # Not every type is offered in every zone (us-east-1e has no t3); the group would try
         # and fail to launch in that zone for as long as it exists.
-        offered = {o["Location"] for o in ctx.ec2.describe_instance_type_offerings(
-            LocationType="availability-zone",
-            Filters=[{"Name": "instance-type", "Values": [config.instance_type]},
-                     {"Name": "location", "Values": list(config.zones)}])["InstanceTypeOfferings"]}
+        offerings = _ask(ctx, "ec2:DescribeInstanceTypeOfferings", ctx.ec2.describe_instance_type_offerings, set(),
+                         LocationType="availability-zone",
+                         Filters=[{"Name": "instance-type", "Values": [config.instance_type]},
+                                  {"Name": "location", "Values": list(config.zones)}])
+        offered = {o["Location"] for o in offerings["InstanceTypeOfferings"]}
         missing = [z for z in config.zones if z not in offered]
         if missing:
             raise ConfigError(f"instance type {config.instance_type} is not offered in {', '.join(missing)}",
                               hint="pick another --instance-type (t3.micro and t3.small are offered almost everywhere)")
+
+
+def _ask(ctx: RunContext, action: str, call, absent_codes: set[str], **params) -> dict | None:
+    """A preflight read: None when AWS answers one of `absent_codes` ("no such thing"); refused
+    credentials or permissions are a ConfigError (nothing has changed yet); anything else an
+    AwsFailure naming the action."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call(**params)
+    except ClientError as e:
+        if error_code(e) in absent_codes:
+            return None
+        refused = _refused(e, action)
+        if refused is not None:
+            raise refused from None
+        raise AwsFailure(f"{action} failed with {error_code(e)}: {error_message(e)}",
+                         hint=hint_for(error_code(e))) from None
+    except BotoCoreError as e:
+        raise AwsFailure(f"{action} failed: {e}",
+                         hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
 
 
 # What to do about a certificate ACM has but an HTTPS listener cannot use, by its Status.

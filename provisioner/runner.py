@@ -172,8 +172,9 @@ def wait_for_app(run: Run, reporter: ConsoleReporter, desired: int) -> int:
     what = "instances to go" if desired == 0 else f"{desired} instance(s) to turn healthy"
     reporter.reset()
     started = time.monotonic()
+    reporter.console.print("Ctrl-C stops the waiting; the stack stays up.", style="dim")
     try:
-        with reporter.live(f"waiting for {what} (Ctrl-C stops waiting; the stack stays up)"):
+        with reporter.live(f"waiting for {what}"):
             wait_until_healthy(run.ctx, watch, desired=desired, grace_seconds=run.config.grace_period)
     except (KeyboardInterrupt, Interrupted):
         reporter.warn("stopped waiting; nothing was undone. `provision status` shows the instances' health.")
@@ -323,9 +324,10 @@ def cmd_outputs(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) -
     if as_json:
         print(json.dumps(state.outputs, indent=2, sort_keys=True))
     else:
+        # Plain lines, never wrapped: `provision outputs | grep url` must see whole values.
         width = max(len(k) for k in state.outputs)
         for key, value in sorted(state.outputs.items()):
-            reporter.out.print(f"{key:<{width}}  {value}", highlight=False)
+            print(f"{key:<{width}}  {value}")
     return EXIT_OK
 
 

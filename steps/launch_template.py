@@ -49,10 +49,12 @@ class LaunchTemplate(Step):
 
     # -- find ------------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
+        from botocore.exceptions import ClientError
+
         if known_id:
             try:
                 items = ctx.ec2.describe_launch_templates(LaunchTemplateIds=[known_id])["LaunchTemplates"]
-            except Exception as e:
+            except ClientError as e:
                 if not is_gone(e):
                     raise
                 items = []
@@ -175,6 +177,9 @@ class LaunchTemplate(Step):
             ctx.ec2.modify_launch_template(LaunchTemplateId=resource.id, DefaultVersion=str(number))
             resource.attrs.update(version=number, ami=ami, user_data_sha256=want_sha)
             resource.raw["LatestVersionData"] = want
+        if changes and not apply:
+            # The group's own line comes only once the version exists; say now what `up` does.
+            changes.append("then the Auto Scaling Group replaces its instances (instance refresh)")
         return changes
 
     @staticmethod

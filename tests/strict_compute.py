@@ -36,6 +36,14 @@ class ComputeRules:
         # The group names each thread's DescribeAutoScalingGroups asked for (the after-call hook
         # does not see the request).
         self._asg_request = threading.local()
+        # hold_profile_new(): the profile stays "new" until the tool met the refusal once.
+        self._profile_held = False
+
+    def hold_profile_new(self):
+        """Make the profile-too-new refusal certain however fast or slow the machine: the profile
+        counts as new until CreateAutoScalingGroup has been refused once (then, as on AWS after
+        some seconds, the retry succeeds)."""
+        self._profile_held = True
 
     def strict_rules_compute(self):
         return {
@@ -100,7 +108,8 @@ class ComputeRules:
                                          body.get("LaunchTemplate.LaunchTemplateName"),
                                          body.get("LaunchTemplate.Version"))
         changed = self.profile_changed.get(profile)
-        if changed is not None and time.monotonic() < changed + self.delays.profile_propagation:
+        held, self._profile_held = self._profile_held and changed is not None, False
+        if held or changed is not None and time.monotonic() < changed + self.delays.profile_propagation:
             return refuse("ValidationError",
                           "You must use a valid fully-formed launch template. Value "
                           f"({profile}) for parameter iamInstanceProfile.name is invalid. "

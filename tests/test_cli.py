@@ -641,6 +641,10 @@ def test_outputs_as_text_after_up(built):
     result = cli("outputs", state_dir=built)
     assert result.exit_code == 0
     assert "vpc_id" in result.stdout and "vpc-" in result.stdout
+    # One line per output, never wrapped, even on a narrow terminal: scripts grep these lines.
+    narrow = cli("outputs", state_dir=built, env={"COLUMNS": "60"})
+    lines = dict(line.split() for line in narrow.stdout.splitlines())
+    assert lines == {k: str(v) for k, v in json.loads(cli("outputs", "--json", state_dir=built).stdout).items()}
 
 
 def test_status_after_up_lists_every_step_present_and_changes_nothing(built):

@@ -107,7 +107,9 @@ def test_status_shows_target_health_and_instances_per_zone(built):
         assert item["state"] == "healthy"
         assert set(item["targets"]) == {"frontend", "backend"}
     assert data["capacity"] == {"desired": 2, "min": 1, "max": 4}
-    assert sum(sum(c.values()) for c in data["zones"].values()) == 2
+    # One per zone, as an Auto Scaling Group balances them (the emulator does too).
+    assert data["zones"] == {"us-east-1a": {"healthy": 1}, "us-east-1b": {"healthy": 1}}
+    assert "us-east-1a: 1 healthy; us-east-1b: 1 healthy" in result.text
 
 
 # -- the wait for healthy targets -----------------------------------------------------------------
@@ -248,3 +250,34 @@ def test_help_of_the_new_commands(moto_aws):
     for command in ("scale", "logs"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "--stack" in result.output
+
+
+def test_ctrl_c_during_the_wait_stops_only_the_waiting(moto_aws, state_dir, inject):  # noqa: F811
+    polls = []
+
+    def unhealthy_then_ctrl_c(parsed, **_):
+        polls.append(1)
+        if len(polls) > 3:
+            raise KeyboardInterrupt
+        for d in parsed.get("TargetHealthDescriptions", []):
+            d["TargetHealth"] = {"State": "initial", "Reason": "Elb.InitialHealthChecking"}
+
+    inject("after-call.elastic-load-balancing-v2.DescribeTargetHealth", unhealthy_then_ctrl_c)
+    result = cli("up", "--yes", state_dir=state_dir)
+    assert result.exit_code == 130, result.output
+    assert "stopped waiting; nothing was undone" in result.text
+    # The stack is whole and saved: a second `up` keeps everything.
+    state = json.load(open(os.path.join(state_dir, "stylesphere.json")))
+    assert "auto-scaling-group" in state["resources"] and state["outputs"]["url"]
+
+
+def test_access_denied_in_the_compute_preflight_names_the_action(moto_aws, state_dir, inject):  # noqa: F811
+    from test_cli import refuse
+
+    inject("before-call.ec2.DescribeInstanceTypeOfferings",
+           lambda **_: refuse("UnauthorizedOperation", "You are not authorized to perform this operation.", 403))
+    before = snapshot()
+    result = cli("up", "--yes", state_dir=state_dir)
+    assert result.exit_code == 2, result.output
+    assert "access denied for ec2:DescribeInstanceTypeOfferings" in result.text
+    assert snapshot() == before

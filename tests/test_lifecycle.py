@@ -68,8 +68,7 @@ def test_whole_stack_teardown_waits_for_what_aws_is_slow_to_release(make_stack, 
     interfaces linger after it is gone, ACM counts a deleted listener for a while, and a new
     instance profile is refused for seconds. Everything is waited out, nothing is deleted out of
     order, nothing is left."""
-    # Longer than the steps between the profile and the group take here, as on AWS (~10 s).
-    strict.delays.profile_propagation = 2.0
+    strict.hold_profile_new()
     stack = make_stack()
     assert all(r.ok for r in stack.up())
     results = stack.down()

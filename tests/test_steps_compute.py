@@ -211,8 +211,7 @@ def _latest_ami():
 
 
 def test_a_new_instance_profile_is_refused_then_retried(make_stack, strict):
-    # Long enough that the group is created inside the window, whatever the machine's speed.
-    strict.delays.profile_propagation = 1.5
+    strict.hold_profile_new()
     stack = make_stack()
     results = _ok(stack.up(only=ONLY))
     assert results["auto-scaling-group"].outcome == "created"
