@@ -94,22 +94,9 @@ def _refused(e, action: str) -> ConfigError | None:
 
 def availability_zones(ctx: RunContext) -> list[str]:
     """The first two zones of the region that are available and need no opt-in."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    action = "ec2:DescribeAvailabilityZones"
-    try:
-        zones = ctx.ec2.describe_availability_zones(
-            Filters=[{"Name": "state", "Values": ["available"]},
-                     {"Name": "zone-type", "Values": ["availability-zone"]}])["AvailabilityZones"]
-    except ClientError as e:
-        refused = _refused(e, action)
-        if refused is not None:
-            raise refused from None
-        raise AwsFailure(f"{action} failed with {error_code(e)}: {error_message(e)}",
-                         hint=hint_for(error_code(e))) from None
-    except BotoCoreError as e:
-        raise AwsFailure(f"{action} failed: {e}",
-                         hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
+    zones = _ask(ctx, "ec2:DescribeAvailabilityZones", ctx.ec2.describe_availability_zones, set(),
+                 Filters=[{"Name": "state", "Values": ["available"]},
+                          {"Name": "zone-type", "Values": ["availability-zone"]}])["AvailabilityZones"]
     names = sorted(z["ZoneName"] for z in zones if z.get("OptInStatus", "opt-in-not-required") == "opt-in-not-required")
     if len(names) < ZONE_COUNT:
         raise ConfigError(f"region {ctx.region} has {len(names)} available zone(s); the stack needs "
@@ -188,8 +175,6 @@ def check_certificate(ctx: RunContext) -> None:
     ISSUED and not expired. The manual build met the first two only at the listener, minutes in."""
     import datetime as dt
 
-    from botocore.exceptions import BotoCoreError, ClientError
-
     arn = ctx.config.certificate_arn
     if not arn:
         return
@@ -198,27 +183,16 @@ def check_certificate(ctx: RunContext) -> None:
         raise ConfigError(f"certificate {arn} is in {region}, but the load balancer is in {ctx.region}",
                           hint=f"an ALB can only use an ACM certificate of its own region: import or request "
                                f"the certificate in {ctx.region}, or build the stack with --region {region}")
-    action = "acm:DescribeCertificate"
-    try:
-        certificate = ctx.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]
-    except ClientError as e:
-        code = error_code(e)
-        if code == "ResourceNotFoundException":
-            raise ConfigError(f"ACM has no certificate {arn} (searched account {ctx.account or 'unknown'} "
-                              f"in {ctx.region})",
-                              hint="check the ARN and that the credentials (--profile) belong to the "
-                                   "certificate's account: `aws acm list-certificates --region "
-                                   f"{ctx.region}`") from None
-        if code in ("ValidationException", "InvalidArnException"):
-            raise ConfigError(f"ACM refused the certificate ARN {arn}: {error_message(e)}",
-                              hint="pass the ARN exactly as ACM shows it") from None
-        refused = _refused(e, action)
-        if refused is not None:
-            raise refused from None
-        raise AwsFailure(f"{action} failed with {code}: {error_message(e)}", hint=hint_for(code)) from None
-    except BotoCoreError as e:
-        raise AwsFailure(f"{action} failed: {e}",
-                         hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
+    # A malformed ARN never gets here (the configuration checks its form), so every "no such
+    # certificate" answer means ACM does not have it in this account and region.
+    found = _ask(ctx, "acm:DescribeCertificate", ctx.client("acm").describe_certificate,
+                 {"ResourceNotFoundException", "ValidationException", "InvalidArnException"}, CertificateArn=arn)
+    if found is None:
+        raise ConfigError(f"ACM has no certificate {arn} (searched account {ctx.account or 'unknown'} "
+                          f"in {ctx.region})",
+                          hint="check the ARN and that the credentials (--profile) belong to the "
+                               f"certificate's account: `aws acm list-certificates --region {ctx.region}`")
+    certificate = found["Certificate"]
     status = certificate.get("Status")
     if status != "ISSUED":
         reason = f" ({certificate['FailureReason']})" if certificate.get("FailureReason") else ""

@@ -187,15 +187,9 @@ class AssetsBucket(Step):
         return f"set tag(s) {', '.join(t['Key'] for t in missing)}"
 
     def _converge_ownership(self, ctx, resource, bucket, apply):
-        from botocore.exceptions import ClientError
-
         s3 = ctx.client("s3")
-        try:
-            rules = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
-        except ClientError as e:
-            if error_code(e) != "OwnershipControlsNotFoundError":
-                raise
-            rules = []
+        rules = _setting(s3.get_bucket_ownership_controls, bucket, "OwnershipControlsNotFoundError",
+                         "OwnershipControls", {"Rules": []})["Rules"]
         if [r.get("ObjectOwnership") for r in rules] == [OWNERSHIP]:
             return None
         if apply:
@@ -204,15 +198,9 @@ class AssetsBucket(Step):
         return f"set object ownership {OWNERSHIP} (ACLs off)"
 
     def _converge_encryption(self, ctx, resource, bucket, apply):
-        from botocore.exceptions import ClientError
-
         s3 = ctx.client("s3")
-        try:
-            rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-        except ClientError as e:
-            if error_code(e) != "ServerSideEncryptionConfigurationNotFoundError":
-                raise
-            rules = []
+        rules = _setting(s3.get_bucket_encryption, bucket, "ServerSideEncryptionConfigurationNotFoundError",
+                         "ServerSideEncryptionConfiguration", {"Rules": []})["Rules"]
         # Any default encryption (SSE-S3 or a KMS key someone chose) is kept.
         if any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules):
             return None
@@ -222,15 +210,9 @@ class AssetsBucket(Step):
         return "set default encryption SSE-S3"
 
     def _converge_public_access_block(self, ctx, resource, bucket, apply):
-        from botocore.exceptions import ClientError
-
         s3 = ctx.client("s3")
-        try:
-            have = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-        except ClientError as e:
-            if error_code(e) != "NoSuchPublicAccessBlockConfiguration":
-                raise
-            have = {}
+        have = _setting(s3.get_public_access_block, bucket, "NoSuchPublicAccessBlockConfiguration",
+                        "PublicAccessBlockConfiguration", {})
         wrong = [k for k, v in PUBLIC_ACCESS_BLOCK.items() if have.get(k) != v]
         if not wrong:
             return None
@@ -239,16 +221,10 @@ class AssetsBucket(Step):
         return f"set Block Public Access ({', '.join(f'{k}={PUBLIC_ACCESS_BLOCK[k]}' for k in wrong)})"
 
     def _converge_policy(self, ctx, resource, bucket, apply):
-        from botocore.exceptions import ClientError
-
         s3 = ctx.client("s3")
         want = bucket_policy(ctx, bucket)
-        try:
-            have = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-        except ClientError as e:
-            if error_code(e) != "NoSuchBucketPolicy":
-                raise
-            have = None
+        policy = _setting(s3.get_bucket_policy, bucket, "NoSuchBucketPolicy", "Policy", None)
+        have = json.loads(policy) if policy is not None else None
         if have is not None and _canonical(have) == _canonical(want):
             return None
         if apply:
@@ -292,3 +268,15 @@ def delete_objects(ctx, bucket: str, objects: list[dict]) -> None:
         raise AwsFailure(f"could not delete {len(errors)} object(s) from {bucket}, e.g. {first.get('Key')}: "
                          f"{first.get('Code')} {first.get('Message', '')}".rstrip(),
                          code=first.get("Code"))
+
+
+def _setting(get, bucket: str, unset_code: str, key: str, unset):
+    """One bucket setting; S3 answers a setting never made with an error code of its own."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return get(Bucket=bucket)[key]
+    except ClientError as e:
+        if error_code(e) != unset_code:
+            raise
+        return unset
