@@ -123,6 +123,16 @@ class HealthWatch:
         self.markers: dict[str, str | None] = {}
         self._console_read: dict[str, float] = {}
 
+    def failed_launch(self) -> str | None:
+        """The group's latest failed scaling activity, in AWS's words (no capacity in a zone, an
+        instance profile or image it cannot use): why instances are missing, not unhealthy."""
+        activities = self.ctx.client("autoscaling").describe_scaling_activities(
+            AutoScalingGroupName=self.group_name, MaxRecords=10)["Activities"]
+        failed = next((a for a in activities if a.get("StatusCode") in ("Failed", "Cancelled")), None)
+        if failed is None:
+            return None
+        return f"{failed.get('Description', 'a scaling activity')} failed: {failed.get('StatusMessage', '')}".strip()
+
     def group(self) -> dict | None:
         groups = self.ctx.client("autoscaling").describe_auto_scaling_groups(
             AutoScalingGroupNames=[self.group_name])["AutoScalingGroups"]
@@ -187,7 +197,11 @@ def wait_until_healthy(ctx: RunContext, watch: HealthWatch, *, desired: int, gra
         if time.monotonic() >= deadline:
             not_healthy = [i for i in live if i.phase(grace_seconds) != HEALTHY]
             lines = "; ".join(f"{i.instance_id} ({i.zone}) {i.phase(grace_seconds)}: {i.why() or 'no reason given'}"
-                              for i in not_healthy) or f"only {len(live)} of {desired} instances launched"
+                              for i in not_healthy)
+            if len(live) < desired:
+                launch = watch.failed_launch()
+                lines = "; ".join(filter(None, [lines, f"only {len(live)} of {desired} instances launched"
+                                                + (f" ({launch})" if launch else "")]))
             raise AwsFailure(
                 f"{len(healthy)} of {desired} instances healthy after {deadline_seconds:.0f}s; {lines}",
                 hint="`provision logs INSTANCE` shows an instance's boot log; a first boot on a micro "

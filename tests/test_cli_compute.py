@@ -281,3 +281,26 @@ def test_access_denied_in_the_compute_preflight_names_the_action(moto_aws, state
     assert result.exit_code == 2, result.output
     assert "access denied for ec2:DescribeInstanceTypeOfferings" in result.text
     assert snapshot() == before
+
+
+def test_instances_that_never_launch_are_named_with_the_groups_own_reason(moto_aws, state_dir, inject):  # noqa: F811
+    """No capacity (or an unusable image) in AWS: the group has fewer instances than desired, and
+    its scaling activity says why."""
+    def one_instance_only(parsed, **_):
+        for group in parsed.get("AutoScalingGroups", []):
+            group["Instances"] = group.get("Instances", [])[:1]
+
+    def failed_activity(parsed, **_):
+        parsed["Activities"] = [{
+            "ActivityId": "a1", "AutoScalingGroupName": "stylesphere-web", "StatusCode": "Failed",
+            "Description": "Launching a new EC2 instance", "Cause": "capacity",
+            "StatusMessage": "We currently do not have sufficient t3.micro capacity in us-east-1b "
+                             "(InsufficientInstanceCapacity)", "StartTime": "2026-11-22T00:00:00Z"}]
+
+    inject("after-call.auto-scaling.DescribeAutoScalingGroups", one_instance_only)
+    inject("after-call.auto-scaling.DescribeScalingActivities", failed_activity)
+    result = cli("up", "--yes", "--grace-period", "300", "--timeout-scale", "0.002", state_dir=state_dir)
+    assert result.exit_code == 1, result.output
+    assert "1 of 2 instances healthy" in result.text
+    assert "only 1 of 2 instances launched" in result.text
+    assert "InsufficientInstanceCapacity" in result.text
