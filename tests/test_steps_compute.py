@@ -163,7 +163,8 @@ def test_changed_instance_type_makes_a_new_version_and_refreshes_the_instances(b
     bigger = dataclasses.replace(built.config, instance_type="t3.small")
 
     planned = _by_name(built.engine(config=bigger, only=ONLY).plan())
-    assert planned["launch-template"].changes == ["instance type t3.micro -> t3.small"]
+    assert planned["launch-template"].changes == [
+        "instance type t3.micro -> t3.small", "then the Auto Scaling Group replaces its instances (instance refresh)"]
     assert planned["launch-template"].outcome == "update"
     assert _compute_mutations(built) == []
 
