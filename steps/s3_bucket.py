@@ -228,9 +228,26 @@ class AssetsBucket(Step):
         if have is not None and _canonical(have) == _canonical(want):
             return None
         if apply:
-            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(want))
+            self._put_policy(ctx, bucket, want)
         return ("set the bucket policy (public read on images/ only, TLS only)" if have is None
                 else "put back the bucket policy (public read on images/ only, TLS only)")
+
+    @staticmethod
+    def _put_policy(ctx, bucket, policy):
+        from botocore.exceptions import ClientError
+
+        try:
+            ctx.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        except ClientError as e:
+            # Organizations often turn on Block Public Access for the whole account: then no
+            # bucket may have a public policy, and AWS says only "Access Denied".
+            if error_code(e) == "AccessDenied" and account_blocks_public_policies(ctx):
+                raise ConfigError(
+                    f"account {ctx.account} blocks public bucket policies (S3 Block Public Access, account "
+                    "level), so the product images cannot be made public",
+                    hint="turn off BlockPublicPolicy and RestrictPublicBuckets in the account's S3 Block "
+                         "Public Access settings (or ask the account's administrator), then run again") from None
+            raise
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, ctx, resource):
@@ -280,3 +297,16 @@ def _setting(get, bucket: str, unset_code: str, key: str, unset):
         if error_code(e) != unset_code:
             raise
         return unset
+
+
+def account_blocks_public_policies(ctx) -> bool:
+    """Whether the account's own Block Public Access forbids public bucket policies (false when
+    it cannot tell: the original AccessDenied then stands)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        config = ctx.client("s3control").get_public_access_block(
+            AccountId=ctx.account)["PublicAccessBlockConfiguration"]
+    except ClientError:
+        return False
+    return bool(config.get("BlockPublicPolicy"))

@@ -353,3 +353,33 @@ def test_bucket_name_taken_by_another_account(make_stack):
     assert isinstance(result.error, ConfigError) and "another AWS account" in result.error.message
     assert "CreateBucket" not in ops(stack)
     assert outcomes(stack.down(only=["assets-bucket"])) == {"assets-bucket": "absent"}
+
+
+def access_denied(**_):
+    from strict_base import refuse
+
+    response = refuse("AccessDenied", "Access Denied", status=403)
+    response[1].pop("kind")
+    return response
+
+
+def test_an_account_that_blocks_public_policies_is_named_as_the_cause(make_stack):
+    """AWS answers only AccessDenied when the account's own Block Public Access forbids public
+    bucket policies (moto does not enforce it, so the refusal is made here)."""
+    boto3.client("s3control", region_name=REGION).put_public_access_block(
+        AccountId=ACCOUNT, PublicAccessBlockConfiguration={"BlockPublicPolicy": True, "BlockPublicAcls": True,
+                                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True})
+
+    stack = make_stack(hooks=[("before-call.s3.PutBucketPolicy", access_denied)])
+    result = {r.name: r for r in stack.up(only=["assets-bucket"])}["assets-bucket"]
+    assert result.outcome == "failed"
+    assert isinstance(result.error, ConfigError)
+    assert "blocks public bucket policies" in result.error.message and ACCOUNT in result.error.message
+    assert "BlockPublicPolicy" in result.error.hint
+
+
+def test_access_denied_on_the_policy_for_another_reason_stays_access_denied(make_stack):
+    stack = make_stack(hooks=[("before-call.s3.PutBucketPolicy", access_denied)])
+    result = {r.name: r for r in stack.up(only=["assets-bucket"])}["assets-bucket"]
+    assert result.outcome == "failed"
+    assert "access denied for s3:PutBucketPolicy" in result.error.message
