@@ -195,13 +195,19 @@ class RunContext:
         return [{"Name": f"tag:{TAG_STACK}", "Values": [self.stack]},
                 {"Name": f"tag:{TAG_STEP}", "Values": [step]}]
 
-    def missing_tags(self, tags: list[dict], step: str) -> list[dict]:
-        """The tool's tags that a resource lacks or has with another value (someone edited them:
-        they are how `down` finds things). created-at counts only when absent: its value is the
+    def converge_tags(self, tags: list[dict], step: str, apply: bool, put: Callable[[list[dict]], Any]) -> list[str]:
+        """Put back the tool's tags that a resource lacks or has with another value (someone
+        edited them: they are how `down` finds things), with `put(missing)` when `apply`; the
+        change line for `up` and `plan`. created-at counts only when absent: its value is the
         creation time, never corrected."""
         have = {t["Key"]: t["Value"] for t in tags or []}
-        return [t for t in self.tags(step)
-                if t["Key"] not in have or (t["Key"] != TAG_CREATED_AT and have[t["Key"]] != t["Value"])]
+        missing = [t for t in self.tags(step)
+                   if t["Key"] not in have or (t["Key"] != TAG_CREATED_AT and have[t["Key"]] != t["Value"])]
+        if not missing:
+            return []
+        if apply:
+            put(missing)
+        return [f"set tag(s) {', '.join(t['Key'] for t in missing)}"]
 
     def owns(self, tags: list[dict], step: str) -> bool:
         have = {t["Key"]: t["Value"] for t in tags}

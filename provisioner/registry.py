@@ -106,12 +106,8 @@ class Ec2Step(Step):
 
     def update(self, ctx, resource, apply):
         """Put back the tool's tags if someone removed them (they are how `down` finds things)."""
-        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
-        if not missing:
-            return []
-        if apply:
-            ctx.retry("eventual-consistency", ctx.ec2.create_tags, Resources=[resource.id], Tags=missing)
-        return [f"set tag(s) {', '.join(t['Key'] for t in missing)}"]
+        return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: ctx.retry(
+            "eventual-consistency", ctx.ec2.create_tags, Resources=[resource.id], Tags=missing))
 
     def _describe(self, ctx: "RunContext", filters: list[dict]) -> list[dict]:
         paginator_ok = ctx.ec2.can_paginate(self.describe_operation)

@@ -146,11 +146,8 @@ class Certificate(Step):
         if not ctx.owns(resource.raw.get("Tags", []), self.name):
             return []  # the user's certificate (--certificate-arn): used as it is, never changed
         changes = []
-        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
-        if missing:
-            if apply:
-                ctx.client("acm").add_tags_to_certificate(CertificateArn=resource.id, Tags=missing)
-            changes.append(f"set tag(s) {', '.join(t['Key'] for t in missing)}")
+        changes += ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: ctx.client(
+            "acm").add_tags_to_certificate(CertificateArn=resource.id, Tags=missing))
         domain = ctx.config.domain_for(ctx.stack)
         not_after = _utc(resource.raw.get("NotAfter"))
         reasons = []

@@ -13,10 +13,8 @@ from botocore.exceptions import ClientError
 
 from provisioner.context import Resource
 from provisioner.registry import Step
-from provisioner.retries import error_code
+from provisioner.retries import is_gone
 
-# A lookup by ARN or name of something that does not exist (or no longer does).
-ELB_NOT_FOUND = frozenset({"LoadBalancerNotFound", "TargetGroupNotFound", "ListenerNotFound", "RuleNotFound"})
 DESCRIBE_TAGS_LIMIT = 20
 
 
@@ -25,7 +23,7 @@ def described(fn, key: str, **params) -> list[dict]:
     try:
         return fn(**params)[key]
     except ClientError as e:
-        if error_code(e) in ELB_NOT_FOUND:
+        if is_gone(e):  # LoadBalancerNotFound and friends: what it names does not exist
             return []
         raise
 
@@ -40,7 +38,7 @@ def with_tags(ctx, items: list[dict], arn_key: str) -> list[dict]:
         try:
             described_tags = elb.describe_tags(ResourceArns=batch)["TagDescriptions"]
         except ClientError as e:
-            if error_code(e) not in ELB_NOT_FOUND:
+            if not is_gone(e):
                 raise
             # One of the batch is gone and AWS fails the whole call: ask one by one.
             described_tags = [d for arn in batch for d in described(elb.describe_tags, "TagDescriptions",
@@ -133,9 +131,5 @@ class ElbStep(Step):
         return self.to_resource(dict(item, Tags=tags))
 
     def update(self, ctx, resource, apply):
-        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
-        if not missing:
-            return []
-        if apply:
-            ctx.client("elbv2").add_tags(ResourceArns=[resource.id], Tags=missing)
-        return [f"set tag(s) {', '.join(t['Key'] for t in missing)}"]
+        return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply,
+                                 lambda missing: ctx.client("elbv2").add_tags(ResourceArns=[resource.id], Tags=missing))

@@ -113,12 +113,8 @@ class InstanceRole(Step):
         return changes
 
     def _converge_tags(self, ctx, resource, apply):
-        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
-        if not missing:
-            return []
-        if apply:
-            ctx.client("iam").tag_role(RoleName=resource.id, Tags=missing)
-        return [f"set tag(s) {', '.join(t['Key'] for t in missing)}"]
+        return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply,
+                                 lambda missing: ctx.client("iam").tag_role(RoleName=resource.id, Tags=missing))
 
     def _converge_trust(self, ctx, resource, apply):
         if _canonical(resource.raw.get("AssumeRolePolicyDocument")) == _canonical(TRUST_POLICY):

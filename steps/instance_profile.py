@@ -42,12 +42,8 @@ class InstanceProfile(Step):
         return self._resource(profile)
 
     def update(self, ctx, resource, apply):
-        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
-        if not missing:
-            return []
-        if apply:
-            ctx.client("iam").tag_instance_profile(InstanceProfileName=resource.id, Tags=missing)
-        return [f"set tag(s) {', '.join(t['Key'] for t in missing)}"]
+        return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: ctx.client(
+            "iam").tag_instance_profile(InstanceProfileName=resource.id, Tags=missing))
 
     def delete(self, ctx, resource):
         # Right after RemoveRoleFromInstanceProfile, IAM can still answer DeleteConflict.

@@ -174,17 +174,15 @@ class AssetsBucket(Step):
         return changes
 
     def _converge_tags(self, ctx, resource, bucket, apply):
-        missing = ctx.missing_tags(resource.raw.get("Tags", []), self.name)
-        if not missing:
-            return None
-        if apply:
+        def put(missing):
             # PutBucketTagging replaces the whole set: keep the tags others added.
             have = {t["Key"]: t["Value"] for t in resource.raw.get("Tags", [])}
-            merged = {**have, **{t["Key"]: t["Value"] for t in missing}}
-            tag_set = [{"Key": k, "Value": v} for k, v in merged.items()]
+            tag_set = [{"Key": k, "Value": v} for k, v in {**have, **{t["Key"]: t["Value"] for t in missing}}.items()]
             ctx.client("s3").put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_set})
             resource.raw["Tags"] = tag_set
-        return f"set tag(s) {', '.join(t['Key'] for t in missing)}"
+
+        lines = ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, put)
+        return lines[0] if lines else None
 
     def _converge_ownership(self, ctx, resource, bucket, apply):
         s3 = ctx.client("s3")

@@ -243,3 +243,28 @@ def test_interrupted_up_is_finished_by_down(make_stack, lose_state):
     clean = make_stack()
     assert all(r.ok for r in clean.down())
     assert tagged_leftovers("stylesphere") == []
+
+
+def test_removed_tags_are_put_back_on_every_kind_of_resource(make_stack):
+    """The tags are how `down` finds things without state: someone removing one (here the Name
+    tag, which every tagged step sets) is drift that `plan` shows and `up` repairs."""
+    import boto3
+
+    stack = make_stack()
+    stack.up()
+    ids = {name: record["id"] for name, record in stack.state_file.read().resources.items()}
+    boto3.client("ec2", region_name="us-east-1").delete_tags(Resources=[ids["vpc"]], Tags=[{"Key": "Name"}])
+    boto3.client("elbv2", region_name="us-east-1").remove_tags(ResourceArns=[ids["load-balancer"]], TagKeys=["Name"])
+    boto3.client("iam").untag_role(RoleName=ids["instance-role"], TagKeys=["Name"])
+    boto3.client("iam").untag_instance_profile(InstanceProfileName=ids["instance-profile"], TagKeys=["Name"])
+    boto3.client("acm", region_name="us-east-1").remove_tags_from_certificate(
+        CertificateArn=ids["certificate"], Tags=[{"Key": "Name"}])
+    drifted = {"vpc", "load-balancer", "instance-role", "instance-profile", "certificate"}
+
+    plan = {r.name: r for r in stack.plan()}
+    assert {name for name, r in plan.items() if r.outcome == "update"} == drifted
+    assert all(plan[name].changes == ["set tag(s) Name"] for name in drifted)
+    assert stack.mutating_calls() == []
+    fixed = outcomes(stack.up())
+    assert {name for name, outcome in fixed.items() if outcome == "updated"} == drifted
+    assert set(outcomes(stack.plan()).values()) == {"no change"}
