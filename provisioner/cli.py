@@ -10,12 +10,29 @@ import click
 from . import __version__
 from .config import DEFAULT_STACK
 
+# Stacks `cleanup` and `reap` delete at once: each is its own engine of 8 workers, and
+# botocore's adaptive retry mode absorbs the throttling of several.
+DEFAULT_PARALLEL_STACKS = 4
+
 
 def common_options(f):
     """The global options, accepted by every command (the CLI contract)."""
 
     @click.option("--stack", envvar="PROVISION_STACK", default=DEFAULT_STACK, show_default=True,
                   help="Stack name (env PROVISION_STACK).")
+    @account_options
+    @functools.wraps(f)
+    def wrapper(opts, stack, **kwargs):
+        opts.stack = stack
+        return f(opts, **kwargs)
+
+    return wrapper
+
+
+def account_options(f):
+    """The global options of commands that work on every stack of an account (list, cleanup,
+    reap): the same, without --stack, which these take as a selector or not at all."""
+
     @click.option("--region", help="AWS region (else AWS_REGION, AWS_DEFAULT_REGION or the profile's).")
     @click.option("--profile", help="AWS profile from ~/.aws/config (SSO profiles too).")
     @click.option("--state-dir", envvar="PROVISION_STATE_DIR", default="./state", show_default=True,
@@ -26,10 +43,10 @@ def common_options(f):
     @click.option("--timeout-scale", type=float, default=1.0, show_default=True,
                   help="Multiply every wait's deadline (e.g. 2 for a slow region).")
     @functools.wraps(f)
-    def wrapper(stack, region, profile, state_dir, sandbox, verbose, yes, timeout_scale, **kwargs):
+    def wrapper(region, profile, state_dir, sandbox, verbose, yes, timeout_scale, **kwargs):
         from .runner import GlobalOptions
 
-        opts = GlobalOptions(stack=stack, region=region, profile=profile, state_dir=state_dir,
+        opts = GlobalOptions(stack="", region=region, profile=profile, state_dir=state_dir,
                              sandbox=sandbox, verbose=verbose, yes=yes, timeout_scale=timeout_scale)
         return f(opts, **kwargs)
 
@@ -54,10 +71,15 @@ def shape_options(f):
     @click.option("--domain", help="Name on the self-signed certificate [<stack>.example.com].")
     @click.option("--certificate-arn", help="Use this ACM certificate (same region as the stack) "
                                             "instead of a self-signed one.")
+    @click.option("--ttl", metavar="DURATION",
+                  help="Expire the stack after this long (e.g. 4h, 90m, 2d; `never` to clear): "
+                       "`provision reap` deletes expired stacks.")
+    @click.option("--expires-at", metavar="TIME", help="Expire the stack at this time (ISO 8601, UTC if no zone).")
     @functools.wraps(f)
     def wrapper(*args, vpc_cidr, public_subnets, private_subnets, nat_per_az, instance_type, ami, min_size,
-                desired_capacity, max_size, grace_period, domain, certificate_arn, **kwargs):
+                desired_capacity, max_size, grace_period, domain, certificate_arn, ttl, expires_at, **kwargs):
         from .config import parse_cidr_pair
+        from .expiry import expiry_from_options
 
         def overrides():
             return {"vpc_cidr": vpc_cidr,
@@ -65,7 +87,8 @@ def shape_options(f):
                     "private_subnet_cidrs": parse_cidr_pair(private_subnets, "--private-subnets"),
                     "nat_per_az": nat_per_az, "instance_type": instance_type, "ami": ami,
                     "min_size": min_size, "desired_capacity": desired_capacity, "max_size": max_size,
-                    "grace_period": grace_period, "domain": domain, "certificate_arn": certificate_arn}
+                    "grace_period": grace_period, "domain": domain, "certificate_arn": certificate_arn,
+                    "expires_at": expiry_from_options(ttl, expires_at)}
 
         return f(*args, overrides=overrides, **kwargs)
 
@@ -86,6 +109,8 @@ def main():
     provision logs              an instance's boot log
     provision outputs --json    ids for scripts
     provision down              remove everything the stack created
+    provision list              every stack in the account, with its cost
+    provision cleanup --expired delete forgotten stacks by their tags (dry run first)
     """
 
 
@@ -173,6 +198,90 @@ def logs(opts, instance):
     from .runner import cmd_logs
 
     cmd_logs(opts, instance)
+
+
+@main.command("list")
+@account_options
+@click.option("--all-regions", is_flag=True, help="Every enabled region of the account, not only --region.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_stacks(opts, all_regions, as_json):
+    """Every stack in the account, found by the tool's tags (not by local state): age, owner,
+    expiry, resources, cost per hour and spent so far (read-only)."""
+    from .cleanup import cmd_list
+
+    cmd_list(opts, all_regions, as_json)
+
+
+def _duration(ctx, param, value):
+    if value is None:
+        return None
+    from .errors import ConfigError
+    from .expiry import parse_duration
+
+    try:
+        return parse_duration(value, "--older-than")
+    except ConfigError as e:
+        raise click.BadParameter(e.message + (f" ({e.hint})" if e.hint else "")) from None
+
+
+@main.command()
+@account_options
+@click.option("--stack", "stacks", multiple=True, metavar="NAME", help="This stack (repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Every stack of the tool in the account (asks for the "
+                                                       "account id to be typed, unless --yes).")
+@click.option("--older-than", metavar="DURATION", callback=_duration, help="Stacks created longer ago than this "
+                                                                          "(e.g. 3h, 2d).")
+@click.option("--expired", is_flag=True, help="Stacks past their expiry (see `up --ttl`).")
+@click.option("--all-regions", is_flag=True, help="Every enabled region of the account, not only --region.")
+@click.option("--parallel", type=click.IntRange(1, 16), default=DEFAULT_PARALLEL_STACKS, show_default=True,
+              help="Stacks deleted at the same time.")
+def cleanup(opts, stacks, everything, older_than, expired, all_regions, parallel):
+    """Delete stacks found by the tool's tags, in dependency order. A dry run unless --yes.
+
+    Selectors combine (--older-than 3h --expired: both). Resources without the tool's tags are
+    never touched; untagged things that often keep billing (unattached Elastic IPs and volumes,
+    NAT gateways and load balancers in VPCs without instances) are reported. Ends with a fresh
+    scan: exit 0 only when nothing of the selected stacks is left.
+    """
+    from .cleanup import Selection, cmd_cleanup
+    from .config import validate_stack_name
+    from .errors import ConfigError
+
+    for name in stacks:
+        try:
+            validate_stack_name(name)
+        except ConfigError as e:
+            raise click.BadParameter(e.message, param_hint="--stack") from None
+    cmd_cleanup(opts, Selection(stacks=tuple(dict.fromkeys(stacks)), everything=everything,
+                                older_than=older_than, expired=expired), all_regions, parallel)
+
+
+@main.command()
+@account_options
+@click.option("--all-regions", is_flag=True, help="Every enabled region of the account, not only --region.")
+@click.option("--parallel", type=click.IntRange(1, 16), default=DEFAULT_PARALLEL_STACKS, show_default=True,
+              help="Stacks deleted at the same time.")
+def reap(opts, all_regions, parallel):
+    """Delete every stack past its expiry (`up --ttl`). For cron: no prompt, one line per stack,
+    exit 1 if anything could not be removed."""
+    from .cleanup import cmd_reap
+
+    cmd_reap(opts, all_regions, parallel)
+
+
+@main.command()
+@account_options
+@click.option("--refresh", is_flag=True, help="Fetch the current prices from the AWS Price List API and keep "
+                                             "them in ~/.config/provision/prices.json.")
+@click.option("--instance-type", "instance_types", multiple=True, metavar="TYPE",
+              help="Also price this instance type (repeatable; with --refresh).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def prices(opts, refresh, instance_types, as_json):
+    """The hourly prices behind the cost estimates of `up`, `status`, `list` and `cleanup`, with
+    their source and date (needs no AWS credentials unless --refresh)."""
+    from .pricing_cli import cmd_prices
+
+    cmd_prices(opts, refresh=refresh, as_json=as_json, instance_types=instance_types)
 
 
 @main.group()

@@ -57,6 +57,9 @@ class StackConfig:
     domain: str | None = None            # None: <stack>.example.com (the self-signed certificate's name)
     certificate_arn: str | None = None   # None: a self-signed certificate imported into ACM
     grace_period: int = DEFAULT_GRACE_PERIOD
+    # When `provision reap` may delete the stack: "YYYY-MM-DDTHH:MM:SSZ" (UTC), "never", or None
+    # (not set here: an expiry tag already on the resources is left as it is).
+    expires_at: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -150,6 +153,9 @@ class StackConfig:
                      "replace instances that are still building")
         if self.domain is not None:
             validate_domain(self.domain)
+        from .expiry import validate_expiry
+
+        validate_expiry(self.expires_at)
         if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.match(self.certificate_arn):
             raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
                               hint="an ACM certificate ARN looks like "

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 TAG_STACK = "provision:stack"
 TAG_STEP = "provision:step"
 TAG_CREATED_AT = "provision:created-at"
+TAG_OWNER = "provision:owner"            # the caller identity (ARN) that created the resource
+TAG_EXPIRES_AT = "provision:expires-at"  # UTC time after which `reap` deletes the stack, or "never"
+# Facts about a resource's creation: set once, never "corrected" by a later run (another user's
+# `up` does not make them the owner).
+FIRST_VALUE_TAGS = (TAG_CREATED_AT, TAG_OWNER)
 
 MUTATING_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup")
 
@@ -60,6 +65,9 @@ class Reporter:
     def warn(self, message: str) -> None: ...
 
 
+CLIENT_CREATION_LOCK = threading.Lock()
+
+
 class RunContext:
     def __init__(self, *, stack: str, region: str, config: "StackConfig", profile: str | None = None,
                  endpoint_url: str | None = None, credentials: dict | None = None,
@@ -77,6 +85,7 @@ class RunContext:
         self.reporter = reporter or Reporter()
         self.generation = generation or utc_now()
         self.account: str | None = None
+        self.owner: str | None = None   # the caller's ARN, stamped on what this run creates
         self.cancel = threading.Event()
         # Every API call made in this run, as (service, operation): the benchmark and the tests
         # read it to prove that a no-op `up` changes nothing.
@@ -111,7 +120,9 @@ class RunContext:
     def client(self, service: str):
         session = self.session
         # boto3 sessions are not thread-safe for client creation; the clients themselves are.
-        with self._lock:
+        # One lock for every context: contexts of several regions may share a session (and
+        # with it botocore's loaded service models, the slow part of making a client).
+        with CLIENT_CREATION_LOCK:
             if service not in self._clients:
                 from botocore.config import Config
 
@@ -180,13 +191,21 @@ class RunContext:
     def name_tag(self, step: str) -> str:
         return f"{self.stack}-{step}"
 
-    def tags(self, step: str) -> list[dict]:
-        return [
+    def tags(self, step: str, lasting: bool = False) -> list[dict]:
+        """The tool's tags for a resource of `step`. `lasting`: only those that never change,
+        for what is stamped once and never converged (a launch template's instance tags)."""
+        tags = [
             {"Key": "Name", "Value": self.name_tag(step)},
             {"Key": TAG_STACK, "Value": self.stack},
             {"Key": TAG_STEP, "Value": step},
             {"Key": TAG_CREATED_AT, "Value": utc_now()},
         ]
+        if self.owner:
+            tags.append({"Key": TAG_OWNER, "Value": self.owner})
+        expires_at = getattr(self.config, "expires_at", None)
+        if expires_at and not lasting:
+            tags.append({"Key": TAG_EXPIRES_AT, "Value": expires_at})
+        return tags
 
     def tag_specifications(self, resource_type: str, step: str) -> list[dict]:
         return [{"ResourceType": resource_type, "Tags": self.tags(step)}]
@@ -198,11 +217,11 @@ class RunContext:
     def converge_tags(self, tags: list[dict], step: str, apply: bool, put: Callable[[list[dict]], Any]) -> list[str]:
         """Put back the tool's tags that a resource lacks or has with another value (someone
         edited them: they are how `down` finds things), with `put(missing)` when `apply`; the
-        change line for `up` and `plan`. created-at counts only when absent: its value is the
-        creation time, never corrected."""
+        change line for `up` and `plan`. created-at and owner count only when absent: they
+        record the creation, never corrected."""
         have = {t["Key"]: t["Value"] for t in tags or []}
         missing = [t for t in self.tags(step)
-                   if t["Key"] not in have or (t["Key"] != TAG_CREATED_AT and have[t["Key"]] != t["Value"])]
+                   if t["Key"] not in have or (t["Key"] not in FIRST_VALUE_TAGS and have[t["Key"]] != t["Value"])]
         if not missing:
             return []
         if apply:

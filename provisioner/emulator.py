@@ -42,6 +42,7 @@ def apply() -> None:
     _patch_acm_reimport_keeps_tags()
     _patch_policy_conditions()
     _patch_list_instance_profile_tags()
+    _patch_launch_template_current_tags()
     _applied = True
 
 
@@ -351,3 +352,11 @@ def _patch_list_instance_profile_tags() -> None:
         return ActionResult({"Tags": sorted(profile.tags, key=lambda t: t["Key"]), "IsTruncated": False})
 
     IamResponse.list_instance_profile_tags = list_instance_profile_tags
+
+
+def _patch_launch_template_current_tags() -> None:
+    """DescribeLaunchTemplates with the template's current tags: moto keeps a copy of those it
+    was created with, so a CreateTags on it (a new expiry) never showed."""
+    from moto.ec2.models.launch_templates import LaunchTemplate
+
+    LaunchTemplate.tags = property(lambda self: self.get_tags(), lambda self, value: None)

@@ -59,7 +59,10 @@ def caller_account(ctx: RunContext) -> str:
                                      PartialCredentialsError, ProfileNotFound)
 
     try:
-        return ctx.client("sts").get_caller_identity()["Account"]
+        identity = ctx.client("sts").get_caller_identity()
+        # Stamped as provision:owner on what this run creates: `list` says whose a stack is.
+        ctx.owner = identity.get("Arn")
+        return identity["Account"]
     except ProfileNotFound:
         raise ConfigError(f"AWS profile {ctx.profile!r} is not configured",
                           hint="check ~/.aws/config, or use `aws configure --profile NAME`") from None

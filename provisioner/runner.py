@@ -51,6 +51,39 @@ def poll_interval(sandbox: bool) -> float:
     return value
 
 
+@dataclass
+class Connection:
+    """Where a command talks to: the region, and the sandbox's endpoint and credentials (or
+    None for the user's own AWS credentials)."""
+
+    opts: GlobalOptions
+    region: str
+    endpoint: str | None = None
+    credentials: dict | None = None
+
+    @classmethod
+    def open(cls, opts: GlobalOptions) -> "Connection":
+        if not (math.isfinite(opts.timeout_scale) and opts.timeout_scale > 0):
+            raise ConfigError("--timeout-scale must be a finite number greater than 0")
+        region = resolve_region(opts.region, opts.profile, opts.sandbox)
+        if not opts.sandbox:
+            return cls(opts, region)
+        from . import sandbox
+
+        return cls(opts, region, sandbox.ensure_running(), dict(sandbox.CREDENTIALS))
+
+    def context(self, stack: str, region: str, config: StackConfig, reporter) -> RunContext:
+        return RunContext(stack=stack, region=region, config=config, profile=self.opts.profile,
+                          endpoint_url=self.endpoint, credentials=self.credentials,
+                          poll_interval=poll_interval(self.opts.sandbox), timeout_scale=self.opts.timeout_scale,
+                          reporter=reporter)
+
+    @staticmethod
+    def identify(ctx: RunContext) -> str:
+        """The account (and, on the context, the caller's ARN): the first call of every run."""
+        return caller_account(ctx)
+
+
 class Run:
     """One command's run: the context, the state and the reporter."""
 
@@ -58,8 +91,6 @@ class Run:
         self.opts = opts
         self.reporter = reporter
         validate_stack_name(opts.stack)
-        if not (math.isfinite(opts.timeout_scale) and opts.timeout_scale > 0):
-            raise ConfigError("--timeout-scale must be a finite number greater than 0")
         self.state_file = StateFile(opts.state_dir, opts.stack)
         saved = self.state_file.read()  # a corrupt file stops us before any AWS call
         built = StackConfig.from_dict(saved.config if saved else {})
@@ -71,17 +102,10 @@ class Run:
                 "AWS cannot change a VPC's or subnet's CIDR in place",
                 hint="leave the option out to keep the stack's addresses, or `provision down` and then "
                      "`provision up` with the new ones")
-        region = resolve_region(opts.region, opts.profile, opts.sandbox)
-        endpoint, credentials = None, None
-        if opts.sandbox:
-            from . import sandbox
-
-            endpoint, credentials = sandbox.ensure_running(), dict(sandbox.CREDENTIALS)
-        self.ctx = RunContext(stack=opts.stack, region=region, config=self.config, profile=opts.profile,
-                              endpoint_url=endpoint, credentials=credentials,
-                              poll_interval=poll_interval(opts.sandbox), timeout_scale=opts.timeout_scale,
-                              reporter=reporter)
-        self.ctx.account = caller_account(self.ctx)
+        self.connection = Connection.open(opts)
+        region = self.connection.region
+        self.ctx = self.connection.context(opts.stack, region, self.config, reporter)
+        self.ctx.account = self.connection.identify(self.ctx)
         self.state = self.state_file.load_for(self.ctx.account, region)
         self.is_new = self.state is None
         if self.state is None:
@@ -91,6 +115,12 @@ class Run:
     def where(self) -> str:
         target = "the sandbox" if self.opts.sandbox else f"account {self.ctx.account}"
         return f"stack {self.opts.stack!r} in {target}, region {self.ctx.region}"
+
+    def guard(self, action: str) -> None:
+        """Refuse to change anything in an account the allow-list does not name (exit 2)."""
+        from .guard import check_account
+
+        check_account(self.ctx.account, sandbox=self.opts.sandbox, action=f"{action} stack {self.opts.stack!r}")
 
     def engine(self, config: StackConfig) -> Engine:
         steps, retired = plan_steps(config)
@@ -184,6 +214,50 @@ def wait_for_app(run: Run, reporter: ConsoleReporter, desired: int) -> int:
     return EXIT_OK
 
 
+def stack_cost(run: Run):
+    """The stack's hourly cost and expiry, from a scan of the region's tagged resources (which
+    also finds other stacks past their expiry), or None with a warning when it cannot be read."""
+    from .cleanup import group_stacks, prices, stack_estimate
+    from .expiry import now
+    from .inventory import scan
+
+    try:
+        run.ctx.read_only = True
+        stacks = group_stacks(scan(run.ctx))
+    except ProvisionError as e:
+        run.reporter.warn(f"no cost estimate: {e.message}")
+        return None
+    finally:
+        run.ctx.read_only = False
+    at = now()
+    mine = next((s for s in stacks if s.stack == run.opts.stack), None)
+    estimate = stack_estimate(mine, prices(), at) if mine is not None else None
+    return mine, estimate, stacks, at
+
+
+def report_cost(run: Run, reporter: ConsoleReporter, found=None) -> None:
+    """'This stack costs about $X/hour ($Y/day) while it is up', its expiry, and a warning for
+    every stack of the region past its expiry."""
+    from .cleanup import warn_expired
+    from .expiry import describe_expiry
+    from .pricing import cost_line, money
+
+    found = found or stack_cost(run)
+    if found is None:
+        return
+    mine, estimate, stacks, at = found
+    if mine is not None:
+        reporter.out.print(f"This stack costs about {cost_line(estimate)} while it is up "
+                           f"(about {money(estimate.spent)} so far; `provision prices` shows the rates).")
+        for why in estimate.unpriced:
+            reporter.warn(why)
+        expiry = describe_expiry(mine.expiry_tag, at)
+        if mine.expiry_tag and not mine.expired(at):
+            reporter.out.print(f"It expires {expiry}: `provision reap` deletes it after that "
+                               "(`provision up --ttl` extends it).")
+    warn_expired(reporter, stacks, at)
+
+
 def print_url(run: Run, reporter: ConsoleReporter) -> None:
     outputs = run.state.outputs or {}
     if not outputs.get("url"):
@@ -200,6 +274,7 @@ def print_url(run: Run, reporter: ConsoleReporter) -> None:
 @guarded
 def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict, no_wait: bool = False) -> int:
     run = Run(opts, reporter, overrides)
+    run.guard("build")
     with run.lock():
         run.resolve_zones()
         check_compute(run)
@@ -223,6 +298,7 @@ def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict, no_w
     print_url(run, reporter)
     reporter.out.print(f"Stack {opts.stack!r} is up. `provision status{sandbox}` shows its instances, "
                        f"`provision outputs` its ids; `provision down{sandbox}` removes it.")
+    report_cost(run, reporter)
     return code
 
 
@@ -260,6 +336,7 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
     if run.is_new:
         results = [r for r in results if r.outcome != "missing"]
     group, instances = app_health(run)
+    found = stack_cost(run)
     grace = run.config.grace_period
     zones: dict[str, dict[str, int]] = {}
     for item in instances:
@@ -277,6 +354,7 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
             "zones": zones,
             "capacity": ({"desired": group["DesiredCapacity"], "min": group["MinSize"], "max": group["MaxSize"]}
                          if group else None),
+            **cost_json(found),
         }, indent=2))
     else:
         from rich.table import Table
@@ -310,8 +388,18 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
             per_zone = "; ".join(f"{zone}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
                                  for zone, counts in sorted(zones.items()))
             reporter.out.print(f"instances per zone: {per_zone or 'none'}")
+        report_cost(run, reporter, found)
     reporter.failures(results)
     return exit_code_for(results)
+
+
+def cost_json(found) -> dict:
+    if found is None or found[0] is None:
+        return {"cost": None, "expires_at": None, "expired": None}
+    mine, estimate, _, at = found
+    return {"cost": {"per_hour": round(estimate.hourly, 4), "per_day": round(estimate.daily, 2),
+                     "spent": round(estimate.spent, 2), "unpriced": estimate.unpriced},
+            "expires_at": mine.expiry_tag, "expired": mine.expired(at)}
 
 
 @guarded
@@ -334,6 +422,7 @@ def cmd_outputs(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) -
 @guarded
 def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
     run = Run(opts, reporter)
+    run.guard("delete")
     if not opts.yes:
         if not sys.stdin.isatty():
             raise ConfigError("`down` deletes every resource of the stack; pass --yes to confirm "
@@ -364,6 +453,7 @@ def cmd_scale(opts: GlobalOptions, reporter: ConsoleReporter, count: int, no_wai
     if run.is_new:
         raise ConfigError(f"stack {opts.stack!r} has no state in {opts.state_dir}",
                           hint="run `provision up` first (or pass the --state-dir it used)")
+    run.guard("scale")
     with run.lock():
         config = run.config
         notes = []

@@ -1,15 +1,20 @@
-from provisioner.context import TAG_STACK, Resource
+from provisioner.context import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, Resource
 from provisioner.errors import DriftConflict
 from provisioner.registry import Step, register
 
 # Propagated to the instances at launch, so that any instance of the stack is found by its stack
 # tag even if launched from another template. Name, provision:step and created-at stay the
 # group's own: on AWS a group's propagated tag overrides the launch template's, and an instance
-# keeps the template's Name=<stack>-instance and provision:step=instance.
-PROPAGATED_TAGS = (TAG_STACK,)
+# keeps the template's Name=<stack>-instance and provision:step=instance. The expiry changes
+# with `up --ttl`, so it comes from the group (the template's tags would need a new version).
+PROPAGATED_TAGS = (TAG_STACK, TAG_OWNER, TAG_EXPIRES_AT)
 DELETING = "Delete in progress"
 # An instance refresh in one of these states is still running; starting another is refused.
 REFRESH_RUNNING = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
+
+
+def _tag(item, key):
+    return next((t["Value"] for t in item.get("Tags", []) if t["Key"] == key), None)
 
 
 @register
@@ -56,10 +61,40 @@ class AutoScalingGroup(Step):
     def _target_groups(self, ctx):
         return [ctx.dep(f"{role}-target-group").id for role in ("frontend", "backend")]
 
-    def _tags(self, ctx):
+    def _tags(self, ctx, tags=None):
         name = self.group_name(ctx)
         return [{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": t["Key"], "Value": t["Value"],
-                 "PropagateAtLaunch": t["Key"] in PROPAGATED_TAGS} for t in ctx.tags(self.name)]
+                 "PropagateAtLaunch": t["Key"] in PROPAGATED_TAGS} for t in tags or ctx.tags(self.name)]
+
+    def _converge_tags(self, ctx, resource, apply):
+        def put(missing):
+            self._client(ctx).create_or_update_tags(Tags=self._tags(ctx, missing))
+
+        return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, put) + \
+            self._converge_instance_expiry(ctx, resource, apply)
+
+    def _converge_instance_expiry(self, ctx, resource, apply):
+        """The group propagates its tags only to instances it launches from then on, and never
+        to their volumes (those take the launch template's, which hold no expiry so that a new
+        one needs no new version): stamp the expiry on the running instances and their volumes."""
+        expires_at = ctx.config.expires_at
+        ids = sorted(i["InstanceId"] for i in resource.raw.get("Instances", []))
+        if not expires_at or not ids:
+            return []
+        stale = []
+        for page in ctx.ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": ids}]):
+            stale += [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]
+                      if _tag(i, TAG_EXPIRES_AT) != expires_at and i["State"]["Name"] != "terminated"]
+        for page in ctx.ec2.get_paginator("describe_volumes").paginate(
+                Filters=[{"Name": "attachment.instance-id", "Values": ids}]):
+            stale += [v["VolumeId"] for v in page["Volumes"] if _tag(v, TAG_EXPIRES_AT) != expires_at]
+        if not stale:
+            return []
+        if apply:
+            ctx.retry("eventual-consistency", ctx.ec2.create_tags, Resources=stale,
+                      Tags=[{"Key": TAG_EXPIRES_AT, "Value": expires_at}])
+        return [f"set tag {TAG_EXPIRES_AT} on {len(stale)} instance(s) and volume(s)"]
 
     # -- create ----------------------------------------------------------------------------------
     def create(self, ctx):
@@ -128,7 +163,7 @@ class AutoScalingGroup(Step):
             self._client(ctx).detach_load_balancer_target_groups(AutoScalingGroupName=resource.id,
                                                                  TargetGroupARNs=detach)
         changes += self._refresh(ctx, resource, apply)
-        return changes
+        return changes + self._converge_tags(ctx, resource, apply)
 
     def _refresh(self, ctx, resource, apply):
         """Roll out a new launch template version: a group launches "$Latest" only for new

@@ -95,8 +95,12 @@ class LaunchTemplate(Step):
             "MetadataOptions": dict(METADATA_OPTIONS),
             "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": dict(ROOT_VOLUME)}],
             "UserData": base64.b64encode(userdata.encode_user_data(script)).decode("ascii"),
-            "TagSpecifications": [{"ResourceType": kind, "Tags": ctx.tags("instance")}
-                                  for kind in ("instance", "volume")],
+            # The instances take their expiry from the group (it propagates the current one);
+            # the volumes take it from here. A new expiry alone makes no new version (update
+            # does not compare tags, so the instances are not replaced): the group's update
+            # stamps it on the running instances and their volumes instead.
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": ctx.tags("instance", lasting=True)},
+                                  {"ResourceType": "volume", "Tags": ctx.tags("instance")}],
         }
 
     @staticmethod
@@ -180,7 +184,11 @@ class LaunchTemplate(Step):
         if changes and not apply:
             # The group's own line comes only once the version exists; say now what `up` does.
             changes.append("then the Auto Scaling Group replaces its instances (instance refresh)")
-        return changes
+        return changes + self._converge_tags(ctx, resource, apply)
+
+    def _converge_tags(self, ctx, resource, apply):
+        return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: ctx.retry(
+            "eventual-consistency", ctx.ec2.create_tags, Resources=[resource.id], Tags=missing))
 
     @staticmethod
     def _image_architecture(ctx, ami):

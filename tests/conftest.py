@@ -28,6 +28,8 @@ def aws_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     monkeypatch.setenv("PROVISION_POLL_INTERVAL", str(POLL))
     monkeypatch.setenv("PROVISION_SANDBOX_DIR", str(tmp_path / "sandbox"))
+    # Nor the developer's own allow-list or refreshed price table.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
 
 
 @pytest.fixture

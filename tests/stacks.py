@@ -34,8 +34,10 @@ class Stack:
     """One stack under test: runs the engine's commands the way the CLI does, in-process."""
 
     def __init__(self, name: str, state_dir, strict: StrictAws | None, config: StackConfig | None = None,
-                 hooks=()):
+                 hooks=(), owner: str | None = None, region: str = REGION):
         self.name = name
+        self.owner = owner      # the caller's ARN, as the CLI learns it from STS
+        self.region = region
         self.state_file = StateFile(state_dir, name)
         self.strict = strict
         self.config = config or StackConfig(zones=list(ZONES))
@@ -46,23 +48,24 @@ class Stack:
         return make_session(self.strict, self.hooks)
 
     def context(self, config: StackConfig | None = None) -> RunContext:
-        ctx = RunContext(stack=self.name, region=REGION, config=config or self.config,
+        ctx = RunContext(stack=self.name, region=self.region, config=config or self.config,
                          poll_interval=POLL, session_factory=self.session)
         ctx.account = ACCOUNT
+        ctx.owner = self.owner
         self.last_ctx = ctx
         return ctx
 
     def engine(self, superset: bool = False, config: StackConfig | None = None, only=None) -> Engine:
         """The engine for this stack; `only` (step names) narrows it to those steps and what
         they depend on, to test one tier without the rest."""
-        state = self.state_file.load_for(ACCOUNT, REGION)
+        state = self.state_file.load_for(ACCOUNT, self.region)
         if config is None:
             config = StackConfig.from_dict(state.config) if state and state.config else self.config
         if superset:
             config = config.superset()
         ctx = self.context(config)
         if state is None:
-            state = StackState(stack=self.name, account=ACCOUNT, region=REGION, config=config.to_dict())
+            state = StackState(stack=self.name, account=ACCOUNT, region=self.region, config=config.to_dict())
         ctx.generation = state.generation
         steps, retired = plan_steps(config)
         if only is not None:
