@@ -14,13 +14,15 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .config import StackConfig
 from .context import Reporter, RunContext
 from .engine import DELETED, FAILED, INTERRUPTED, SKIPPED, Engine
-from .errors import EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Interrupted, ProvisionError, StateError
+from .errors import (EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, AwsFailure, ConfigError, Interrupted, ProvisionError,
+                     StateError)
 from .expiry import NEVER, describe_expiry, expiry_phrase, humanize, now as utc_now_dt, parse_tag
 from .registry import plan_steps
 from .runner import Connection, GlobalOptions, confirm, guarded
@@ -133,8 +135,9 @@ class Account:
         def one(region):
             ctx = self.context(region)
             ctx.read_only = True
-            found = scan(ctx)
-            return found, (find_forgotten(ctx) if forgotten else [])
+            with scan_errors(region):
+                found = scan(ctx)
+                return found, (find_forgotten(ctx) if forgotten else [])
 
         items, lost, errors = [], [], {}
         with self.reporter.console.status(f"scanning {self.where()} for the tool's tags"):
@@ -153,6 +156,24 @@ class Account:
     def report_scan_errors(self, errors: dict) -> None:
         for region, error in sorted(errors.items()):
             self.reporter.error(f"{region}: {error.message}", error.hint)
+
+
+@contextmanager
+def scan_errors(region: str):
+    """A region that cannot be read (throttled past the retries, unreachable) is an error of
+    that region, said in words, never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .retries import error_code, error_message, hint_for
+
+    try:
+        yield
+    except ClientError as e:
+        raise AwsFailure(f"cannot scan {region}: {e.operation_name} failed with {error_code(e)}: "
+                         f"{error_message(e)}", hint=hint_for(error_code(e)), code=error_code(e)) from e
+    except BotoCoreError as e:
+        raise AwsFailure(f"cannot scan {region}: {e}",
+                         hint="check the network and the endpoint (AWS_ENDPOINT_URL, --sandbox)") from e
 
 
 def prices():

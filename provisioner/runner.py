@@ -217,13 +217,14 @@ def wait_for_app(run: Run, reporter: ConsoleReporter, desired: int) -> int:
 def stack_cost(run: Run):
     """The stack's hourly cost and expiry, from a scan of the region's tagged resources (which
     also finds other stacks past their expiry), or None with a warning when it cannot be read."""
-    from .cleanup import group_stacks, prices, stack_estimate
+    from .cleanup import group_stacks, prices, scan_errors, stack_estimate
     from .expiry import now
     from .inventory import scan
 
     try:
         run.ctx.read_only = True
-        stacks = group_stacks(scan(run.ctx))
+        with scan_errors(run.ctx.region):
+            stacks = group_stacks(scan(run.ctx))
     except ProvisionError as e:
         run.reporter.warn(f"no cost estimate: {e.message}")
         return None

@@ -335,3 +335,12 @@ def test_all_regions_finds_and_cleans_each_region_apart(moto_aws, make_stack, tm
     assert "0 resources left, $0.00/hour" in result.text
     assert tagged_leftovers("lab-eu", region="eu-west-1") == []
     assert sum(count_tagged("lab-us").values()) > 20
+
+
+def test_a_region_that_cannot_be_scanned_is_said_in_words(moto_aws, state_dir, inject):
+    inject("before-call.ec2.DescribeVpcs", lambda **_: refuse("InvalidParameterValue", "emulated failure"))
+    listed = cli("list", state_dir=state_dir)
+    assert listed.exit_code == 1, listed.output
+    assert "cannot scan us-east-1: DescribeVpcs failed with InvalidParameterValue" in listed.text
+    cleaned = cli("cleanup", "--all", "--yes", state_dir=state_dir)
+    assert cleaned.exit_code == 2 and "could not read every region; nothing was deleted" in cleaned.text
