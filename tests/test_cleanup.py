@@ -344,3 +344,22 @@ def test_a_region_that_cannot_be_scanned_is_said_in_words(moto_aws, state_dir, i
     assert "cannot scan us-east-1: DescribeVpcs failed with InvalidParameterValue" in listed.text
     cleaned = cli("cleanup", "--all", "--yes", state_dir=state_dir)
     assert cleaned.exit_code == 2 and "could not read every region; nothing was deleted" in cleaned.text
+
+
+@pytest.mark.parametrize("args, words", [
+    (["up", "--yes", "--ttl", "5x"], "--ttl '5x' is not a duration"),
+    (["up", "--yes", "--ttl", "0h"], "must be longer than zero"),
+    (["up", "--yes", "--ttl", "4h", "--expires-at", "2099-01-01T00:00Z"], "give either --ttl or --expires-at"),
+    (["up", "--yes", "--expires-at", "2020-01-01T00:00Z"], "is in the past"),
+    (["up", "--yes", "--expires-at", "soon"], "is not a time"),
+    (["cleanup", "--older-than", "3"], "'3' is not a duration"),
+    (["cleanup", "--stack", "Bad_Name"], "invalid stack name 'Bad_Name'"),
+    (["cleanup", "--stack", "lab-a", "--all"], "give --stack or --all, not both"),
+    (["cleanup", "--parallel", "0", "--all"], "--parallel"),
+])
+def test_bad_cleanup_and_expiry_options_change_nothing(moto_aws, state_dir, args, words):
+    result = cli(*args, state_dir=state_dir)
+    assert result.exit_code == 2, result.output
+    assert words in result.text, result.text
+    assert tagged_leftovers("stylesphere") == []
+    assert not os.path.exists(os.path.join(state_dir, "stylesphere.json"))
