@@ -285,8 +285,8 @@ class Selection:
 class StackProgress(Reporter):
     """Counts one stack's steps as its engine deletes them, for the multi-stack progress view."""
 
-    def __init__(self, progress, task, total: int):
-        self.progress, self.task, self.total = progress, task, total
+    def __init__(self, progress, task):
+        self.progress, self.task = progress, task
         self.done: set[str] = set()
         self._lock = threading.Lock()
 
@@ -403,7 +403,7 @@ def run_teardowns(account: Account, selected: list[StackSummary], parallel: int,
         futures = {}
         for s in selected:
             task = progress.add_task(f"{s.stack} ({s.region})", total=total_steps, activity="queued")
-            futures[pool.submit(teardown_stack, account, s, StackProgress(progress, task, total_steps))] = s
+            futures[pool.submit(teardown_stack, account, s, StackProgress(progress, task))] = s
         try:
             for future in cf.as_completed(futures):
                 outcomes.append(future.result())
@@ -414,8 +414,7 @@ def run_teardowns(account: Account, selected: list[StackSummary], parallel: int,
                 ctx.cancel.set()
             for future in futures:
                 future.cancel()
-            outcomes = [f.result() for f in futures if not f.cancelled()]
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True)   # the running engines end at their next call
             raise Interrupted() from None
         pool.shutdown(wait=True)
     return outcomes
@@ -487,23 +486,21 @@ def finish(account: Account, reporter: ConsoleReporter, selected: list[StackSumm
     wanted = {(s.region, s.stack) for s in selected}
     left = [i for i in items if (i.region, i.stack) in wanted]
     by_stack = {(o.summary.region, o.summary.stack): o for o in outcomes}
+    # reap's lines go to stdout as they are (a cron log); cleanup's through rich.
+    say = print if reap else (lambda text: reporter.out.print(text, highlight=False, overflow="fold"))
     code = EXIT_OK
     for s in selected:
         outcome = by_stack.get((s.region, s.stack))
         remaining = [i for i in left if (i.region, i.stack) == (s.region, s.stack)]
-        stopped = stack_estimate(s, book, utc_now_dt()).hourly - estimate(remaining, s.region, book).hourly
+        billing = estimate(remaining, s.region, book).hourly
         if not remaining:
-            line = f"{s.stack} ({s.region}): deleted, {len(s.items)} resource(s); {money(stopped)}/hour stopped"
-            (print(line) if reap else reporter.out.print(line))
+            stopped = stack_estimate(s, book, utc_now_dt()).hourly
+            say(f"{s.stack} ({s.region}): deleted, {len(s.items)} resource(s); {money(stopped)}/hour stopped")
             continue
         code = EXIT_AWS
-        line = (f"{s.stack} ({s.region}): {len(remaining)} resource(s) left, "
-                f"{money(estimate(remaining, s.region, book).hourly)}/hour still billing")
-        (print(line) if reap else reporter.out.print(line))
+        say(f"{s.stack} ({s.region}): {len(remaining)} resource(s) left, {money(billing)}/hour still billing")
         for item in remaining:
-            why = outcome.why(item.step) if outcome else "not attempted"
-            detail = f"  {item.kind} {item.id}: {why}"
-            (print(detail) if reap else reporter.out.print(detail, highlight=False, overflow="fold"))
+            say(f"  {item.kind} {item.id}: {outcome.why(item.step) if outcome else 'not attempted'}")
     if any(o.interrupted for o in outcomes):
         code = EXIT_INTERRUPTED
     if errors:
@@ -511,9 +508,8 @@ def finish(account: Account, reporter: ConsoleReporter, selected: list[StackSumm
         code = code or EXIT_AWS
     hourly_left = sum(estimate([i for i in left if i.region == region], region, book).hourly
                       for region in {i.region for i in left})
-    summary = (f"{len(left)} resources left, {money(hourly_left)}/hour "
-               f"(a fresh scan of {account.where()}, {seconds:.0f}s after the cleanup started)")
-    (print(summary) if reap else reporter.out.print(summary))
+    say(f"{len(left)} resources left, {money(hourly_left)}/hour "
+        f"(a fresh scan of {account.where()}, {seconds:.0f}s after the cleanup started)")
     if not reap:
         for o in outcomes:
             if o.error is not None:

@@ -200,9 +200,15 @@ def logs(opts, instance):
     cmd_logs(opts, instance)
 
 
+all_regions_option = click.option("--all-regions", is_flag=True,
+                                  help="Every enabled region of the account, not only --region.")
+parallel_option = click.option("--parallel", type=click.IntRange(1, 16), default=DEFAULT_PARALLEL_STACKS,
+                               show_default=True, help="Stacks deleted at the same time.")
+
+
 @main.command("list")
 @account_options
-@click.option("--all-regions", is_flag=True, help="Every enabled region of the account, not only --region.")
+@all_regions_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_stacks(opts, all_regions, as_json):
     """Every stack in the account, found by the tool's tags (not by local state): age, owner,
@@ -232,9 +238,8 @@ def _duration(ctx, param, value):
 @click.option("--older-than", metavar="DURATION", callback=_duration, help="Stacks created longer ago than this "
                                                                           "(e.g. 3h, 2d).")
 @click.option("--expired", is_flag=True, help="Stacks past their expiry (see `up --ttl`).")
-@click.option("--all-regions", is_flag=True, help="Every enabled region of the account, not only --region.")
-@click.option("--parallel", type=click.IntRange(1, 16), default=DEFAULT_PARALLEL_STACKS, show_default=True,
-              help="Stacks deleted at the same time.")
+@all_regions_option
+@parallel_option
 def cleanup(opts, stacks, everything, older_than, expired, all_regions, parallel):
     """Delete stacks found by the tool's tags, in dependency order. A dry run unless --yes.
 
@@ -258,9 +263,8 @@ def cleanup(opts, stacks, everything, older_than, expired, all_regions, parallel
 
 @main.command()
 @account_options
-@click.option("--all-regions", is_flag=True, help="Every enabled region of the account, not only --region.")
-@click.option("--parallel", type=click.IntRange(1, 16), default=DEFAULT_PARALLEL_STACKS, show_default=True,
-              help="Stacks deleted at the same time.")
+@all_regions_option
+@parallel_option
 def reap(opts, all_regions, parallel):
     """Delete every stack past its expiry (`up --ttl`). For cron: no prompt, one line per stack,
     exit 1 if anything could not be removed."""
