@@ -24,6 +24,7 @@ from .engine import DELETED, FAILED, INTERRUPTED, SKIPPED, Engine
 from .errors import (EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, AwsFailure, ConfigError, Interrupted, ProvisionError,
                      StateError)
 from .expiry import NEVER, describe_expiry, expiry_phrase, humanize, now as utc_now_dt, parse_tag
+from .keys import KeyStore
 from .registry import plan_steps
 from .runner import Connection, GlobalOptions, confirm, guarded
 from .state import StackState, StateFile
@@ -70,6 +71,14 @@ class StackSummary:
         times = [(parse_tag(v), v) for v in values if parse_tag(v) is not None]
         return max(times)[1] if times else None
 
+    @property
+    def roster(self) -> str | None:
+        """The class roster the stack was made from (`fleet up`), if any."""
+        from .context import TAG_ROSTER
+
+        rosters = Counter(i.tags[TAG_ROSTER] for i in self.items if i.tags.get(TAG_ROSTER))
+        return rosters.most_common(1)[0][0] if rosters else None
+
     def expired(self, at: datetime) -> bool:
         moment = parse_tag(self.expiry_tag)
         return moment is not None and moment <= at
@@ -97,13 +106,14 @@ def short_owner(arn: str | None) -> str:
 class Account:
     """The account and regions an account-wide command works on."""
 
-    def __init__(self, opts: GlobalOptions, reporter: ConsoleReporter, all_regions: bool):
+    def __init__(self, opts: GlobalOptions, reporter: ConsoleReporter, all_regions: bool,
+                 regions: list[str] | None = None):
         self.opts = opts
         self.reporter = reporter
         self.connection = Connection.open(opts)
         self.base = self.context(self.connection.region)
         self.account = self.connection.identify(self.base)
-        self.regions = self._regions() if all_regions else [self.connection.region]
+        self.regions = regions or (self._regions() if all_regions else [self.connection.region])
         self.contexts: list[RunContext] = []   # the engines' contexts, for Ctrl-C
 
     def context(self, region: str, stack: str = "provision", config: StackConfig | None = None,
@@ -214,7 +224,7 @@ def cmd_list(opts: GlobalOptions, reporter: ConsoleReporter, all_regions: bool, 
             "stack": s.stack, "region": s.region,
             "created_at": s.created.strftime("%Y-%m-%dT%H:%M:%SZ") if s.created else None,
             "age_seconds": int(s.age(at).total_seconds()) if s.created else None,
-            "owner": s.owner, "expires_at": s.expiry_tag, "expired": s.expired(at),
+            "owner": s.owner, "roster": s.roster, "expires_at": s.expiry_tag, "expired": s.expired(at),
             "resources": len(s.items), "cost_per_hour": round(cost.hourly, 4), "spent": round(cost.spent, 2),
             "unpriced": cost.unpriced} for s, cost in rows],
             "errors": {region: e.message for region, e in errors.items()}}, indent=2))
@@ -225,12 +235,17 @@ def cmd_list(opts: GlobalOptions, reporter: ConsoleReporter, all_regions: bool, 
         from .pricing import money
 
         table = Table(title=f"stacks in {account.where()}", title_justify="left")
-        for column in ("stack", "region", "age", "owner", "expires", "resources", "$/hour", "spent"):
+        # Fleet stacks say which class they belong to; the column is there only when some do.
+        rosters = any(s.roster for s, _ in rows)
+        columns = ("stack", "region", "age", "owner", *(("roster",) if rosters else ()), "expires", "resources",
+                   "$/hour", "spent")
+        for column in columns:
             table.add_column(column, no_wrap=column in ("stack", "region", "age"),
                              justify="right" if column in ("resources", "$/hour", "spent") else "left")
         for s, cost in rows:
             expires = describe_expiry(s.expiry_tag, at)
             table.add_row(s.stack, s.region, humanize(s.age(at)) if s.created else "-", short_owner(s.owner),
+                          *((s.roster or "-",) if rosters else ()),
                           Text(expires, style="bold red" if s.expired(at) else ""), str(len(s.items)),
                           money(cost.hourly) + ("+?" if cost.unpriced else ""), money(cost.spent))
         if rows:
@@ -254,16 +269,19 @@ class Selection:
     everything: bool = False
     older_than: timedelta | None = None
     expired: bool = False
+    roster: str | None = None
 
     def validate(self) -> None:
-        if not (self.stacks or self.everything or self.older_than or self.expired):
+        if not (self.stacks or self.everything or self.older_than or self.expired or self.roster):
             raise ConfigError("say which stacks to clean up",
-                              hint="--stack NAME (repeatable), --older-than 3h, --expired, or --all")
+                              hint="--stack NAME (repeatable), --roster NAME, --older-than 3h, --expired, or --all")
         if self.stacks and self.everything:
             raise ConfigError("give --stack or --all, not both")
 
     def matches(self, s: StackSummary, at: datetime) -> bool:
         if self.stacks and s.stack not in self.stacks:
+            return False
+        if self.roster and s.roster != self.roster:
             return False
         if self.older_than is not None and (s.created is None or s.age(at) < self.older_than):
             return False
@@ -273,7 +291,9 @@ class Selection:
 
     def describe(self) -> str:
         parts = []
-        if self.stacks:
+        if self.roster:
+            parts.append(f"of roster {self.roster}")
+        elif self.stacks:
             parts.append("stack " + ", ".join(self.stacks))
         if self.older_than is not None:
             parts.append(f"older than {humanize(self.older_than)}")
@@ -344,7 +364,12 @@ def teardown_stack(account: Account, summary: StackSummary, reporter: Reporter) 
             if state is None:
                 state = StackState(stack=summary.stack, account=account.account, region=summary.region)
                 used_file = None
+                if not state_file.exists():
+                    # No other stack's state claims the local key of this name: the key pair's
+                    # deletion removes it (and the known hosts) too.
+                    ctx.keys = KeyStore(opts.state_dir, summary.stack)
             else:
+                ctx.keys = KeyStore(opts.state_dir, summary.stack)
                 used_file = state_file
                 outcome.state_file = str(state_file.path)
             ctx.generation = state.generation
@@ -421,12 +446,12 @@ def run_teardowns(account: Account, selected: list[StackSummary], parallel: int,
 
 
 def cleanup(opts: GlobalOptions, reporter: ConsoleReporter, selection: Selection, all_regions: bool,
-            parallel: int, reap: bool = False) -> int:
+            parallel: int, reap: bool = False, regions: list[str] | None = None) -> int:
     from .guard import check_account
     from .pricing import money
 
     selection.validate()
-    account = Account(opts, reporter, all_regions)
+    account = Account(opts, reporter, all_regions, regions)
     check_account(account.account, sandbox=opts.sandbox, action="reap" if reap else "clean up")
     items, lost, errors = account.scan(forgotten=not reap)
     if errors:

@@ -75,10 +75,17 @@ def shape_options(f):
                   help="Expire the stack after this long (e.g. 4h, 90m, 2d; `never` to clear): "
                        "`provision reap` deletes expired stacks.")
     @click.option("--expires-at", metavar="TIME", help="Expire the stack at this time (ISO 8601, UTC if no zone).")
+    @click.option("--bastion/--no-bastion", default=None,
+                  help="A small SSH jump host in a public subnet, for `provision exec` and `provision ssh` "
+                       "[no bastion].")
+    @click.option("--ssh-cidr", metavar="CIDR",
+                  help="Who may SSH to the bastion, e.g. 203.0.113.7/32 (asked for at a terminal; "
+                       "0.0.0.0/0 is never assumed).")
     @functools.wraps(f)
     def wrapper(*args, vpc_cidr, public_subnets, private_subnets, nat_per_az, instance_type, ami, min_size,
-                desired_capacity, max_size, grace_period, domain, certificate_arn, ttl, expires_at, **kwargs):
-        from .config import parse_cidr_pair
+                desired_capacity, max_size, grace_period, domain, certificate_arn, ttl, expires_at, bastion,
+                ssh_cidr, **kwargs):
+        from .config import normalize_ssh_cidr, parse_cidr_pair
         from .expiry import expiry_from_options
 
         def overrides():
@@ -88,7 +95,8 @@ def shape_options(f):
                     "nat_per_az": nat_per_az, "instance_type": instance_type, "ami": ami,
                     "min_size": min_size, "desired_capacity": desired_capacity, "max_size": max_size,
                     "grace_period": grace_period, "domain": domain, "certificate_arn": certificate_arn,
-                    "expires_at": expiry_from_options(ttl, expires_at)}
+                    "expires_at": expiry_from_options(ttl, expires_at), "bastion": bastion,
+                    "ssh_cidr": normalize_ssh_cidr(ssh_cidr) if ssh_cidr is not None else None}
 
         return f(*args, overrides=overrides, **kwargs)
 
@@ -111,6 +119,8 @@ def main():
     provision down              remove everything the stack created
     provision list              every stack in the account, with its cost
     provision cleanup --expired delete forgotten stacks by their tags (dry run first)
+    provision exec -- CMD       a command on every app instance, through the bastion
+    provision fleet up          a stack per student of a class roster
     """
 
 
@@ -206,6 +216,47 @@ parallel_option = click.option("--parallel", type=click.IntRange(1, 16), default
                                show_default=True, help="Stacks deleted at the same time.")
 
 
+@main.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@common_options
+@click.option("--instance", "instances", multiple=True, metavar="ID", help="This instance (repeatable).")
+@click.option("--all", "all_instances", is_flag=True, help="Every running app instance of the stack (the default).")
+@click.option("--timeout", "command_timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Give up on the command after this long [wait for it].")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              metavar="SECONDS", help="Give up on an unreachable host after this long.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Instances the command runs on at the same time.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def exec_(opts, instances, all_instances, command_timeout, connect_timeout, parallel, command):
+    """Run a command on the app instances through the bastion, in parallel; print each one's
+    output and exit status (`up --bastion` first).
+
+    \b
+    provision exec -- docker compose ps
+    provision exec --instance i-0123456789abcdef0 -- tail -n 50 /var/log/cloud-init-output.log
+    """
+    from .remote_cli import cmd_exec
+
+    if all_instances and instances:
+        raise click.UsageError("give --instance or --all, not both")
+    cmd_exec(opts, command, instances, connect_timeout, command_timeout, parallel)
+
+
+@main.command()
+@common_options
+@click.argument("instance", required=False)
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              metavar="SECONDS", help="Give up on an unreachable host after this long.")
+def ssh(opts, instance, connect_timeout):
+    """An interactive shell on an app instance, through the bastion (`up --bastion` first).
+
+    Without INSTANCE: the stack's first running instance.
+    """
+    from .remote_cli import cmd_ssh
+
+    cmd_ssh(opts, instance, connect_timeout)
+
+
 @main.command("list")
 @account_options
 @all_regions_option
@@ -233,6 +284,7 @@ def _duration(ctx, param, value):
 @main.command()
 @account_options
 @click.option("--stack", "stacks", multiple=True, metavar="NAME", help="This stack (repeatable).")
+@click.option("--roster", metavar="NAME", help="The stacks of this class roster (`provision fleet up`).")
 @click.option("--all", "everything", is_flag=True, help="Every stack of the tool in the account (asks for the "
                                                        "account id to be typed, unless --yes).")
 @click.option("--older-than", metavar="DURATION", callback=_duration, help="Stacks created longer ago than this "
@@ -240,7 +292,7 @@ def _duration(ctx, param, value):
 @click.option("--expired", is_flag=True, help="Stacks past their expiry (see `up --ttl`).")
 @all_regions_option
 @parallel_option
-def cleanup(opts, stacks, everything, older_than, expired, all_regions, parallel):
+def cleanup(opts, stacks, roster, everything, older_than, expired, all_regions, parallel):
     """Delete stacks found by the tool's tags, in dependency order. A dry run unless --yes.
 
     Selectors combine (--older-than 3h --expired: both). Resources without the tool's tags are
@@ -258,7 +310,7 @@ def cleanup(opts, stacks, everything, older_than, expired, all_regions, parallel
         except ConfigError as e:
             raise click.BadParameter(e.message, param_hint="--stack") from None
     cmd_cleanup(opts, Selection(stacks=tuple(dict.fromkeys(stacks)), everything=everything,
-                                older_than=older_than, expired=expired), all_regions, parallel)
+                                older_than=older_than, expired=expired, roster=roster), all_regions, parallel)
 
 
 @main.command()
@@ -286,6 +338,79 @@ def prices(opts, refresh, instance_types, as_json):
     from .pricing_cli import cmd_prices
 
     cmd_prices(opts, refresh=refresh, as_json=as_json, instance_types=instance_types)
+
+
+@main.group()
+def fleet():
+    """Classroom labs: one stack per student of a roster (CSV).
+
+    \b
+    provision fleet up --roster class.csv       every student's stack, a few at a time
+    provision fleet status --roster class.csv   health, URL and cost of each
+    provision fleet report --roster class.csv   the same as CSV or Markdown, for the instructor
+    provision fleet down --roster class.csv     every stack of the roster, then a final scan
+    """
+
+
+def roster_options(f):
+    @click.option("--roster", "roster_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+                  help="The class roster: a CSV with a header and a name or id column (optional email, region).")
+    @click.option("--roster-name", metavar="NAME", help="The roster's name in the tags and stack names "
+                                                       "[from the file's name].")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+@fleet.command("up")
+@account_options
+@roster_options
+@shape_options
+@click.option("--parallel", type=click.IntRange(1, 32), default=6, show_default=True,
+              help="Stacks built at the same time (one shared API rate limit for all).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the instances to turn healthy.")
+def fleet_up(opts, roster_path, roster_name, overrides, parallel, no_wait):
+    """Build a stack for every student of the roster (idempotent: a re-run finishes what is
+    missing). Checks the region's service quotas first: exit 2 if the class does not fit."""
+    from .fleet import cmd_fleet_up
+
+    cmd_fleet_up(opts, roster_path, roster_name, _overrides_or_exit(opts, overrides), parallel, no_wait)
+
+
+@fleet.command("status")
+@account_options
+@roster_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def fleet_status(opts, roster_path, roster_name, as_json):
+    """Every student's stack: resources, health, URL and cost, from AWS (read-only)."""
+    from .fleet import cmd_fleet_status
+
+    cmd_fleet_status(opts, roster_path, roster_name, as_json)
+
+
+@fleet.command("report")
+@account_options
+@roster_options
+@click.option("--format", "fmt", type=click.Choice(["csv", "md"]), default="md", show_default=True)
+def fleet_report(opts, roster_path, roster_name, fmt):
+    """Student, URL, health, created and cost so far, as CSV or Markdown on stdout (read-only)."""
+    from .fleet import cmd_fleet_report
+
+    cmd_fleet_report(opts, roster_path, roster_name, fmt)
+
+
+@fleet.command("down")
+@account_options
+@roster_options
+@parallel_option
+def fleet_down(opts, roster_path, roster_name, parallel):
+    """Delete every stack of the roster (a dry run unless --yes or confirmed at a terminal),
+    then scan: exit 0 only when nothing of them is left."""
+    from .fleet import cmd_fleet_down
+
+    cmd_fleet_down(opts, roster_path, roster_name, parallel)
 
 
 @main.group()

@@ -35,6 +35,7 @@ AMI_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 CERTIFICATE_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):(?P<account>\d{12}):certificate/[0-9a-f-]{36}$")
 DNS_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+SSH_CIDR_HINT = "--ssh-cidr 203.0.113.7/32 (your address; `curl https://checkip.amazonaws.com`)"
 
 
 @dataclass
@@ -60,6 +61,13 @@ class StackConfig:
     # When `provision reap` may delete the stack: "YYYY-MM-DDTHH:MM:SSZ" (UTC), "never", or None
     # (not set here: an expiry tag already on the resources is left as it is).
     expires_at: str | None = None
+    # Remote diagnostics: a bastion in a public subnet, reachable on SSH from `ssh_cidr` only.
+    bastion: bool = False
+    ssh_cidr: str | None = None
+    # Classroom fleets: the roster a stack was made from and its student, as tags (`list`,
+    # `cleanup --roster` and `fleet` find a class's stacks by them).
+    roster: str | None = None
+    student: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,7 +94,7 @@ class StackConfig:
         # Without --certificate-arn, the certificate step looks for the stack's own (tagged,
         # self-signed) certificate, also one left from before an ARN was given, and never
         # for the user's certificate, which is not the stack's to delete.
-        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None)
+        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True)
 
     @property
     def nat_count(self) -> int:
@@ -156,6 +164,14 @@ class StackConfig:
         from .expiry import validate_expiry
 
         validate_expiry(self.expires_at)
+        if self.ssh_cidr is not None:
+            normalized = normalize_ssh_cidr(self.ssh_cidr)
+            if normalized != self.ssh_cidr:
+                raise ConfigError(f"--ssh-cidr {self.ssh_cidr!r} is not written as a network",
+                                  hint=f"--ssh-cidr {normalized}")
+        if self.bastion and not self.ssh_cidr:
+            raise ConfigError("--bastion needs --ssh-cidr, the addresses SSH is allowed from; refusing to guess "
+                              "0.0.0.0/0 (the whole internet)", hint=SSH_CIDR_HINT)
         if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.match(self.certificate_arn):
             raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
                               hint="an ACM certificate ARN looks like "
@@ -174,6 +190,29 @@ def validate_domain(domain: str) -> str:
         raise ConfigError(f"domain {domain!r} is {len(domain)} characters; a certificate's Common Name "
                           f"holds at most {CERTIFICATE_CN_MAX}")
     return domain
+
+
+def normalize_ssh_cidr(value: str | None) -> str | None:
+    """The bastion's SSH source as a network: a bare IPv4 address becomes its /32
+    ("203.0.113.7" -> "203.0.113.7/32"); a network with host bits set ("203.0.113.7/24") is
+    refused rather than silently widened or narrowed. IPv4 only: the stack's VPC has no IPv6, so
+    the bastion has a public IPv4 address alone and an IPv6 rule would let nobody in."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        interface = ipaddress.ip_interface(text)   # an address alone is its own /32 (/128)
+    except ValueError:
+        raise ConfigError(f"invalid --ssh-cidr {value!r}: not an IPv4 address or network", hint=SSH_CIDR_HINT) from None
+    if interface.version != 4:
+        raise ConfigError(f"--ssh-cidr {value} is IPv6; the bastion has only a public IPv4 address",
+                          hint=SSH_CIDR_HINT)
+    network = interface.network
+    if interface.ip != network.network_address:
+        raise ConfigError(f"--ssh-cidr {value} has host bits set (the network is {network.with_prefixlen})",
+                          hint=f"--ssh-cidr {network.with_prefixlen} for the whole network, or "
+                               f"--ssh-cidr {interface.ip}/32 for that address alone")
+    return network.with_prefixlen
 
 
 def validate_stack_name(name: str) -> str:

@@ -28,6 +28,8 @@ TAG_STEP = "provision:step"
 TAG_CREATED_AT = "provision:created-at"
 TAG_OWNER = "provision:owner"            # the caller identity (ARN) that created the resource
 TAG_EXPIRES_AT = "provision:expires-at"  # UTC time after which `reap` deletes the stack, or "never"
+TAG_ROSTER = "provision:roster"          # the class roster a fleet stack was made from
+TAG_STUDENT = "provision:student"        # the roster row's student (email, else name or id)
 # Facts about a resource's creation: set once, never "corrected" by a later run (another user's
 # `up` does not make them the owner).
 FIRST_VALUE_TAGS = (TAG_CREATED_AT, TAG_OWNER)
@@ -98,6 +100,12 @@ class RunContext:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
+        # The stack's SSH key and known hosts (provisioner.keys.KeyStore), set by commands that
+        # have a state directory; the key pair step keeps its private half there.
+        self.keys = None
+        # A rate limiter shared by every stack of a fleet (provisioner.fleet.RateLimiter): each
+        # HTTP attempt takes a token, and a throttled answer slows every stack down.
+        self.limiter = None
 
     # -- clients -------------------------------------------------------------------------------
     @property
@@ -135,6 +143,11 @@ class RunContext:
                 client = session.client(service, **kwargs)
                 client.meta.events.register("before-call", self._before_call)
                 client.meta.events.register("after-call", self._after_call)
+                if self.limiter is not None:
+                    # Per HTTP attempt, botocore's own retries included: a retried throttled
+                    # call waits for a token like any other.
+                    client.meta.events.register("before-send", self._take_token)
+                    client.meta.events.register("needs-retry", self._saw_response)
                 self._clients[service] = client
             return self._clients[service]
 
@@ -159,6 +172,13 @@ class RunContext:
             raise ReadOnlyViolation(f"{model.name} called during a read-only phase")
         self.calls.append((model.service_model.service_name, model.name))
         context["provision_started"] = time.monotonic()
+
+    def _take_token(self, **_):
+        self.limiter.acquire(self.cancel)
+
+    def _saw_response(self, response=None, **_):
+        if response is not None:
+            self.limiter.answered((response[1] or {}).get("Error", {}).get("Code"))
 
     def _after_call(self, http_response, parsed, model, context, **_):
         seconds = time.monotonic() - context.get("provision_started", time.monotonic())
@@ -205,6 +225,10 @@ class RunContext:
         expires_at = getattr(self.config, "expires_at", None)
         if expires_at and not lasting:
             tags.append({"Key": TAG_EXPIRES_AT, "Value": expires_at})
+        for key, value in ((TAG_ROSTER, getattr(self.config, "roster", None)),
+                           (TAG_STUDENT, getattr(self.config, "student", None))):
+            if value:
+                tags.append({"Key": key, "Value": value})
         return tags
 
     def tag_specifications(self, resource_type: str, step: str) -> list[dict]:

@@ -43,6 +43,7 @@ def apply() -> None:
     _patch_policy_conditions()
     _patch_list_instance_profile_tags()
     _patch_launch_template_current_tags()
+    _patch_service_quota_defaults()
     _applied = True
 
 
@@ -360,3 +361,50 @@ def _patch_launch_template_current_tags() -> None:
     from moto.ec2.models.launch_templates import LaunchTemplate
 
     LaunchTemplate.tags = property(lambda self: self.get_tags(), lambda self, value: None)
+
+
+# -- service quotas -----------------------------------------------------------------------------
+
+# The emulator's values for the quotas the fleet preflight (quotas.py) reads and moto's Service
+# Quotas does not know (it has only `vpc`'s). They are the emulator's, not AWS's defaults for a
+# new account: there, Running On-Demand Standard instances can be as low as 5 vCPUs, which is
+# why the preflight exists. These let a sandbox fleet of a few students pass it the way a modest
+# real account would, and a larger one fail it the way AWS would.
+EMULATOR_SERVICE_QUOTAS = {
+    ("ec2", "L-0263D0A3"): ("EC2-VPC Elastic IPs", 5.0),
+    ("ec2", "L-1216C47A"): ("Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", 32.0),
+    ("elasticloadbalancing", "L-53DA6B97"): ("Application Load Balancers per Region", 50.0),
+}
+SERVICE_NAMES = {"ec2": "Amazon Elastic Compute Cloud (Amazon EC2)",
+                 "elasticloadbalancing": "Elastic Load Balancing (ELB)"}
+
+
+def _patch_service_quota_defaults() -> None:
+    """GetServiceQuota for the quotas above, and GetAWSDefaultServiceQuota, which moto 5.2.1
+    lacks (its GetServiceQuota answers the defaults, so the default is the same answer)."""
+    import json
+
+    from moto.servicequotas.models import ServiceQuotasBackend
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    original = ServiceQuotasBackend.get_service_quota
+
+    def get_service_quota(self, service_code, quota_code):
+        known = EMULATOR_SERVICE_QUOTAS.get((service_code, quota_code))
+        if known is None:
+            return original(self, service_code, quota_code)
+        name, value = known
+        return {"ServiceCode": service_code, "ServiceName": SERVICE_NAMES[service_code],
+                "QuotaArn": f"arn:aws:servicequotas:{self.region_name}:{self.account_id}:{service_code}/{quota_code}",
+                "QuotaCode": quota_code, "QuotaName": name, "Value": value, "Unit": "None",
+                "Adjustable": True, "GlobalQuota": False}
+
+    ServiceQuotasBackend.get_service_quota = get_service_quota
+    if not hasattr(ServiceQuotasResponse, "get_aws_default_service_quota"):
+        def get_aws_default_service_quota(self):
+            params = json.loads(self.body)
+            quota = self.backend.get_service_quota(service_code=str(params.get("ServiceCode")),
+                                                   quota_code=str(params.get("QuotaCode")))
+            return json.dumps({"Quota": quota})
+
+        ServiceQuotasResponse.get_aws_default_service_quota = get_aws_default_service_quota

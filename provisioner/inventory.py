@@ -30,8 +30,8 @@ from .expiry import parse_tag
 from .retries import PERMISSION_CODES, error_code, error_message, is_gone
 
 KINDS = ("vpc", "subnet", "internet_gateway", "elastic_ip", "nat_gateway", "route_table", "security_group",
-         "instance", "volume", "launch_template", "load_balancer", "target_group", "listener", "auto_scaling_group",
-         "certificate", "bucket", "iam_role", "instance_profile")
+         "instance", "volume", "key_pair", "launch_template", "load_balancer", "target_group", "listener",
+         "auto_scaling_group", "certificate", "bucket", "iam_role", "instance_profile")
 
 IAM_PATH = "/provision/"
 SCAN_WORKERS = 8
@@ -156,7 +156,11 @@ def nat_gateway_detail(item: dict) -> dict:
 
 
 def instance_detail(item: dict) -> dict:
-    return {"instance_type": item.get("InstanceType"), "state": item.get("State", {}).get("Name")}
+    detail = {"instance_type": item.get("InstanceType"), "state": item.get("State", {}).get("Name")}
+    if item.get("PublicIpAddress"):
+        # A public IPv4 address bills by the hour like an Elastic IP (the bastion has one).
+        detail["public_ip"] = item["PublicIpAddress"]
+    return detail
 
 
 def volume_detail(item: dict) -> dict:
@@ -165,7 +169,8 @@ def volume_detail(item: dict) -> dict:
 
 def load_balancer_detail(item: dict) -> dict:
     return {"type": item.get("Type"), "scheme": item.get("Scheme"),
-            "zones": len(item.get("AvailabilityZones") or []), "vpc_id": item.get("VpcId")}
+            "zones": len(item.get("AvailabilityZones") or []), "vpc_id": item.get("VpcId"),
+            "dns_name": item.get("DNSName")}
 
 
 def _iam_of_region(ctx, stack: str, name: str) -> bool:
@@ -205,6 +210,8 @@ SCANNERS: tuple[Kind, ...] = (
          detail=instance_detail),
     _ec2("volume", "describe_volumes", "Volumes", "VolumeId", created_field="CreateTime", created_from_api=True,
          gone=lambda i: i.get("State") in VOLUME_GONE, detail=volume_detail),
+    # The bastion's SSH key pair (the instance kind above covers the bastion itself).
+    _ec2("key_pair", "describe_key_pairs", "KeyPairs", "KeyPairId", created_field="CreateTime"),
     _ec2("launch_template", "describe_launch_templates", "LaunchTemplates", "LaunchTemplateId",
          created_field="CreateTime"),
     Kind("load_balancer", "elbv2", "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", tags=ELB_TAGS,
@@ -264,7 +271,8 @@ def _reading(ctx, service: str, what: str):
             code=code) from e
 
 
-def _pages(ctx, service: str, operation: str, items: str, **params) -> list[dict]:
+def all_pages(ctx, service: str, operation: str, items: str, **params) -> list[dict]:
+    """Every item (a JMESPath into each page) of every page of a read."""
     client = ctx.client(service)
     if client.can_paginate(operation):
         pages = client.get_paginator(operation).paginate(**params)
@@ -281,7 +289,7 @@ def _tag_dict(pairs) -> dict[str, str]:
 
 
 def _list(ctx, spec: Kind, **params) -> list[dict]:
-    items = _pages(ctx, spec.service, spec.operation, spec.items, **{**spec.params, **params})
+    items = all_pages(ctx, spec.service, spec.operation, spec.items, **{**spec.params, **params})
     return [i for i in items if not spec.gone(i) and (spec.candidate is None or spec.candidate(ctx, i))]
 
 
@@ -312,7 +320,7 @@ def _item_tags(ctx, service: str, how: ItemTags, ids: list[str]) -> dict[str, di
     tags: dict[str, dict] = {}
     for one in ids:
         try:
-            tags[one] = _tag_dict(_pages(ctx, service, how.operation, how.result_key, **{how.param: one}))
+            tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: one}))
         except ClientError as e:
             if error_code(e) in how.untagged_codes:
                 tags[one] = {}
@@ -356,7 +364,8 @@ def _tags(ctx, listed: list[tuple[Kind, list[dict]]], run=map) -> dict[tuple[str
 
 # For messages: what a kind is called in AWS's words, where it is not its name with spaces.
 LABELS = {"vpc": "VPCs", "elastic_ip": "Elastic IPs", "nat_gateway": "NAT gateways",
-          "instance": "EC2 instances", "volume": "EBS volumes", "auto_scaling_group": "Auto Scaling Groups",
+          "instance": "EC2 instances", "volume": "EBS volumes", "key_pair": "EC2 key pairs",
+          "auto_scaling_group": "Auto Scaling Groups",
           "certificate": "ACM certificates", "bucket": "S3 buckets", "iam_role": "IAM roles",
           "instance_profile": "IAM instance profiles"}
 
@@ -442,20 +451,20 @@ def forgotten(ctx) -> list[Forgotten]:
     out: list[Forgotten] = []
     eip, volume, nat, alb = (BY_KIND[k] for k in ("elastic_ip", "volume", "nat_gateway", "load_balancer"))
     with _reading(ctx, "ec2", "elastic IPs, volumes and NAT gateways"):
-        for item in _pages(ctx, "ec2", eip.operation, eip.items):
+        for item in all_pages(ctx, "ec2", eip.operation, eip.items):
             if untagged(item) and not item.get("AssociationId"):
                 out.append(Forgotten(ctx.region, "elastic_ip", item[eip.id_field], "not associated with anything",
                                      eip.detail(item)))
-        for item in _pages(ctx, "ec2", volume.operation, volume.items,
+        for item in all_pages(ctx, "ec2", volume.operation, volume.items,
                            Filters=[{"Name": "status", "Values": ["available"]}]):
             if untagged(item) and item.get("State") == "available":
                 out.append(Forgotten(ctx.region, "volume", item[volume.id_field], "not attached to any instance",
                                      volume.detail(item)))
-        nats = [i for i in _pages(ctx, "ec2", nat.operation, nat.items,
+        nats = [i for i in all_pages(ctx, "ec2", nat.operation, nat.items,
                                   Filters=[{"Name": "state", "Values": ["available"]}])
                 if untagged(i) and i.get("State") == "available"]
     with _reading(ctx, "elbv2", "load balancers"):
-        albs = [i for i in _pages(ctx, "elbv2", alb.operation, alb.items)
+        albs = [i for i in all_pages(ctx, "elbv2", alb.operation, alb.items)
                 if i.get("Type") == "application" and i.get("State", {}).get("Code") == "active"]
         tags = _batch_tags(ctx, "elbv2", ELB_TAGS, [i[alb.id_field] for i in albs]) if albs else {}
         albs = [i for i in albs if i[alb.id_field] in tags and untagged(i, tags[i[alb.id_field]])]
@@ -463,7 +472,7 @@ def forgotten(ctx) -> list[Forgotten]:
     busy: set[str] = set()
     if vpcs:
         with _reading(ctx, "ec2", "instances"):
-            busy = {i.get("VpcId") for i in _pages(
+            busy = {i.get("VpcId") for i in all_pages(
                 ctx, "ec2", "describe_instances", "Reservations[].Instances[]",
                 Filters=[{"Name": "vpc-id", "Values": sorted(vpcs)},
                          {"Name": "instance-state-name", "Values": list(RUNNING)}])

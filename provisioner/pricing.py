@@ -300,6 +300,9 @@ def _charges(item, prices: RegionPrices, region: str) -> tuple[list[tuple[str, f
                 unpriced.append(f"instance type {instance_type or '(unknown)'} has no price in {region}")
             else:
                 rows.append((f"EC2 {instance_type}", 1, "instance", rate))
+            if detail.get("public_ip"):
+                # Auto-assigned public addresses (the bastion's) bill like Elastic IPs since 2024.
+                rows.append(("public IPv4 address (instance)", 1, "address", prices.public_ipv4_hour))
     elif kind == "volume":
         if detail.get("state") not in GONE_VOLUME_STATES:
             volume_type, size = detail.get("volume_type"), detail.get("size_gb")

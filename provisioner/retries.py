@@ -90,6 +90,15 @@ CREDENTIAL_CODES = frozenset({
     "InvalidToken",
 })
 
+# What AWS answers when a caller goes faster than the account's API rate (botocore's retry
+# modes treat the same codes as throttling). A fleet's shared rate limiter slows every stack
+# down on any of them.
+THROTTLE_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "RequestLimitExceeded", "RequestThrottled", "SlowDown",
+    "EC2ThrottledException", "BandwidthLimitExceeded", "PriorRequestNotComplete",
+})
+
 
 @dataclass(frozen=True)
 class RetryCase:

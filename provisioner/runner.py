@@ -17,6 +17,7 @@ from .context import RunContext
 from .engine import CREATED, DELETED, FAILED, INTERRUPTED, UPDATED, Engine
 from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, Interrupted,
                      ProvisionError)
+from .keys import KeyStore
 from .preflight import availability_zones, caller_account, resolve_region
 from .registry import plan_steps
 from .retries import CREDENTIAL_CODES, PERMISSION_CODES
@@ -87,7 +88,11 @@ class Connection:
 class Run:
     """One command's run: the context, the state and the reporter."""
 
-    def __init__(self, opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict | None = None):
+    def __init__(self, opts: GlobalOptions, reporter, overrides: dict | None = None, *,
+                 connection: Connection | None = None, base: RunContext | None = None,
+                 limiter=None, ask_ssh_cidr: bool = False):
+        """`connection` and `base` (a context already identified) let a fleet's stacks share
+        one endpoint, one session and one identity call; `limiter`, one rate limiter."""
         self.opts = opts
         self.reporter = reporter
         validate_stack_name(opts.stack)
@@ -95,6 +100,8 @@ class Run:
         saved = self.state_file.read()  # a corrupt file stops us before any AWS call
         built = StackConfig.from_dict(saved.config if saved else {})
         self.config = built.merged(overrides or {})
+        if ask_ssh_cidr and self.config.bastion and not self.config.ssh_cidr and sys.stdin.isatty():
+            self.config.ssh_cidr = ask_for_ssh_cidr()
         self.config.validate()
         if saved is not None and saved.resources and built.replacements(self.config):
             raise ConfigError(
@@ -102,10 +109,16 @@ class Run:
                 "AWS cannot change a VPC's or subnet's CIDR in place",
                 hint="leave the option out to keep the stack's addresses, or `provision down` and then "
                      "`provision up` with the new ones")
-        self.connection = Connection.open(opts)
+        self.connection = connection or Connection.open(opts)
         region = self.connection.region
         self.ctx = self.connection.context(opts.stack, region, self.config, reporter)
-        self.ctx.account = self.connection.identify(self.ctx)
+        self.ctx.limiter = limiter
+        self.ctx.keys = KeyStore(opts.state_dir, opts.stack)
+        if base is not None:
+            self.ctx._session_factory = lambda: base.session
+            self.ctx.account, self.ctx.owner = base.account, base.owner
+        else:
+            self.ctx.account = self.connection.identify(self.ctx)
         self.state = self.state_file.load_for(self.ctx.account, region)
         self.is_new = self.state is None
         if self.state is None:
@@ -141,6 +154,17 @@ class Run:
                 self.state, self.is_new = fresh, False
                 self.ctx.generation = fresh.generation
             yield
+
+
+def ask_for_ssh_cidr() -> str:
+    """At a terminal, `up --bastion` without --ssh-cidr asks rather than guess 0.0.0.0/0."""
+    import click
+
+    from .config import normalize_ssh_cidr
+
+    value = click.prompt("SSH to the bastion from which addresses? (a CIDR such as 203.0.113.7/32; "
+                         "`curl https://checkip.amazonaws.com` shows yours)", err=True)
+    return normalize_ssh_cidr(value)
 
 
 def exit_code_for(results) -> int:
@@ -274,8 +298,11 @@ def print_url(run: Run, reporter: ConsoleReporter) -> None:
 
 @guarded
 def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict, no_wait: bool = False) -> int:
-    run = Run(opts, reporter, overrides)
+    run = Run(opts, reporter, overrides, ask_ssh_cidr=True)
     run.guard("build")
+    if run.config.bastion and run.config.ssh_cidr == "0.0.0.0/0":
+        reporter.warn("the bastion accepts SSH from the whole internet (--ssh-cidr 0.0.0.0/0); "
+                      "your own address/32 is safer")
     with run.lock():
         run.resolve_zones()
         check_compute(run)
@@ -305,7 +332,7 @@ def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict, no_w
 
 @guarded
 def cmd_plan(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> int:
-    run = Run(opts, reporter, overrides)
+    run = Run(opts, reporter, overrides, ask_ssh_cidr=True)
     run.resolve_zones()
     check_compute(run)
     with reporter.live(f"plan: {run.where()}"):
@@ -442,6 +469,8 @@ def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
         reporter.failures(results)
     code = exit_code_for(results)
     if code == EXIT_OK:
+        # Also when the key pair was already gone (deleted by hand): its private key is of no use.
+        run.ctx.keys.remove()
         deleted = sum(r.outcome == DELETED for r in results)
         reporter.out.print(f"Stack {opts.stack!r} is gone ({deleted} resources deleted)." if deleted
                            else f"Stack {opts.stack!r} had nothing left to delete.")

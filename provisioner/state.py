@@ -31,7 +31,9 @@ def utc_now() -> str:
 
 
 def write_atomic(target: Path, data: bytes) -> None:
-    """A reader sees the old file or the new one, never half: written beside it, then renamed."""
+    """A reader sees the old file or the new one, never half: written beside it, then renamed.
+    The file is readable by its owner only (mode 0600) from its first byte, whatever the umask:
+    mkstemp makes it so, and the rename keeps it (state files, private keys, known hosts)."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -7,6 +7,8 @@ from provisioner.retries import is_gone
 
 import userdata
 
+from .key_pair import key_pair_name
+
 # Canonical publishes the current Ubuntu 24.04 LTS image of each architecture here.
 UBUNTU_AMI_PARAMETER = "/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id"
 # EC2 names architectures as the CPU does, Canonical's parameter as Debian does.
@@ -18,6 +20,19 @@ ROOT_VOLUME = {"VolumeType": "gp3", "VolumeSize": 20, "Encrypted": True, "Delete
 # IMDSv2 only. The hop limit is 2, not 1: a container's request to the metadata service crosses
 # one more hop (the Docker bridge), and with 1 the app in Docker Compose gets no credentials.
 METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"}
+
+
+def instance_architecture(ctx, instance_type: str) -> str:
+    """The CPU architecture of an instance type as EC2 names it (arm64 where supported)."""
+    info = ctx.ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"][0]
+    supported = info["ProcessorInfo"]["SupportedArchitectures"]
+    return "arm64" if "arm64" in supported else "x86_64"
+
+
+def latest_ubuntu(ctx, architecture: str) -> str:
+    """The current Ubuntu 24.04 LTS image of an architecture, from Canonical's SSM parameter."""
+    name = UBUNTU_AMI_PARAMETER.format(arch=DEBIAN_ARCH[architecture])
+    return ctx.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
 
 
 def user_data_sha256(encoded: str | None) -> str | None:
@@ -34,14 +49,27 @@ def user_data_sha256(encoded: str | None) -> str | None:
 class LaunchTemplate(Step):
     """What every app instance boots from: Ubuntu 24.04 LTS, IMDSv2 only, an encrypted gp3 root
     volume, no public address, the `web` security group, the instance profile, and the boot
-    script that fetches and starts the app release. A change makes a new version, which the Auto
-    Scaling Group rolls out with an instance refresh."""
+    script that fetches and starts the app release; with --bastion, the stack's key pair, so that
+    `provision ssh` can reach the instances through the bastion. A change makes a new version,
+    which the Auto Scaling Group rolls out with an instance refresh (turning the bastion on or
+    off too). Without --bastion the data has no KeyName at all, exactly as before the option
+    existed, so existing stacks get no new version."""
 
     kind = "launch_template"
     aws_type = "AWS::EC2::LaunchTemplate"
 
-    def __init__(self):
-        super().__init__("launch-template", depends_on=("web-security-group", "instance-profile", "instance-profile-role", "app-release", "product-images"))
+    def __init__(self, bastion: bool = False):
+        super().__init__("launch-template", depends_on=(
+            "web-security-group", "instance-profile", "instance-profile-role", "app-release", "product-images",
+            *(("key-pair",) if bastion else ())))
+
+    @classmethod
+    def instances(cls, config):
+        return [cls(bastion=config.bastion)]
+
+    @staticmethod
+    def _key_name(ctx):
+        return key_pair_name(ctx) if ctx.config.bastion else None
 
     @staticmethod
     def template_name(ctx):
@@ -85,7 +113,7 @@ class LaunchTemplate(Step):
             stack=ctx.stack, grace_period_seconds=ctx.config.grace_period)
 
     def _data(self, ctx, ami, script):
-        return {
+        data = {
             "ImageId": ami,
             "InstanceType": ctx.config.instance_type,
             "IamInstanceProfile": {"Arn": ctx.dep("instance-profile").attrs["arn"]},
@@ -102,17 +130,12 @@ class LaunchTemplate(Step):
             "TagSpecifications": [{"ResourceType": "instance", "Tags": ctx.tags("instance", lasting=True)},
                                   {"ResourceType": "volume", "Tags": ctx.tags("instance")}],
         }
+        if self._key_name(ctx):
+            data["KeyName"] = self._key_name(ctx)
+        return data
 
-    @staticmethod
-    def _architecture(ctx, instance_type):
-        info = ctx.ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"][0]
-        supported = info["ProcessorInfo"]["SupportedArchitectures"]
-        return "arm64" if "arm64" in supported else "x86_64"
-
-    @staticmethod
-    def _latest_ubuntu(ctx, architecture):
-        name = UBUNTU_AMI_PARAMETER.format(arch=DEBIAN_ARCH[architecture])
-        return ctx.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    _architecture = staticmethod(instance_architecture)
+    _latest_ubuntu = staticmethod(latest_ubuntu)
 
     # -- create ----------------------------------------------------------------------------------
     def create(self, ctx):
@@ -149,6 +172,10 @@ class LaunchTemplate(Step):
                 new_ami = self._latest_ubuntu(ctx, architecture)
                 changes.append(f"AMI {ami} -> {new_ami} (Ubuntu 24.04 LTS for {architecture})")
                 ami = new_ami
+        want_key = self._key_name(ctx)
+        if have.get("KeyName") != want_key:
+            # Instances launched before keep the key they booted with until the refresh replaces them.
+            changes.append(f"key pair {have.get('KeyName') or 'none'} -> {want_key or 'none'}")
         script = self._script(ctx) if ctx.dep("app-release") and ctx.dep("assets-bucket") else None
         want_sha = hashlib.sha256(script.encode()).hexdigest() if script is not None else None
         have_sha = user_data_sha256(have.get("UserData"))

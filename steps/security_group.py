@@ -9,7 +9,8 @@ ANYWHERE = {"ipv4": "0.0.0.0/0", "ipv6": "::/0"}
 class SecurityGroup(Ec2Step):
     """`alb`: the load balancer, open to the internet on 80 and 443 (IPv4 and IPv6).
     `web`: the app instances, reachable only from the `alb` group on 3000 (frontend) and
-    5000 (backend); nothing from the internet."""
+    5000 (backend), and with --bastion on 22 from the `bastion` group; nothing from the internet.
+    `bastion` (with --bastion): SSH on 22 from --ssh-cidr only."""
 
     kind = "security_group"
     aws_type = "AWS::EC2::SecurityGroup"
@@ -19,18 +20,29 @@ class SecurityGroup(Ec2Step):
     def __init__(self, role: str, description: str, rules, depends_on=()):
         super().__init__(f"{role}-security-group", depends_on=("vpc", *depends_on))
         self.role, self.description = role, description
-        # (port, source) where source is "ipv4"/"ipv6" (anywhere) or the name of a group step.
+        # (port, source) where source is "ipv4"/"ipv6" (anywhere), an IPv4 CIDR ("203.0.113.7/32")
+        # or the name of a group step.
         self.rules = rules
 
     @classmethod
     def instances(cls, config):
-        return [
-            cls("alb", "Load balancer: HTTP and HTTPS from anywhere",
-                [(port, family) for port in (80, 443) for family in ("ipv4", "ipv6")]),
-            cls("web", "App instances: frontend and backend ports from the load balancer only",
-                [(3000, "alb-security-group"), (5000, "alb-security-group")],
-                depends_on=("alb-security-group",)),
-        ]
+        web_rules = [(3000, "alb-security-group"), (5000, "alb-security-group")]
+        web_deps = ("alb-security-group",)
+        groups = [cls("alb", "Load balancer: HTTP and HTTPS from anywhere",
+                      [(port, family) for port in (80, 443) for family in ("ipv4", "ipv6")])]
+        if config.bastion:
+            # A group's description cannot be changed after creation, so it names the option,
+            # not the CIDR: a new --ssh-cidr converges the rule and keeps the group.
+            # Without a CIDR (the superset that `down` builds from a state that never had one)
+            # the group still is found and deleted; it just has no rule to compare.
+            groups.append(cls("bastion", "Bastion: SSH from --ssh-cidr only",
+                              [(22, config.ssh_cidr)] if config.ssh_cidr else []))
+            web_rules.append((22, "bastion-security-group"))
+            web_deps += ("bastion-security-group",)
+        # The same description with and without the bastion: it cannot change once created.
+        groups.append(cls("web", "App instances: frontend and backend ports from the load balancer only",
+                          web_rules, depends_on=web_deps))
+        return groups
 
     def attrs(self, item):
         return {"group_name": item["GroupName"]}
@@ -42,8 +54,10 @@ class SecurityGroup(Ec2Step):
                           TagSpecifications=ctx.tag_specifications("security-group", self.name))
         group_id = group["GroupId"]
         ctx.wait("ec2", "security_group_exists", GroupIds=[group_id], what="security group to exist")
-        ctx.retry("eventual-consistency", ctx.ec2.authorize_security_group_ingress, GroupId=group_id,
-                  IpPermissions=[self._permission(ctx, rule) for rule in self._wanted(ctx)])
+        wanted = self._wanted(ctx)
+        if wanted:
+            ctx.retry("eventual-consistency", ctx.ec2.authorize_security_group_ingress, GroupId=group_id,
+                      IpPermissions=[self._permission(ctx, rule) for rule in sorted(wanted, key=str)])
         return self.to_resource(self._describe(ctx, [{"Name": "group-id", "Values": [group_id]}])[0])
 
     def _wanted(self, ctx):
@@ -52,6 +66,8 @@ class SecurityGroup(Ec2Step):
         for port, source in self.rules:
             if source in ANYWHERE:
                 wanted.add(("tcp", port, source, ANYWHERE[source]))
+            elif "/" in source:  # a CIDR (config.validate admits IPv4 ones only)
+                wanted.add(("tcp", port, "ipv6" if ":" in source else "ipv4", source))
             else:
                 wanted.add(("tcp", port, "group", ctx.dep(source).id if ctx.dep(source) else source))
         return wanted

@@ -8,6 +8,7 @@ import boto3
 from provisioner.config import StackConfig
 from provisioner.context import TAG_STACK, RunContext
 from provisioner.engine import Engine
+from provisioner.keys import KeyStore
 from provisioner.registry import plan_steps
 from provisioner.state import StackState, StateFile
 
@@ -43,6 +44,8 @@ class Stack:
         self.config = config or StackConfig(zones=list(ZONES))
         self.hooks = list(hooks)  # (event name, handler) registered on every session
         self.last_ctx: RunContext | None = None
+        # The stack's SSH key and known hosts beside its state file, as the CLI keeps them.
+        self.keys = KeyStore(state_dir, name)
 
     def session(self):
         return make_session(self.strict, self.hooks)
@@ -52,6 +55,7 @@ class Stack:
                          poll_interval=POLL, session_factory=self.session)
         ctx.account = ACCOUNT
         ctx.owner = self.owner
+        ctx.keys = self.keys
         self.last_ctx = ctx
         return ctx
 

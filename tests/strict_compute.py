@@ -162,8 +162,7 @@ class ComputeRules:
         now = time.monotonic()
         for instance in self._instances():
             if instance.state == "terminated" and instance.id not in self.instances_terminated:
-                groups = {getattr(g, "id", g) for g in instance.security_groups or []}
-                self.instances_terminated[instance.id] = (now, instance.subnet_id, groups)
+                self.instances_terminated[instance.id] = (now, instance.subnet_id, _groups(instance))
 
     def _shutting_down(self):
         now = time.monotonic()
@@ -184,8 +183,7 @@ class ComputeRules:
         self._note_terminations()
         for instance in self._instances():
             if instance.state != "terminated":
-                groups = {getattr(g, "id", g) for g in instance.security_groups or []}
-                if match(instance.subnet_id, groups):
+                if match(instance.subnet_id, _groups(instance)):
                     yield instance.id, ORDER
         for instance_id, (subnet, groups) in self._shutting_down().items():
             if match(subnet, groups):
@@ -202,3 +200,13 @@ class ComputeRules:
         for instance_id, kind in self._holders(lambda _, groups: group_id in groups):
             return refuse("DependencyViolation", f"resource {group_id} has a dependent object ({instance_id})", kind)
         return None
+
+
+def _groups(instance):
+    """An instance's security groups: those given for the instance (a launch template's) and
+    those of its interfaces (RunInstances with NetworkInterfaces: the bastion), which moto does
+    not list on the instance."""
+    groups = {getattr(g, "id", g) for g in instance.security_groups or []}
+    for nic in getattr(instance, "nics", {}).values():
+        groups |= {getattr(g, "id", g) for g in getattr(nic, "_group_set", [])}
+    return groups

@@ -1,0 +1,400 @@
+"""Will the new stacks fit? The region's Service Quotas against what is in use and what each new
+stack takes, read before anything is created.
+
+A fleet of 30 stacks meets quotas one stack never does: five VPCs, five Elastic IPs and, on a new
+account, as few as 5 vCPUs of standard instances per region. Without this check `fleet up` would
+build a few stacks and fail the rest halfway (VpcLimitExceeded, or an Auto Scaling Group that
+never launches); with it, the user learns before any change which quota to raise, and by how much.
+
+Each quota is one declaration (Cloud Custodian style): its codes, how its usage is counted, and
+what one new stack needs, by scope (the region, or a zone for per-zone quotas). Only reads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import AwsFailure, ConfigError
+from .inventory import all_pages
+from .retries import CREDENTIAL_CODES, PERMISSION_CODES, error_code, error_message, hint_for
+
+if TYPE_CHECKING:
+    from .config import StackConfig
+    from .context import RunContext
+
+# The instance type of a stack's bastion (`--bastion`): its vCPUs count against the same quota.
+BASTION_INSTANCE_TYPE = "t3.micro"
+
+REGION_SCOPE = "region"
+
+# "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances": the family is the letters
+# before the generation digit (m7i.large -> m, im4gn.large -> im, u-6tb1.metal -> u).
+STANDARD_FAMILY_LETTERS = frozenset("acdhimrtz")
+# Families starting with one of those letters that AWS counts under quotas of their own
+# (Inf, DL, Trn, HPC; Mac runs on dedicated hosts only).
+SEPARATE_QUOTA_FAMILIES = frozenset({"inf", "dl", "trn", "hpc", "mac"})
+# Counted while they run or are about to; a stopped instance takes no vCPUs of the quota.
+RUNNING_STATES = ("pending", "running")
+# NAT gateways still holding their place in a zone's quota.
+NAT_GATEWAY_COUNTED = ("pending", "available")
+# DescribeInstanceTypes takes at most 100 types a call; EC2 filters at most 200 values.
+INSTANCE_TYPES_PER_CALL = 100
+FILTER_VALUES_MAX = 200
+
+NO_SUCH_QUOTA = "NoSuchResourceException"
+
+# A type's vCPUs are the same in every region and account: read once per process.
+_VCPUS: dict[str, int] = {}
+_VCPUS_LOCK = threading.Lock()
+
+
+def instance_family(instance_type: str) -> str:
+    match = re.match(r"[a-z]+", instance_type or "")
+    return match.group(0) if match else ""
+
+
+def is_standard(instance_type: str) -> bool:
+    family = instance_family(instance_type)
+    return bool(family) and family[0] in STANDARD_FAMILY_LETTERS and family not in SEPARATE_QUOTA_FAMILIES
+
+
+# -- what is read --------------------------------------------------------------------------------
+
+class Reads:
+    """What the quota declarations read through: the run's clients, the stacks' zones (asked
+    for once), instance types' vCPUs (cached), and warnings about what could not be counted."""
+
+    def __init__(self, ctx: "RunContext", config: "StackConfig"):
+        self.ctx = ctx
+        self.config = config
+        self.warnings: list[str] = []
+        self._zones: list[str] | None = None
+
+    def pages(self, service: str, operation: str, items: str, *, passthrough=(), **params) -> list[dict]:
+        """Every item of every page; errors as `_reading` says, except the codes in `passthrough`."""
+        client = self.ctx.client(service)
+        action = f"{client.meta.service_model.signing_name}:{client.meta.method_to_api_mapping[operation]}"
+        with _reading(self.ctx, action, passthrough):
+            return all_pages(self.ctx, service, operation, items, **params)
+
+    @property
+    def zones(self) -> list[str]:
+        """The stacks' zones: the config's (the lead fills them in at preflight), else the
+        region's first available ones, as preflight would choose them."""
+        if self._zones is None:
+            if self.config.zones:
+                self._zones = list(self.config.zones)
+            else:
+                from .preflight import availability_zones
+
+                self._zones = availability_zones(self.ctx)
+        return self._zones
+
+    def vcpus(self, instance_types) -> dict[str, int]:
+        """DefaultVCpus of each type EC2 knows in this region (batched, cached)."""
+        wanted = sorted({t for t in instance_types if t})
+        with _VCPUS_LOCK:
+            missing = [t for t in wanted if t not in _VCPUS]
+        for start in range(0, len(missing), INSTANCE_TYPES_PER_CALL):
+            batch = missing[start:start + INSTANCE_TYPES_PER_CALL]
+            try:
+                described = self.pages("ec2", "describe_instance_types", "InstanceTypes",
+                                       passthrough=("InvalidInstanceType",), InstanceTypes=batch)
+            except ClientError as e:
+                if error_code(e) != "InvalidInstanceType":
+                    raise
+                # One unknown type fails the whole call: the rest one at a time.
+                described = []
+                for one in batch:
+                    try:
+                        described += self.pages("ec2", "describe_instance_types", "InstanceTypes",
+                                                passthrough=("InvalidInstanceType",), InstanceTypes=[one])
+                    except ClientError as e1:
+                        if error_code(e1) != "InvalidInstanceType":
+                            raise
+            with _VCPUS_LOCK:
+                _VCPUS.update({t["InstanceType"]: int(t["VCpuInfo"]["DefaultVCpus"])
+                               for t in described if t.get("VCpuInfo", {}).get("DefaultVCpus") is not None})
+        with _VCPUS_LOCK:
+            return {t: _VCPUS[t] for t in wanted if t in _VCPUS}
+
+
+@contextmanager
+def _reading(ctx: "RunContext", action: str, passthrough=()):
+    """A usage read refused for lack of permission stops the preflight (nothing has changed yet):
+    a count the tool cannot see must never pass for zero."""
+    try:
+        yield
+    except ClientError as e:
+        code = error_code(e)
+        if code in passthrough:
+            raise
+        if code in PERMISSION_CODES:
+            raise ConfigError(f"cannot check quotas in {ctx.region}: {action} was refused "
+                              f"({code}: {error_message(e)})", hint=hint_for(code), code=code) from None
+        if code in CREDENTIAL_CODES:
+            raise ConfigError(f"the AWS credentials were refused ({code}): {error_message(e)}",
+                              hint=hint_for(code), code=code) from None
+        raise AwsFailure(f"{action} failed with {code}: {error_message(e)}", hint=hint_for(code),
+                         code=code) from None
+    except BotoCoreError as e:
+        raise AwsFailure(f"{action} failed: {e}",
+                         hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
+
+
+# -- usage and need, per quota -------------------------------------------------------------------
+
+def vpcs_in_use(reads: Reads) -> dict[str, float]:
+    # Every VPC counts, the default VPC and other tools' too.
+    return {REGION_SCOPE: len(reads.pages("ec2", "describe_vpcs", "Vpcs"))}
+
+
+def internet_gateways_in_use(reads: Reads) -> dict[str, float]:
+    return {REGION_SCOPE: len(reads.pages("ec2", "describe_internet_gateways", "InternetGateways"))}
+
+
+def elastic_ips_in_use(reads: Reads) -> dict[str, float]:
+    addresses = reads.pages("ec2", "describe_addresses", "Addresses")
+    return {REGION_SCOPE: sum(1 for a in addresses if a.get("Domain", "vpc") == "vpc")}
+
+
+def nat_gateways_in_use(reads: Reads) -> dict[str, float]:
+    """Per zone, the zone of each gateway's subnet (the NAT gateway itself does not say)."""
+    gateways = reads.pages("ec2", "describe_nat_gateways", "NatGateways",
+                           Filters=[{"Name": "state", "Values": list(NAT_GATEWAY_COUNTED)}])
+    gateways = [g for g in gateways if g.get("State") in NAT_GATEWAY_COUNTED and g.get("SubnetId")]
+    subnet_ids = sorted({g["SubnetId"] for g in gateways})
+    zone_of: dict[str, str] = {}
+    for start in range(0, len(subnet_ids), FILTER_VALUES_MAX):
+        # A filter, not SubnetIds=: a subnet deleted meanwhile is left out, not an error.
+        for subnet in reads.pages("ec2", "describe_subnets", "Subnets", Filters=[
+                {"Name": "subnet-id", "Values": subnet_ids[start:start + FILTER_VALUES_MAX]}]):
+            zone_of[subnet["SubnetId"]] = subnet["AvailabilityZone"]
+    return dict(Counter(zone_of[g["SubnetId"]] for g in gateways if g["SubnetId"] in zone_of))
+
+
+def nat_gateways_needed(reads: Reads) -> dict[str, float]:
+    # One NAT gateway in the first zone, or one in each zone with --nat-per-az.
+    zones = reads.zones[:reads.config.nat_count]
+    return {zone: 1 for zone in zones}
+
+
+def load_balancers_in_use(reads: Reads) -> dict[str, float]:
+    balancers = reads.pages("elbv2", "describe_load_balancers", "LoadBalancers")
+    return {REGION_SCOPE: sum(1 for b in balancers if b.get("Type") == "application")}
+
+
+def standard_vcpus_in_use(reads: Reads) -> dict[str, float]:
+    instances = reads.pages("ec2", "describe_instances", "Reservations[].Instances[]",
+                            Filters=[{"Name": "instance-state-name", "Values": list(RUNNING_STATES)}])
+    counted = Counter(i.get("InstanceType") for i in instances
+                      if i.get("State", {}).get("Name") in RUNNING_STATES and is_standard(i.get("InstanceType", "")))
+    vcpus = reads.vcpus(counted)
+    unknown = sorted(t for t in counted if t not in vcpus)
+    if unknown:
+        reads.warnings.append(f"EC2 does not describe instance type(s) {', '.join(unknown)} in {reads.ctx.region}: "
+                              f"the vCPUs of {sum(counted[t] for t in unknown)} running instance(s) are not counted")
+    return {REGION_SCOPE: sum(vcpus[t] * n for t, n in counted.items() if t in vcpus)}
+
+
+def standard_vcpus_needed(reads: Reads) -> dict[str, float]:
+    config = reads.config
+    types = [config.instance_type] + ([BASTION_INSTANCE_TYPE] if config.bastion else [])
+    vcpus = reads.vcpus(types)
+    if config.instance_type not in vcpus:
+        raise ConfigError(f"instance type {config.instance_type!r} does not exist in {reads.ctx.region}",
+                          hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small")
+    need = config.desired_capacity * vcpus[config.instance_type] if is_standard(config.instance_type) else 0
+    if config.bastion and is_standard(BASTION_INSTANCE_TYPE):
+        need += vcpus.get(BASTION_INSTANCE_TYPE, 0)
+    return {REGION_SCOPE: need}
+
+
+def one_per_stack(reads: Reads) -> dict[str, float]:
+    return {REGION_SCOPE: 1}
+
+
+def elastic_ips_needed(reads: Reads) -> dict[str, float]:
+    return {REGION_SCOPE: reads.config.nat_count}  # one per NAT gateway
+
+
+@dataclass(frozen=True)
+class Quota:
+    key: str
+    name: str                  # Service Quotas' own name for it
+    service_code: str
+    quota_code: str
+    usage: Callable[[Reads], dict[str, float]]    # in use, by scope
+    need: Callable[[Reads], dict[str, float]]     # taken by one new stack, by scope
+    unit: str = ""
+
+
+QUOTAS: tuple[Quota, ...] = (
+    Quota("vpcs", "VPCs per Region", "vpc", "L-F678F1CE", vpcs_in_use, one_per_stack),
+    # Each stack's VPC has its own internet gateway; the default is the same 5 as for VPCs.
+    Quota("internet_gateways", "Internet gateways per Region", "vpc", "L-A4707A72",
+          internet_gateways_in_use, one_per_stack),
+    Quota("elastic_ips", "EC2-VPC Elastic IPs", "ec2", "L-0263D0A3", elastic_ips_in_use, elastic_ips_needed),
+    Quota("nat_gateways", "NAT gateways per Availability Zone", "vpc", "L-FE5A380F",
+          nat_gateways_in_use, nat_gateways_needed),
+    Quota("load_balancers", "Application Load Balancers per Region", "elasticloadbalancing", "L-53DA6B97",
+          load_balancers_in_use, one_per_stack),
+    Quota("standard_vcpus", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", "ec2",
+          "L-1216C47A", standard_vcpus_in_use, standard_vcpus_needed, unit="vCPUs"),
+)
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass
+class QuotaLine:
+    key: str
+    name: str
+    service_code: str
+    quota_code: str
+    limit: float | None        # None: unknown (not readable)
+    used: float
+    per_stack: float
+    scope: str                 # "region", or the zone of a per-zone quota
+    fits: int | None           # new stacks that fit; None if unknown or per_stack == 0
+    unit: str = ""
+
+    def needed_for(self, stacks: int) -> int:
+        """The quota value `stacks` more stacks need."""
+        return math.ceil(self.used + self.per_stack * stacks)
+
+
+def _fits(limit: float | None, used: float, per_stack: float) -> int | None:
+    if limit is None or per_stack <= 0:
+        return None
+    return max(0, math.floor((limit - used) / per_stack + 1e-9))
+
+
+@dataclass
+class QuotaReport:
+    region: str
+    wanted: int
+    lines: list[QuotaLine] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> int:
+        known = [line.fits for line in self.lines if line.fits is not None]
+        return min(known) if known else self.wanted
+
+    @property
+    def ok(self) -> bool:
+        return self.fits >= self.wanted
+
+    def limiting(self) -> list[QuotaLine]:
+        return [line for line in self.lines if line.fits is not None and line.fits < self.wanted]
+
+    def message(self) -> str:
+        stacks = f"{self.wanted} new stack{'s' if self.wanted != 1 else ''}"
+        if self.ok:
+            checked = "the quotas it could read" if self.warnings else "its quotas"
+            return f"The roster's {stacks} fit {checked} in {self.region} (room for {self.fits})."
+        parts: list[str] = []
+        groups: dict[tuple[str, str], list[QuotaLine]] = {}
+        for line in self.limiting():
+            groups.setdefault((line.service_code, line.quota_code), []).append(line)
+        for (service_code, quota_code), lines in groups.items():
+            facts = []
+            for line in lines:
+                where = f" in {line.scope}" if line.scope != REGION_SCOPE else ""
+                unit = f" {line.unit}" if line.unit else ""
+                facts.append(f"{line.name} ({service_code} {quota_code}){where}: {_number(line.limit)}{unit}, "
+                             f"{_number(line.used)} in use, {_number(line.per_stack)} per stack -> needs "
+                             f"{line.needed_for(self.wanted)} for {self.wanted} more.")
+            # A per-zone quota is one value for every zone: ask for what the fullest zone needs.
+            desired = max(line.needed_for(self.wanted) for line in lines)
+            parts.append(" ".join(facts) + f" `{increase_command(service_code, quota_code, desired, self.region)}`")
+        head = f"The roster needs {stacks} in {self.region}; {self.fits} fit. Raise:"
+        return f"{head} {parts[0]}" if len(parts) == 1 else "\n  ".join([head] + parts)
+
+
+def increase_command(service_code: str, quota_code: str, desired: int, region: str) -> str:
+    return (f"aws service-quotas request-service-quota-increase --service-code {service_code} "
+            f"--quota-code {quota_code} --desired-value {desired} --region {region}")
+
+
+# -- reading a quota -----------------------------------------------------------------------------
+
+class _Refused(Exception):
+    def __init__(self, warning: str):
+        self.warning = warning
+
+
+def quota_value(ctx: "RunContext", quota: Quota) -> tuple[float | None, str | None]:
+    """(the quota's value, None), or (None, why it is unknown). The applied value, else AWS's
+    default (an account that never raised a quota may have no applied value for it)."""
+    client = ctx.client("service-quotas")
+    label = f"{quota.name} ({quota.service_code} {quota.quota_code})"
+    for operation in ("get_service_quota", "get_aws_default_service_quota"):
+        try:
+            answer = getattr(client, operation)(ServiceCode=quota.service_code, QuotaCode=quota.quota_code)
+        except ClientError as e:
+            code = error_code(e)
+            if code == NO_SUCH_QUOTA:
+                continue
+            action = f"{client.meta.service_model.signing_name}:{e.operation_name}"
+            if code in PERMISSION_CODES:
+                raise _Refused(f"{action} was refused ({code}: {error_message(e)})") from None
+            raise AwsFailure(f"cannot read the quota {label} in {ctx.region}: {action} failed with {code}: "
+                             f"{error_message(e)}", hint=hint_for(code), code=code) from None
+        except BotoCoreError as e:
+            raise AwsFailure(f"cannot read the quota {label} in {ctx.region}: {e}",
+                             hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
+        value = (answer.get("Quota") or {}).get("Value")
+        if value is not None:
+            return float(value), None
+    return None, f"Service Quotas has no value for {label} in {ctx.region}: not checked"
+
+
+def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int) -> QuotaReport:
+    """What `new_stacks` more stacks of `config` need in ctx.region against its quotas and
+    current usage. Only reads. A quota that cannot be read (unknown to Service Quotas, or the
+    credentials may not read quotas) is a warning, not counted; a usage read that fails stops
+    the check (a count the tool cannot see must never pass for zero)."""
+    reads = Reads(ctx, config)
+    report = QuotaReport(region=ctx.region, wanted=new_stacks)
+    refused: str | None = None
+    unread: list[str] = []
+    for quota in QUOTAS:
+        limit = None
+        if refused is None:
+            try:
+                limit, why = quota_value(ctx, quota)
+            except _Refused as e:
+                refused, why = e.warning, None
+            if why:
+                report.warnings.append(why)
+        if limit is None and refused is not None:
+            unread.append(f"{quota.name} ({quota.service_code} {quota.quota_code})")
+        used = quota.usage(reads)
+        for scope, per_stack in quota.need(reads).items():
+            if per_stack <= 0 and scope != REGION_SCOPE:
+                continue
+            in_use = float(used.get(scope, 0))
+            report.lines.append(QuotaLine(
+                key=quota.key, name=quota.name, service_code=quota.service_code, quota_code=quota.quota_code,
+                limit=limit, used=in_use, per_stack=float(per_stack), scope=scope,
+                fits=_fits(limit, in_use, per_stack), unit=quota.unit))
+    if refused is not None:
+        report.warnings.append(f"cannot read quotas in {ctx.region}: {refused}. Not checked: {', '.join(unread)} "
+                               f"(grant servicequotas:GetServiceQuota and servicequotas:GetAWSDefaultServiceQuota "
+                               f"to check them)")
+    report.warnings.extend(reads.warnings)
+    return report
