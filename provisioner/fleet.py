@@ -385,7 +385,13 @@ def cmd_fleet_up(opts: GlobalOptions, reporter: ConsoleReporter, roster_path: st
         for future in futures:
             future.cancel()
         pool.shutdown(wait=True)
-        raise Interrupted() from None
+        if live is not None:
+            live.stop()
+        done = sum(r.state in (HEALTHY, UP) for r in rows)
+        reporter.error(f"interrupted with {done} of {len(rows)} stack(s) up; what each stack finished is saved in "
+                       f"its state file", f"run the same `provision fleet up --roster {roster_path}` to finish "
+                       f"them, or `provision fleet down --roster {roster_path}` to remove them")
+        return EXIT_INTERRUPTED
     finally:
         if live is not None:
             live.stop()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
 import threading
 
 import boto3
@@ -120,6 +122,25 @@ def test_a_failed_stack_does_not_stop_the_others_and_a_rerun_finishes_it(hooks, 
     assert again.exit_code == 0, again.output
     assert "3 of 3 stack(s) up, 3 healthy" in again.text
     assert fleet_stacks() == ["cs101-ada-lovelace", "cs101-alan-turing", "cs101-grace-hopper"]
+
+
+def test_ctrl_c_stops_every_stack_and_a_rerun_finishes_the_class(hooks, roster, state_dir):
+    fired = threading.Event()
+
+    def ctrl_c(**_):
+        if not fired.is_set():
+            fired.set()
+            os.kill(os.getpid(), signal.SIGINT)  # delivered to the main thread, as a real Ctrl-C
+
+    hooks.append(("before-call.elbv2.CreateLoadBalancer", ctrl_c))
+    first = cli("fleet", "up", "--roster", roster, state_dir=state_dir)
+    assert fired.is_set()
+    assert first.exit_code == 130, first.output
+    assert "interrupted with 0 of 3 stack(s) up" in first.text and "fleet up --roster" in first.text
+    hooks.clear()
+    second = cli("fleet", "up", "--roster", roster, state_dir=state_dir)
+    assert second.exit_code == 0, second.output
+    assert "3 of 3 stack(s) up, 3 healthy" in second.text
 
 
 def test_throttling_slows_the_whole_fleet_down_and_fails_nobody(hooks, roster, state_dir):
