@@ -23,6 +23,8 @@ STACK_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 ZONE_COUNT = 2
 
 DEFAULT_INSTANCE_TYPE = "t3.micro"
+# The bastion (`--bastion`) only relays SSH: the smallest current general-purpose type.
+BASTION_INSTANCE_TYPE = "t3.micro"
 # ACM refuses a certificate whose Common Name is longer than 64 characters.
 CERTIFICATE_CN_MAX = 64
 # The ASG's health check grace period must cover the first boot (Docker install and both image

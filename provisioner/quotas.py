@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .config import BASTION_INSTANCE_TYPE
 from .errors import AwsFailure, ConfigError
 from .inventory import all_pages
 from .retries import CREDENTIAL_CODES, PERMISSION_CODES, error_code, error_message, hint_for
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from .config import StackConfig
     from .context import RunContext
 
-# The instance type of a stack's bastion (`--bastion`): its vCPUs count against the same quota.
-BASTION_INSTANCE_TYPE = "t3.micro"
 
 REGION_SCOPE = "region"
 

@@ -1,6 +1,6 @@
+from provisioner.config import BASTION_INSTANCE_TYPE
 from provisioner.context import Resource
 from provisioner.errors import AwsFailure
-from provisioner.quotas import BASTION_INSTANCE_TYPE
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
