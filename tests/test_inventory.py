@@ -92,7 +92,7 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
         (alb,) = mine["load_balancer"]
         assert alb.id.startswith("arn:aws:elasticloadbalancing:")
         assert alb.detail == {"type": "application", "scheme": "internet-facing", "zones": 2,
-                              "vpc_id": mine["vpc"][0].id}
+                              "vpc_id": mine["vpc"][0].id, "dns_name": f"{stack}-alb-1.{REGION}.elb.amazonaws.com"}
         (nat,) = mine["nat_gateway"]
         assert nat.detail == {"state": "available", "vpc_id": mine["vpc"][0].id}
         assert [f.detail for f in mine["elastic_ip"]] == [{"associated": True}]
@@ -156,7 +156,7 @@ def test_forgotten_load_balancer_until_its_vpc_runs_an_instance(moto_aws):
     assert lost["load_balancer"].id == alb
     assert lost["load_balancer"].why == f"load balancer in {other['vpc']}, which runs no instances"
     assert lost["load_balancer"].detail == {"type": "application", "scheme": "internet-facing", "zones": 2,
-                                            "vpc_id": other["vpc"]}
+                                            "vpc_id": other["vpc"], "dns_name": f"lab-c-alb-1.{REGION}.elb.amazonaws.com"}
     # Once the VPC runs an instance, its NAT gateway and load balancer are in use.
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=other["subnet"])
