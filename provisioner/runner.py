@@ -100,7 +100,7 @@ class Run:
         saved = self.state_file.read()  # a corrupt file stops us before any AWS call
         built = StackConfig.from_dict(saved.config if saved else {})
         self.config = built.merged(overrides or {})
-        if ask_ssh_cidr and self.config.bastion and not self.config.ssh_cidr and sys.stdin.isatty():
+        if ask_ssh_cidr and self.config.bastion and not self.config.ssh_cidr and at_terminal():
             self.config.ssh_cidr = ask_for_ssh_cidr()
         self.config.validate()
         if saved is not None and saved.resources and built.replacements(self.config):
@@ -154,6 +154,10 @@ class Run:
                 self.state, self.is_new = fresh, False
                 self.ctx.generation = fresh.generation
             yield
+
+
+def at_terminal() -> bool:
+    return sys.stdin.isatty()
 
 
 def ask_for_ssh_cidr() -> str:

@@ -132,6 +132,19 @@ def test_bastion_without_a_cidr_is_refused_rather_than_open_to_the_world(moto_aw
     assert not os.path.exists(os.path.join(state_dir, f"{STACK}.json"))
 
 
+def test_at_a_terminal_up_asks_for_the_cidr_and_remembers_it(moto_aws, state_dir, monkeypatch):
+    import json
+
+    monkeypatch.setattr("provisioner.runner.at_terminal", lambda: True)
+    result = cli("up", "--yes", "--no-wait", "--bastion", state_dir=state_dir, input="198.51.100.7\n")
+    assert result.exit_code == 0, result.output
+    assert "SSH to the bastion from which addresses?" in result.output
+    saved = json.loads(open(os.path.join(state_dir, f"{STACK}.json")).read())
+    assert saved["config"]["ssh_cidr"] == "198.51.100.7/32"
+    status = cli("status", state_dir=state_dir)
+    assert "tcp/22 from 198.51.100.7/32" in status.text
+
+
 def test_down_deletes_the_key_pair_the_private_key_and_the_known_hosts(machines, state_dir):
     import boto3
 
