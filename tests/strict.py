@@ -123,7 +123,7 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
         """NAT gateways deleted so recently that AWS still holds their interface and address."""
         now = time.monotonic()
         out = []
-        for nat_id, (deleted_at, subnet, vpc, allocations) in self.nat_deleted.items():
+        for nat_id, (deleted_at, subnet, vpc, allocations) in list(self.nat_deleted.items()):
             if now < deleted_at + self.delays.nat_delete + self.delays.eni_release:
                 out.append((nat_id, subnet, vpc, allocations))
         return out
@@ -165,7 +165,7 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
 
     def _create_nat_gateway_precondition(self, body):
         subnet = self.backend.get_subnet(body.get("SubnetId"))
-        attached = [g for g in self.backend.internet_gateways.values()
+        attached = [g for g in list(self.backend.internet_gateways.values())
                     if g.vpc is not None and g.vpc.id == subnet.vpc_id]
         if body.get("ConnectivityType", "public") == "public" and not attached:
             return refuse("Gateway.NotAttached", f"Network {subnet.vpc_id} has no Internet gateway attached")
@@ -173,7 +173,7 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
 
     # -- refusals AWS makes and moto does not ---------------------------------------------------
     def _live_nats(self, **match):
-        for nat in self.backend.nat_gateways.values():
+        for nat in list(self.backend.nat_gateways.values()):
             if self._nat_state(nat.id, nat.state) in ("deleted", "failed"):
                 continue
             if all(getattr(nat, k) == v for k, v in match.items()):
@@ -188,22 +188,22 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
                 return refuse("DependencyViolation",
                               f"The subnet '{subnet_id}' has dependencies (interface of deleted NAT gateway {nat_id})",
                               LINGERING)
-        enis = [e for e in self.backend.enis.values() if e.subnet.id == subnet_id]
+        enis = [e for e in list(self.backend.enis.values()) if e.subnet.id == subnet_id]
         if enis:
             return refuse("DependencyViolation", f"The subnet '{subnet_id}' has dependencies ({enis[0].id})")
         return None
 
     def _delete_security_group(self, body):
         group_id = body.get("GroupId")
-        for vpc_groups in self.backend.groups.values():
-            for group in vpc_groups.values():
+        for vpc_groups in list(self.backend.groups.values()):
+            for group in list(vpc_groups.values()):
                 if group.id == group_id:
                     continue
                 for rule in list(group.ingress_rules) + list(group.egress_rules):
                     if rule.source_group.get("GroupId") == group_id:
                         return refuse("DependencyViolation",
                                       f"resource {group_id} has a dependent object (rule of {group.id})")
-        for eni in self.backend.enis.values():
+        for eni in list(self.backend.enis.values()):
             if any(g.id == group_id for g in eni._group_set):
                 return refuse("DependencyViolation", f"resource {group_id} has a dependent object ({eni.id})")
         return None
@@ -243,14 +243,15 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
 
     def _delete_vpc(self, body):
         vpc_id = body.get("VpcId")
-        if any(s.vpc_id == vpc_id for zone in self.backend.subnets.values() for s in zone.values()):
+        if any(s.vpc_id == vpc_id for zone in list(self.backend.subnets.values()) for s in list(zone.values())):
             return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (subnets)")
-        if any(g.vpc is not None and g.vpc.id == vpc_id for g in self.backend.internet_gateways.values()):
+        if any(g.vpc is not None and g.vpc.id == vpc_id for g in list(self.backend.internet_gateways.values())):
             return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (internet gateway)")
         groups = self.backend.groups.get(vpc_id, {})
-        if any(g.name != "default" for g in groups.values()):
+        if any(g.name != "default" for g in list(groups.values())):
             return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (security groups)")
-        tables = [t for t in self.backend.route_tables.values() if t.vpc_id == vpc_id and not t.main_association_id]
+        tables = [t for t in list(self.backend.route_tables.values())
+                  if t.vpc_id == vpc_id and not t.main_association_id]
         if tables:
             return refuse("DependencyViolation", f"The vpc '{vpc_id}' has dependencies (route tables)")
         return None

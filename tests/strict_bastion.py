@@ -62,7 +62,7 @@ class BastionRules:
                     self.backend.get_subnet(instance.subnet_id).vpc_id == vpc_id:
                 return refuse("DependencyViolation", message.format(vpc=vpc_id, ip=instance.public_ip), ORDER)
         shutting_down = self._shutting_down()
-        for instance_id, vpc in self.public_address_terminated.items():
+        for instance_id, vpc in list(self.public_address_terminated.items()):
             if vpc == vpc_id and instance_id in shutting_down:
                 return refuse("DependencyViolation", message.format(vpc=vpc_id, ip=f"of {instance_id}"), LINGERING)
         return None

@@ -80,8 +80,10 @@ class ComputeRules:
         return iam_backends[DEFAULT_ACCOUNT_ID]["global"]
 
     def _instances(self):
-        for reservation in self.backend.reservations.values():
-            yield from reservation.instances
+        # Snapshots: other threads (a cleanup's or a fleet's stacks, in parallel) add and remove
+        # reservations and interfaces in moto's dicts while a rule looks.
+        for reservation in list(self.backend.reservations.values()):
+            yield from list(reservation.instances)
 
     # -- a new instance profile ------------------------------------------------------------------
     def _profile_changed(self, body):
@@ -93,7 +95,7 @@ class ComputeRules:
         if template_id:
             template = self.backend.launch_templates.get(template_id)
         elif template_name:
-            template = next((t for t in self.backend.launch_templates.values() if t.name == template_name), None)
+            template = next((t for t in list(self.backend.launch_templates.values()) if t.name == template_name), None)
         if template is None:
             return None
         try:
@@ -151,7 +153,7 @@ class ComputeRules:
         asked = getattr(self._asg_request, "names", [])
         listed = {g["AutoScalingGroupName"] for g in parsed.get("AutoScalingGroups", [])}
         now = time.monotonic()
-        for name, (deleted_at, shown) in self.groups_deleting.items():
+        for name, (deleted_at, shown) in list(self.groups_deleting.items()):
             if name in listed or now >= deleted_at + self.delays.instance_terminate:
                 continue
             if not asked or name in asked:
@@ -166,7 +168,7 @@ class ComputeRules:
 
     def _shutting_down(self):
         now = time.monotonic()
-        return {i: (subnet, groups) for i, (at, subnet, groups) in self.instances_terminated.items()
+        return {i: (subnet, groups) for i, (at, subnet, groups) in list(self.instances_terminated.items())
                 if now < at + self.delays.instance_terminate}
 
     def _after_describe_instances(self, parsed):
@@ -207,6 +209,6 @@ def _groups(instance):
     those of its interfaces (RunInstances with NetworkInterfaces: the bastion), which moto does
     not list on the instance."""
     groups = {getattr(g, "id", g) for g in instance.security_groups or []}
-    for nic in getattr(instance, "nics", {}).values():
-        groups |= {getattr(g, "id", g) for g in getattr(nic, "_group_set", [])}
+    for nic in list(getattr(instance, "nics", {}).values()):
+        groups |= {getattr(g, "id", g) for g in list(getattr(nic, "_group_set", []))}
     return groups

@@ -160,12 +160,12 @@ class EdgeRules:
     def _lingering_interfaces(self) -> list[tuple[str, dict]]:
         """(alb arn, interface) of ALBs deleted so recently that AWS still holds their interfaces."""
         now = time.monotonic()
-        return [(arn, eni) for arn, (deleted_at, interfaces) in self.alb_deleted.items()
+        return [(arn, eni) for arn, (deleted_at, interfaces) in list(self.alb_deleted.items())
                 if now < deleted_at + self.delays.alb_delete + self.delays.alb_eni_release
                 for eni in interfaces]
 
     def _live_interfaces(self) -> list[tuple[str, dict]]:
-        return [(balancer.arn, eni) for balancer in self.elbv2.load_balancers.values()
+        return [(balancer.arn, eni) for balancer in list(self.elbv2.load_balancers.values())
                 for eni in self._interfaces(balancer)]
 
     def _remember_eni_request(self, body):
@@ -210,18 +210,20 @@ class EdgeRules:
         subnet_ids = _members(body, "Subnets") + [
             v for k, v in body.items() if k.startswith("SubnetMappings.member.") and k.endswith(".SubnetId")]
         for subnet_id in subnet_ids:
-            subnet = next((s for zone in self.backend.subnets.values() for s in zone.values() if s.id == subnet_id),
-                          None)
+            subnets = [s for zone in list(self.backend.subnets.values()) for s in list(zone.values())]
+            subnet = next((s for s in subnets if s.id == subnet_id), None)
             if subnet is None:  # moto answers that one itself
                 continue
-            if not any(g.vpc is not None and g.vpc.id == subnet.vpc_id for g in self.backend.internet_gateways.values()):
+            gateways = list(self.backend.internet_gateways.values())
+            if not any(g.vpc is not None and g.vpc.id == subnet.vpc_id for g in gateways):
                 return refuse("InvalidSubnet", f"VPC {subnet.vpc_id} has no internet gateway")
         return None
 
     def _create_listener_precondition(self, body):
         balancer = self.elbv2.load_balancers.get(body.get("LoadBalancerArn"))
         port = body.get("Port")
-        if balancer is not None and any(str(listener.port) == str(port) for listener in balancer.listeners.values()):
+        listeners = list(balancer.listeners.values()) if balancer is not None else []
+        if any(str(listener.port) == str(port) for listener in listeners):
             return refuse("DuplicateListener", f"A listener already exists on port {port}")
         return None
 
@@ -231,7 +233,7 @@ class EdgeRules:
         if balancer is None or arn in self.alb_deleted:
             return None
         # AWS deletes its listeners with it: their certificates are released from now on.
-        for listener in balancer.listeners.values():
+        for listener in list(balancer.listeners.values()):
             self._release_certificates(listener, arn)
         self.alb_deleted[arn] = (time.monotonic(), self._interfaces(balancer))
         return None
@@ -244,8 +246,8 @@ class EdgeRules:
         return None
 
     def _listeners(self):
-        for balancer in self.elbv2.load_balancers.values():
-            for listener in balancer.listeners.values():
+        for balancer in list(self.elbv2.load_balancers.values()):
+            for listener in list(balancer.listeners.values()):
                 yield balancer, listener
 
     @staticmethod

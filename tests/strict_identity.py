@@ -71,12 +71,12 @@ class IdentityRules:
 
     # -- IAM ------------------------------------------------------------------------------------
     def _iam_profiles_holding(self, role_name):
-        return [p.name for p in self._identity_iam.instance_profiles.values()
+        return [p.name for p in list(self._identity_iam.instance_profiles.values())
                 if any(r.name == role_name for r in p.roles)]
 
     def _iam_delete_role(self, body):
         name = body.get("RoleName")
-        role = next((r for r in self._identity_iam.roles.values() if r.name == name), None)
+        role = next((r for r in list(self._identity_iam.roles.values()) if r.name == name), None)
         if role is None:
             return None
         if role.managed_policies:
@@ -90,7 +90,7 @@ class IdentityRules:
 
     def _iam_delete_instance_profile(self, body):
         name = body.get("InstanceProfileName")
-        for profile in self._identity_iam.instance_profiles.values():
+        for profile in list(self._identity_iam.instance_profiles.values()):
             if profile.name == name and profile.roles:
                 return refuse("DeleteConflict", "Cannot delete entity, must remove roles from instance profile first.",
                               status=409)
