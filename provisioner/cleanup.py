@@ -430,7 +430,7 @@ def run_teardowns(account: Account, selected: list[StackSummary], parallel: int,
             task = progress.add_task(f"{s.stack} ({s.region})", total=total_steps, activity="queued")
             futures[pool.submit(teardown_stack, account, s, StackProgress(progress, task))] = s
         try:
-            for future in cf.as_completed(futures):
+            for future in finished(futures):
                 outcomes.append(future.result())
         except KeyboardInterrupt:
             # Every engine stops at its next AWS call or wait; what they deleted is deleted, and
@@ -443,6 +443,16 @@ def run_teardowns(account: Account, selected: list[StackSummary], parallel: int,
             raise Interrupted() from None
         pool.shutdown(wait=True)
     return outcomes
+
+
+def finished(futures):
+    """The futures as they finish, waking every half second: a Ctrl-C the kernel hands to a
+    worker thread is noticed by the main thread only when it wakes, and a blocking wait for
+    stacks that take minutes would leave it unanswered until one of them ends."""
+    pending = set(futures)
+    while pending:
+        done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+        yield from done
 
 
 def cleanup(opts: GlobalOptions, reporter: ConsoleReporter, selection: Selection, all_regions: bool,

@@ -4,6 +4,8 @@ the tests; nothing here runs against real AWS."""
 
 from __future__ import annotations
 
+import threading
+
 _applied = False
 
 
@@ -64,11 +66,17 @@ def _patch_ubuntu_ami_parameters() -> None:
     from moto.ssm.models import Parameter, ParameterDict
 
     original = ParameterDict._check_loading_status
+    # The bastion and the launch template look the image up at the same moment: the second
+    # lookup must wait for the first to finish loading, not see the flag and find nothing.
+    loading = threading.Lock()
 
     def _check_loading_status(self, key):
         original(self, key)
-        if str(key or "").startswith(UBUNTU_PARAMETER_PREFIX) and not getattr(self, "ubuntu_amis_loaded", False):
-            self.ubuntu_amis_loaded = True
+        if not str(key or "").startswith(UBUNTU_PARAMETER_PREFIX) or getattr(self, "ubuntu_amis_loaded", False):
+            return
+        with loading:
+            if getattr(self, "ubuntu_amis_loaded", False):
+                return
             for debian_arch, ec2_arch in UBUNTU_ARCHITECTURES.items():
                 name = f"{UBUNTU_PARAMETER_PREFIX}{debian_arch}/hvm/ebs-gp3/ami-id"
                 image_id = _register_ubuntu_image(self.account_id, self.region_name, debian_arch, ec2_arch)
@@ -76,6 +84,7 @@ def _patch_ubuntu_ami_parameters() -> None:
                     account_id=self.account_id, name=name, value=image_id, parameter_type="String",
                     description=None, allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
                     version=1, data_type="aws:ec2:image"))
+            self.ubuntu_amis_loaded = True
 
     ParameterDict._check_loading_status = _check_loading_status
 

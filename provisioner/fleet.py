@@ -336,6 +336,7 @@ def cmd_fleet_up(opts: GlobalOptions, reporter: ConsoleReporter, roster_path: st
                  overrides: dict, parallel: int, no_wait: bool) -> int:
     from rich.live import Live
 
+    from .cleanup import finished
     from .guard import check_account
     from .pricing import money
     from .runner import confirm
@@ -370,7 +371,7 @@ def cmd_fleet_up(opts: GlobalOptions, reporter: ConsoleReporter, roster_path: st
             live.start()
         else:
             reporter.console.print(title)
-        for future in cf.as_completed(futures):
+        for future in finished(futures):
             future.result()
             if live is None:
                 # Plain logs (CI, a pipe): one line per stack as it ends.
