@@ -55,6 +55,8 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
         self.nat_created: dict[str, float] = {}
         # nat id -> (deleted at, subnet id, vpc id, allocation ids)
         self.nat_deleted: dict[str, tuple] = {}
+        # What the rule of the call under way on this thread asked to record once AWS accepts it.
+        self._request = threading.local()
         for name in sorted(dir(self)):
             if name.startswith("strict_setup_"):
                 getattr(self, name)()
@@ -77,7 +79,22 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
             elif name.startswith("strict_after_"):
                 for key, hook in getattr(self, name)().items():
                     events.register(f"after-call.{key}", self._after(hook))
+        events.register("after-call", self._commit)
         return self
+
+    def later(self, record) -> None:
+        """Called by a rule: run `record` (note a deletion, a release) only if the call succeeds.
+        A call can stop after the rules looked and before it reaches AWS (a Ctrl-C noticed by the
+        tool's own before-call check, a later handler's refusal); AWS then did nothing, and neither
+        may the record, or a gateway that was never deleted would read `deleted` from then on."""
+        self._request.records.append(record)
+
+    def _commit(self, parsed, context=None, **_):
+        records = (context or {}).pop("strict_records", [])
+        if records and isinstance(parsed, dict) and "Error" not in parsed:
+            with self._lock:
+                for record in records:
+                    record()
 
     def strict_rules_network(self):
         return {
@@ -100,14 +117,18 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
         }
 
     def _guard(self, operation, rule):
-        def handler(params, **_):
+        def handler(params, context=None, **_):
             body = params.get("body") or {}
             if isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
                 body = json.loads(body or b"{}")
             with self._lock:
+                self._request.records = []
                 response = rule(body)
+                records, self._request.records = self._request.records, []
             if response is not None:
                 self.refusals.append((operation, response[1]["Error"]["Code"], response[1].pop("kind")))
+            elif records and context is not None:
+                context.setdefault("strict_records", []).extend(records)
             return response
         return handler
 
@@ -158,9 +179,11 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
         nat = self.backend.nat_gateways.get(nat_id)
         if nat is None or nat_id in self.nat_deleted:
             return None
+        # Read before the call: the emulator lets go of the address as it deletes the gateway.
         allocations = [a.allocation_id for a in self.backend.addresses
                        if nat._eni is not None and a.eni is nat._eni]
-        self.nat_deleted[nat_id] = (time.monotonic(), nat.subnet_id, nat.vpc_id, allocations)
+        self.later(lambda: self.nat_deleted.setdefault(
+            nat_id, (time.monotonic(), nat.subnet_id, nat.vpc_id, allocations)))
         return None
 
     def _create_nat_gateway_precondition(self, body):

@@ -47,10 +47,12 @@ class BastionRules:
         return None
 
     def _note_public_address(self, body):
-        for instance in self._instances():
-            if instance.id in _members(body, "InstanceId") and instance.state != "terminated" \
-                    and instance.public_ip:
-                self.public_address_terminated[instance.id] = self.backend.get_subnet(instance.subnet_id).vpc_id
+        mapped = {instance.id: self.backend.get_subnet(instance.subnet_id).vpc_id
+                  for instance in self._instances()
+                  if instance.id in _members(body, "InstanceId") and instance.state != "terminated"
+                  and instance.public_ip}
+        if mapped:
+            self.later(lambda: self.public_address_terminated.update(mapped))
         return None
 
     def _instance_public_address_mapped(self, body):

@@ -87,7 +87,8 @@ class ComputeRules:
 
     # -- a new instance profile ------------------------------------------------------------------
     def _profile_changed(self, body):
-        self.profile_changed[body.get("InstanceProfileName")] = time.monotonic()
+        name = body.get("InstanceProfileName")
+        self.later(lambda: self.profile_changed.__setitem__(name, time.monotonic()))
         return None
 
     def _template_profile(self, template_id, template_name, version):
@@ -127,7 +128,7 @@ class ComputeRules:
         if group.instance_states and str(body.get("ForceDelete", "false")).lower() != "true":
             return refuse("ResourceInUse", "You cannot delete an AutoScalingGroup while there are instances "
                                            "or pending Spot instance requests")
-        self.groups_deleting[name] = (time.monotonic(), {
+        shown = {
             "AutoScalingGroupName": name, "AutoScalingGroupARN": group.arn,
             "LaunchTemplate": group.launch_template, "MinSize": 0, "MaxSize": 0, "DesiredCapacity": 0,
             "DefaultCooldown": group.default_cooldown, "AvailabilityZones": list(group.availability_zones),
@@ -140,7 +141,8 @@ class ComputeRules:
             "Tags": [{k: t[k] for k in ("ResourceId", "ResourceType", "Key", "Value", "PropagateAtLaunch")
                       if k in t} for t in group.tags],
             "Status": "Delete in progress",
-        })
+        }
+        self.later(lambda: self.groups_deleting.__setitem__(name, (time.monotonic(), shown)))
         return None
 
     def _remember_group_names(self, body):

@@ -232,10 +232,15 @@ class EdgeRules:
         balancer = self.elbv2.load_balancers.get(arn)
         if balancer is None or arn in self.alb_deleted:
             return None
-        # AWS deletes its listeners with it: their certificates are released from now on.
-        for listener in list(balancer.listeners.values()):
-            self._release_certificates(listener, arn)
-        self.alb_deleted[arn] = (time.monotonic(), self._interfaces(balancer))
+        listeners, interfaces = list(balancer.listeners.values()), self._interfaces(balancer)
+
+        def deleted():
+            # AWS deletes its listeners with it: their certificates are released from now on.
+            for listener in listeners:
+                self._release_certificates(listener, arn)
+            self.alb_deleted.setdefault(arn, (time.monotonic(), interfaces))
+
+        self.later(deleted)
         return None
 
     # -- target groups and certificates --------------------------------------------------------
@@ -262,7 +267,7 @@ class EdgeRules:
         arn = body.get("ListenerArn")
         for balancer, listener in self._listeners():
             if listener.arn == arn:
-                self._release_certificates(listener, balancer.arn)
+                self.later(lambda listener=listener, owner=balancer.arn: self._release_certificates(listener, owner))
         return None
 
     def _certificate_users(self, certificate_arn) -> tuple[list[str], list[str]]:

@@ -185,6 +185,49 @@ def test_strict_fixture_refuses_what_aws_refuses(strict):
         ec2.delete_subnet(SubnetId=subnet)  # its interface lingers after the gateway is gone
 
 
+def test_strict_fixture_records_a_deletion_only_once_aws_accepted_it(strict):
+    """A call can stop after the strict rules looked and before it reaches AWS: the tool's own
+    before-call check raises on Ctrl-C. Nothing was deleted then, so the fixture must not believe
+    otherwise (it once did, and a re-run after Ctrl-C saw a live NAT gateway as `deleted`, skipped
+    it, and retried the detach of the internet gateway until the test's timeout)."""
+    session = boto3.session.Session(region_name="us-east-1")
+    strict.install(session.events)
+    strict.delays.nat_create = strict.delays.nat_delete = strict.delays.eni_release = 0
+    stopped = {"DeleteNatGateway": True, "DeleteLoadBalancer": True}
+
+    class Stopped(Exception):
+        pass
+
+    def stop(model, **_):  # registered after the rules, as RunContext's own check is
+        if stopped.pop(model.name, False):
+            raise Stopped(model.name)
+
+    session.events.register("before-call", stop)
+    ec2, elbv2 = session.client("ec2"), session.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=f"us-east-1{z}")
+               ["Subnet"]["SubnetId"] for i, z in ((1, "a"), (2, "b"))]
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    eip = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=eip)["NatGateway"]["NatGatewayId"]
+    alb = elbv2.create_load_balancer(Name="stopped", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+
+    with pytest.raises(Stopped):
+        ec2.delete_nat_gateway(NatGatewayId=nat)
+    with pytest.raises(Stopped):
+        elbv2.delete_load_balancer(LoadBalancerArn=alb)
+    assert ec2.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]["State"] == "available"
+    assert strict.nat_deleted == {} and strict.alb_deleted == {}
+    with pytest.raises(Exception, match="DependencyViolation"):  # its address is still mapped
+        ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+
+    ec2.delete_nat_gateway(NatGatewayId=nat)  # this time it reaches AWS
+    elbv2.delete_load_balancer(LoadBalancerArn=alb)
+    assert set(strict.nat_deleted) == {nat} and set(strict.alb_deleted) == {alb}
+    ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+
+
 def test_a_failed_lookup_during_down_is_not_taken_for_absent(make_stack):
     """If finding the internet gateway fails, its attachment cannot be looked for: down must fail
     and keep both in the state file, not report them gone."""
