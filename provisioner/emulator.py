@@ -46,7 +46,34 @@ def apply() -> None:
     _patch_list_instance_profile_tags()
     _patch_launch_template_current_tags()
     _patch_service_quota_defaults()
+    _patch_response_transformers_per_request()
     _applied = True
+
+
+# -- answering requests in parallel -------------------------------------------------------------
+
+def _patch_response_transformers_per_request() -> None:
+    """moto's DescribeKeyPairs says whether its answer includes PublicKey by writing into a dict
+    that every EC2 response shares (a class attribute). With requests answered in parallel (a
+    fleet's or a cleanup's stacks, the threaded sandbox server), another response being
+    serialized iterates that dict as it grows ("dictionary changed size during iteration"), and
+    one request's IncludePublicKey decides what another is answered: the key pair step would
+    then miss the public key and replace a good key pair. Each response writes into its own copy."""
+    from moto.core.responses import BaseResponse, never_return
+
+    def own(response) -> dict:
+        if "RESPONSE_KEY_PATH_TO_TRANSFORMER" not in vars(response):
+            response.RESPONSE_KEY_PATH_TO_TRANSFORMER = dict(type(response).RESPONSE_KEY_PATH_TO_TRANSFORMER)
+        return response.RESPONSE_KEY_PATH_TO_TRANSFORMER
+
+    def _include_in_response(self, response_key_path: str) -> None:
+        own(self)[response_key_path] = lambda x: x
+
+    def _exclude_from_response(self, response_key_path: str) -> None:
+        own(self)[response_key_path] = never_return
+
+    BaseResponse._include_in_response = _include_in_response
+    BaseResponse._exclude_from_response = _exclude_from_response
 
 
 # -- the compute tier ---------------------------------------------------------------------------

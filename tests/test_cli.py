@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import traceback
 
 import boto3
 import pytest
@@ -40,7 +41,7 @@ def run(*args, env=None, input=None) -> Invocation:
                                 input=input)
     # An exception other than SystemExit is a crash the user would see as a traceback.
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"{result.exception!r}\n{result.output}")
+        f"{result.exception!r}\n{''.join(traceback.format_exception(*result.exc_info))}\n{result.output}")
     assert "Traceback" not in result.output, result.output
     return Invocation(result)
 

@@ -1,0 +1,42 @@
+"""The emulator answering requests in parallel, as it does for a fleet's or a cleanup's stacks and
+in the threaded sandbox server: one request's answer never depends on another's."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from stacks import REGION
+
+
+def _public_key() -> bytes:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+
+
+def test_describe_key_pairs_answers_each_request_for_itself(moto_aws):
+    """moto wrote IncludePublicKey into a dict shared by every EC2 answer: a request asking for
+    the public key could be answered without it (the key pair step then replaces a good key
+    pair), and other answers being serialized could fail with "dictionary changed size"."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    ec2.import_key_pair(KeyName="lab-ssh", PublicKeyMaterial=_public_key())
+    start = threading.Barrier(8)
+
+    def ask(worker: int) -> list[str]:
+        wrong = []
+        start.wait()
+        for _ in range(40):
+            include = worker % 2 == 0
+            pairs = ec2.describe_key_pairs(IncludePublicKey=include)["KeyPairs"]
+            if ("PublicKey" in pairs[0]) != include:
+                wrong.append(f"IncludePublicKey={include} answered {'with' if not include else 'without'} it")
+            ec2.describe_vpcs()
+        return wrong
+
+    with ThreadPoolExecutor(8) as pool:
+        wrong = [w for found in pool.map(ask, range(8)) for w in found]
+    assert wrong == []
