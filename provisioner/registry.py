@@ -35,9 +35,13 @@ class Step:
     # through the resources they join.
     tagged: ClassVar[bool] = True
 
-    def __init__(self, name: str | None = None, depends_on: Iterable[str] = ()):
+    def __init__(self, name: str | None = None, depends_on: Iterable[str] = (), may_hold: Iterable[str] = ()):
         self.name = name or self.kind.replace("_", "-")
         self.depends_on = tuple(depends_on)
+        # Steps besides its dependencies whose resource this one's may hold in AWS, so that
+        # teardown deletes this one first: found by tags (no state, another configuration), a
+        # private subnet's association may point at any private route table.
+        self.may_hold = tuple(may_hold)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -169,6 +173,9 @@ def dependency_graph(all_steps: dict[str, Step], reverse: bool = False) -> dict[
                 graph[dep].add(step.name)
             else:
                 graph[step.name].add(dep)
+        if reverse:
+            for held in (h for h in step.may_hold if h in all_steps):
+                graph[held].add(step.name)
     return graph
 
 

@@ -11,16 +11,21 @@ class RouteTableAssociation(Step):
     aws_type = "AWS::EC2::SubnetRouteTableAssociation"
     tagged = False
 
-    def __init__(self, subnet: str, table: str):
-        super().__init__(f"{subnet}-association", depends_on=(subnet, table))
+    def __init__(self, subnet: str, table: str, others: tuple[str, ...] = ()):
+        # `others`: the tables this subnet may be associated with instead. A stack built with
+        # --nat-per-az and torn down without it (or found by tags, with every option's steps)
+        # has private subnet 2 on private table 2 while this configuration says table 1.
+        super().__init__(f"{subnet}-association", depends_on=(subnet, table), may_hold=others)
         self.subnet, self.table = subnet, table
 
     @classmethod
     def instances(cls, config):
-        pairs = [(f"public-subnet-{i + 1}", "public-route-table") for i in range(ZONE_COUNT)]
-        pairs += [(f"private-subnet-{i + 1}", f"private-route-table-{min(i, config.nat_count - 1) + 1}")
-                  for i in range(ZONE_COUNT)]
-        return [cls(subnet, table) for subnet, table in pairs]
+        private_tables = tuple(f"private-route-table-{i + 1}" for i in range(config.nat_count))
+        steps = [cls(f"public-subnet-{i + 1}", "public-route-table") for i in range(ZONE_COUNT)]
+        for i in range(ZONE_COUNT):
+            table = private_tables[min(i, config.nat_count - 1)]
+            steps.append(cls(f"private-subnet-{i + 1}", table, tuple(t for t in private_tables if t != table)))
+        return steps
 
     def find_all(self, ctx, known_id):
         subnet = ctx.dep(self.subnet)

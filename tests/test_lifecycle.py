@@ -4,6 +4,7 @@ down, a second down that is a no-op, and the recoveries (lost state, crash at an
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -98,6 +99,26 @@ def test_down_finds_everything_by_tags_without_state(make_stack):
     stack.state_file.remove()
     results = stack.down()
     assert sum(r.outcome == "deleted" for r in results) == ALL_STEPS
+    assert tagged_leftovers("stylesphere") == []
+
+
+def test_down_by_tags_deletes_a_route_table_only_after_every_subnet_on_it(make_stack, strict):
+    """Without state, `down` has every option's steps, so it expects private subnet 2 on private
+    table 2 (--nat-per-az); a stack built with one NAT gateway has it on table 1. Table 1 must
+    still wait for that association to go: AWS refuses to delete a table with associations."""
+    held = {}
+
+    def slow_second_disassociation(params, **_):
+        if params.get("body", {}).get("AssociationId") == held.get("id"):
+            time.sleep(0.5)
+
+    stack = make_stack(hooks=[("before-call.ec2.DisassociateRouteTable", slow_second_disassociation)])
+    stack.up()
+    held["id"] = stack.last_ctx.resources["private-subnet-2-association"].id
+    stack.state_file.remove()
+    results = stack.down()
+    assert sum(r.outcome == "deleted" for r in results) == ALL_STEPS
+    assert [r for r in strict.refusals if r[2] == "order"] == []
     assert tagged_leftovers("stylesphere") == []
 
 

@@ -24,6 +24,7 @@ def test_graph_is_whole_and_acyclic(config):
     all_steps = build_steps(config)
     for step in all_steps.values():
         assert set(step.depends_on) <= set(all_steps), step
+        assert set(step.may_hold) <= set(all_steps) - {step.name}, step
         assert step.name not in step.depends_on
     list(TopologicalSorter(dependency_graph(all_steps)).static_order())
     list(TopologicalSorter(dependency_graph(all_steps, reverse=True)).static_order())
