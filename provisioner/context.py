@@ -178,7 +178,8 @@ class RunContext:
 
     def _saw_response(self, response=None, **_):
         if response is not None:
-            self.limiter.answered((response[1] or {}).get("Error", {}).get("Code"))
+            http, parsed = response
+            self.limiter.answered((parsed or {}).get("Error", {}).get("Code"), getattr(http, "status_code", None))
 
     def _after_call(self, http_response, parsed, model, context, **_):
         seconds = time.monotonic() - context.get("provision_started", time.monotonic())

@@ -25,7 +25,7 @@ from .config import DEFAULT_GRACE_PERIOD, StackConfig
 from .context import Reporter, RunContext
 from .engine import CREATED, DELETED, FAILED, INTERRUPTED, KEPT, SKIPPED, UPDATED
 from .errors import EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Interrupted, ProvisionError
-from .retries import THROTTLE_CODES
+from .retries import THROTTLE_CODES, THROTTLE_STATUSES
 from .runner import Connection, GlobalOptions, guarded
 from .ui import STYLES, ConsoleReporter, fmt_seconds
 
@@ -80,9 +80,12 @@ class RateLimiter:
             else:
                 time.sleep(wait)
 
-    def answered(self, code: str | None) -> None:
+    def answered(self, code: str | None, status: int | None = None) -> None:
+        """One HTTP answer: its error code, and its status for an answer without a body (a
+        throttled HEAD is a bare 503, which botocore names by its status)."""
+        bare = status in THROTTLE_STATUSES and code in (None, "", str(status))
         with self._lock:
-            if code in THROTTLE_CODES:
+            if code in THROTTLE_CODES or bare:
                 self.throttles += 1
                 now = self.clock()
                 if self.decreased_at is None or now - self.decreased_at >= DECREASE_INTERVAL:

@@ -98,6 +98,8 @@ THROTTLE_CODES = frozenset({
     "TooManyRequestsException", "RequestLimitExceeded", "RequestThrottled", "SlowDown",
     "EC2ThrottledException", "BandwidthLimitExceeded", "PriorRequestNotComplete",
 })
+# ...and, for an answer without a body to carry a code, its HTTP status.
+THROTTLE_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True)

@@ -238,12 +238,20 @@ def test_a_burst_of_throttled_answers_halves_the_rate_once_for_everyone_and_succ
     clock.now += 1.5      # the next burst, a while later: halved again
     limiter.answered("Throttling")
     assert limiter.rate == pytest.approx(5.0) and limiter.throttles == 21
-    limiter.answered("InvalidVpcID.NotFound")   # an error, but not throttling: no slowdown
+    limiter.answered("InvalidVpcID.NotFound", 400)   # an error, but not throttling: no slowdown
     assert limiter.rate > 5.0
+    limiter.answered("InternalError", 503)   # a 503 that names its cause is not throttling either
+    assert limiter.rate > 5.0 and limiter.throttles == 21
+    clock.now += 1.5
+    limiter.answered("503", 503)   # a throttled HEAD: no body, so botocore names it by its status
+    assert limiter.rate == pytest.approx(2.9) and limiter.throttles == 22
+    clock.now += 1.5
+    limiter.answered(None, 429)
+    assert limiter.rate == pytest.approx(1.45) and limiter.throttles == 23
     for _ in range(200):
         limiter.answered(None)
     assert limiter.rate == pytest.approx(20.0)
-    assert limiter.lowest == pytest.approx(5.0)
+    assert limiter.lowest == pytest.approx(1.45)
 
 
 def test_a_cancelled_run_stops_waiting_for_a_token():
