@@ -216,24 +216,29 @@ def preflight(fleet: Fleet, overrides: dict, found) -> list[str]:
     """The quota check for the stacks the roster still needs, per region; raises ConfigError
     (exit 2) when they do not fit. Returns the lines to show."""
     from .preflight import availability_zones
-    from .quotas import check_quotas
+    from .quotas import Reads, check_quotas, holdings, unfinished
 
     lines, problems = [], []
     for region, students in sorted(fleet.by_region.items()):
-        new = [s for s in students if fleet.stack_of(s, found) is None]
-        if not new:
-            lines.append(f"{region}: all {len(students)} stack(s) exist; no quota needed")
-            continue
+        summaries = [fleet.stack_of(s, found) for s in students]
+        new = [s for s, summary in zip(students, summaries) if summary is None]
         ctx = fleet.context(region)
         config = StackConfig().merged(overrides)
-        config.zones = availability_zones(ctx)
         ctx.config = config
         ctx.read_only = True
-        report = check_quotas(ctx, config, len(new))
+        # Stacks stopped half-way (a failure, Ctrl-C) still take what they lack when the re-run
+        # finishes them: counted as in use, or the check would pass a class that cannot finish.
+        existing = [holdings(summary.items) for summary in summaries if summary is not None]
+        if not new and not any(unfinished(Reads(ctx, config), held) for held in existing):
+            lines.append(f"{region}: all {len(students)} stack(s) exist; no quota needed")
+            continue
+        config.zones = availability_zones(ctx)
+        report = check_quotas(ctx, config, len(new), existing)
         for warning in report.warnings:
             fleet.reporter.warn(f"{region}: {warning}")
         if report.ok:
-            lines.append(f"{region}: {len(new)} new stack(s) fit the service quotas (room for {report.fits})")
+            rest = f" and the rest of {report.finishing} half-built one(s)" if report.finishing else ""
+            lines.append(f"{region}: {len(new)} new stack(s){rest} fit the service quotas (room for {report.fits})")
         else:
             print_quota_table(fleet.reporter, report)
             problems.append(report.message())
@@ -253,8 +258,9 @@ def print_quota_table(reporter: ConsoleReporter, report) -> None:
     for line in report.lines:
         limit = "?" if line.limit is None else f"{line.limit:g}"
         fits = "-" if line.fits is None else str(line.fits)
+        used = f"{line.used:g}" + (f" +{line.owed:g} to come" if line.owed else "")
         style = "bold red" if line in report.limiting() else ""
-        table.add_row(line.name, f"{line.service_code} {line.quota_code}", line.scope, limit, f"{line.used:g}",
+        table.add_row(line.name, f"{line.service_code} {line.quota_code}", line.scope, limit, used,
                       f"{line.per_stack:g}", fits, style=style)
     reporter.console.print(table)
 

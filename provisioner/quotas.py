@@ -225,6 +225,57 @@ def elastic_ips_needed(reads: Reads) -> dict[str, float]:
     return {REGION_SCOPE: reads.config.nat_count}  # one per NAT gateway
 
 
+# -- what a stack that exists still needs ----------------------------------------------------------
+
+def holdings(items) -> Counter:
+    """What a stack found in the region holds: its resources by kind, and by step ("step:bastion")."""
+    held = Counter(i.kind for i in items)
+    held.update(f"step:{i.step}" for i in items if i.step)
+    return held
+
+
+def still_by_kind(kind: str, count: Callable[["StackConfig"], int]):
+    """A quota on one kind of resource: a stack holding `count` of them needs no more; one that
+    holds fewer (a stack stopped half-way) still needs the rest, from its first scope on (its NAT
+    gateway in the first zone before the second)."""
+    def still(reads: Reads, held: Counter, need: Callable[[], dict[str, float]]) -> dict[str, float]:
+        have = held.get(kind, 0)
+        if have >= count(reads.config):
+            return {}
+        out = {}
+        for scope, amount in need().items():
+            taken = min(have, amount)
+            have -= taken
+            if amount > taken:
+                out[scope] = amount - taken
+        return out
+    return still
+
+
+def standard_vcpus_still_needed(reads: Reads, held: Counter, need) -> dict[str, float]:
+    """An Auto Scaling Group that exists has its instances counted as they run; a stack without
+    one still needs them all (and the bastion's, if it has none yet)."""
+    config = reads.config
+    missing = []
+    if not held.get("auto_scaling_group"):
+        missing += [config.instance_type] * config.desired_capacity
+    if config.bastion and not held.get("step:bastion"):
+        missing.append(BASTION_INSTANCE_TYPE)
+    if not missing:
+        return {}
+    vcpus = reads.vcpus(missing)
+    owed = sum(vcpus.get(t, 0) for t in missing if is_standard(t))
+    return {REGION_SCOPE: owed} if owed else {}
+
+
+def _one(config) -> int:
+    return 1
+
+
+def _per_nat_gateway(config) -> int:
+    return config.nat_count
+
+
 @dataclass(frozen=True)
 class Quota:
     key: str
@@ -233,22 +284,32 @@ class Quota:
     quota_code: str
     usage: Callable[[Reads], dict[str, float]]    # in use, by scope
     need: Callable[[Reads], dict[str, float]]     # taken by one new stack, by scope
+    # still(reads, holdings, need): what a stack that exists still takes, by scope
+    still: Callable[[Reads, Counter, Callable[[], dict[str, float]]], dict[str, float]]
     unit: str = ""
 
 
 QUOTAS: tuple[Quota, ...] = (
-    Quota("vpcs", "VPCs per Region", "vpc", "L-F678F1CE", vpcs_in_use, one_per_stack),
+    Quota("vpcs", "VPCs per Region", "vpc", "L-F678F1CE", vpcs_in_use, one_per_stack,
+          still_by_kind("vpc", _one)),
     # Each stack's VPC has its own internet gateway; the default is the same 5 as for VPCs.
     Quota("internet_gateways", "Internet gateways per Region", "vpc", "L-A4707A72",
-          internet_gateways_in_use, one_per_stack),
-    Quota("elastic_ips", "EC2-VPC Elastic IPs", "ec2", "L-0263D0A3", elastic_ips_in_use, elastic_ips_needed),
+          internet_gateways_in_use, one_per_stack, still_by_kind("internet_gateway", _one)),
+    Quota("elastic_ips", "EC2-VPC Elastic IPs", "ec2", "L-0263D0A3", elastic_ips_in_use, elastic_ips_needed,
+          still_by_kind("elastic_ip", _per_nat_gateway)),
     Quota("nat_gateways", "NAT gateways per Availability Zone", "vpc", "L-FE5A380F",
-          nat_gateways_in_use, nat_gateways_needed),
+          nat_gateways_in_use, nat_gateways_needed, still_by_kind("nat_gateway", _per_nat_gateway)),
     Quota("load_balancers", "Application Load Balancers per Region", "elasticloadbalancing", "L-53DA6B97",
-          load_balancers_in_use, one_per_stack),
+          load_balancers_in_use, one_per_stack, still_by_kind("load_balancer", _one)),
     Quota("standard_vcpus", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", "ec2",
-          "L-1216C47A", standard_vcpus_in_use, standard_vcpus_needed, unit="vCPUs"),
+          "L-1216C47A", standard_vcpus_in_use, standard_vcpus_needed, standard_vcpus_still_needed, unit="vCPUs"),
 )
+
+
+def unfinished(reads: Reads, held: Counter) -> bool:
+    """Whether a stack that exists still lacks something a quota counts (no call to AWS unless
+    it lacks its instances: their vCPUs are looked up)."""
+    return any(quota.still(reads, held, lambda quota=quota: quota.need(reads)) for quota in QUOTAS)
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -269,10 +330,16 @@ class QuotaLine:
     scope: str                 # "region", or the zone of a per-zone quota
     fits: int | None           # new stacks that fit; None if unknown or per_stack == 0
     unit: str = ""
+    owed: float = 0.0          # still to be taken by stacks that exist half-built
 
     def needed_for(self, stacks: int) -> int:
-        """The quota value `stacks` more stacks need."""
-        return math.ceil(self.used + self.per_stack * stacks)
+        """The quota value `stacks` more stacks need (after the half-built ones are finished)."""
+        return math.ceil(self.used + self.owed + self.per_stack * stacks)
+
+    @property
+    def over(self) -> bool:
+        """Finishing the half-built stacks alone goes past the limit."""
+        return self.limit is not None and self.owed > 0 and self.used + self.owed > self.limit
 
 
 def _fits(limit: float | None, used: float, per_stack: float) -> int | None:
@@ -287,6 +354,7 @@ class QuotaReport:
     wanted: int
     lines: list[QuotaLine] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    finishing: int = 0         # stacks that exist and still take something a quota counts
 
     @property
     def fits(self) -> int:
@@ -295,13 +363,15 @@ class QuotaReport:
 
     @property
     def ok(self) -> bool:
-        return self.fits >= self.wanted
+        return self.fits >= self.wanted and not any(line.over for line in self.lines)
 
     def limiting(self) -> list[QuotaLine]:
-        return [line for line in self.lines if line.fits is not None and line.fits < self.wanted]
+        return [line for line in self.lines if line.fits is not None and line.fits < self.wanted or line.over]
 
     def message(self) -> str:
         stacks = f"{self.wanted} new stack{'s' if self.wanted != 1 else ''}"
+        if self.finishing:
+            stacks += f" and the rest of {self.finishing} half-built one{'s' if self.finishing != 1 else ''}"
         if self.ok:
             checked = "the quotas it could read" if self.warnings else "its quotas"
             return f"The roster's {stacks} fit {checked} in {self.region} (room for {self.fits})."
@@ -314,8 +384,9 @@ class QuotaReport:
             for line in lines:
                 where = f" in {line.scope}" if line.scope != REGION_SCOPE else ""
                 unit = f" {line.unit}" if line.unit else ""
+                owed = f" and {_number(line.owed)} still to come for half-built stacks" if line.owed else ""
                 facts.append(f"{line.name} ({service_code} {quota_code}){where}: {_number(line.limit)}{unit}, "
-                             f"{_number(line.used)} in use, {_number(line.per_stack)} per stack -> needs "
+                             f"{_number(line.used)} in use{owed}, {_number(line.per_stack)} per stack -> needs "
                              f"{line.needed_for(self.wanted)} for {self.wanted} more.")
             # A per-zone quota is one value for every zone: ask for what the fullest zone needs.
             desired = max(line.needed_for(self.wanted) for line in lines)
@@ -362,13 +433,15 @@ def quota_value(ctx: "RunContext", quota: Quota) -> tuple[float | None, str | No
     return None, f"Service Quotas has no value for {label} in {ctx.region}: not checked"
 
 
-def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int) -> QuotaReport:
+def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, existing=()) -> QuotaReport:
     """What `new_stacks` more stacks of `config` need in ctx.region against its quotas and
-    current usage. Only reads. A quota that cannot be read (unknown to Service Quotas, or the
-    credentials may not read quotas) is a warning, not counted; a usage read that fails stops
-    the check (a count the tool cannot see must never pass for zero)."""
+    current usage, once the stacks that exist (`existing`: their holdings) have what they still
+    lack. Only reads. A quota that cannot be read (unknown to Service Quotas, or the credentials
+    may not read quotas) is a warning, not counted; a usage read that fails stops the check (a
+    count the tool cannot see must never pass for zero)."""
     reads = Reads(ctx, config)
     report = QuotaReport(region=ctx.region, wanted=new_stacks)
+    finishing: set[int] = set()
     refused: str | None = None
     unread: list[str] = []
     for quota in QUOTAS:
@@ -383,17 +456,26 @@ def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int) -> Q
         if limit is None and refused is not None:
             unread.append(f"{quota.name} ({quota.service_code} {quota.quota_code})")
         used = quota.usage(reads)
-        for scope, per_stack in quota.need(reads).items():
-            if per_stack <= 0 and scope != REGION_SCOPE:
+        need = quota.need(reads)
+        owed: Counter = Counter()
+        for index, held in enumerate(existing):
+            still = quota.still(reads, held, lambda: need)
+            owed.update(still)
+            if any(still.values()):
+                finishing.add(index)
+        for scope, per_stack in need.items():
+            if per_stack <= 0 and scope != REGION_SCOPE and not owed.get(scope):
                 continue
             in_use = float(used.get(scope, 0))
             report.lines.append(QuotaLine(
                 key=quota.key, name=quota.name, service_code=quota.service_code, quota_code=quota.quota_code,
                 limit=limit, used=in_use, per_stack=float(per_stack), scope=scope,
-                fits=_fits(limit, in_use, per_stack), unit=quota.unit))
+                fits=_fits(limit, in_use + owed.get(scope, 0), per_stack), unit=quota.unit,
+                owed=float(owed.get(scope, 0))))
     if refused is not None:
         report.warnings.append(f"cannot read quotas in {ctx.region}: {refused}. Not checked: {', '.join(unread)} "
                                f"(grant servicequotas:GetServiceQuota and servicequotas:GetAWSDefaultServiceQuota "
                                f"to check them)")
     report.warnings.extend(reads.warnings)
+    report.finishing = len(finishing)
     return report

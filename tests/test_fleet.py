@@ -168,6 +168,34 @@ def test_the_quota_preflight_refuses_a_class_that_does_not_fit(hooks, tmp_path, 
     assert len(ec2.describe_vpcs()["Vpcs"]) == 3
 
 
+def test_the_preflight_counts_what_a_half_built_stack_still_needs(hooks, roster, state_dir, calls):
+    def refuse_alan(params, **_):
+        if "alan@example.edu" in params["body"].values():
+            return refuse("AddressLimitExceeded", "The maximum number of addresses has been reached.")
+        return None
+
+    hooks.append(("before-call.ec2.AllocateAddress", refuse_alan))
+    first = cli("fleet", "up", "--roster", roster, "--no-wait", state_dir=state_dir)
+    assert first.exit_code == 1 and "AddressLimitExceeded" in first.text, first.output
+    assert "cs101-alan-turing" in fleet_stacks()      # its network exists; no address, no NAT gateway
+    hooks.clear()
+    # Someone else's addresses fill the emulator's quota of 5: Alan's stack cannot be finished.
+    ec2 = boto3.client("ec2", region_name=REGION)
+    others = [ec2.allocate_address(Domain="vpc")["AllocationId"] for _ in range(3)]
+    calls.clear()
+    refused = cli("fleet", "up", "--roster", roster, "--no-wait", state_dir=state_dir)
+    assert refused.exit_code == 2, refused.output
+    assert "0 new stacks and the rest of 1 half-built one" in refused.text
+    assert "5 in use and 1 still to come for half-built stacks" in refused.text
+    assert "--quota-code L-0263D0A3 --desired-value 6" in refused.text
+    assert [c for c in calls if is_mutating(c[1])] == []
+    ec2.release_address(AllocationId=others[0])
+    again = cli("fleet", "up", "--roster", roster, "--no-wait", state_dir=state_dir)
+    assert again.exit_code == 0, again.output
+    assert "0 new stack(s) and the rest of 1 half-built one(s) fit" in again.text
+    assert "3 of 3 stack(s) up" in again.text
+
+
 def test_status_report_cleanup_and_down_see_the_class_by_its_tags(hooks, roster, state_dir, tmp_path):
     assert cli("fleet", "up", "--roster", roster, state_dir=state_dir).exit_code == 0
 

@@ -5,6 +5,7 @@ Answers moto cannot give (low quotas, no such quota, access denied) come from ev
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import boto3
 import pytest
@@ -217,6 +218,55 @@ def test_the_limiting_quota_is_named_with_the_value_to_ask_for(moto_aws):
     assert "(ec2 L-1216C47A): 32 vCPUs, 24 in use, 4 per stack -> needs 36 for 3 more." in message
     assert f"`{increase_command('ec2', VCPU_CODE, 36, REGION)}`" in message
     assert "--desired-value 36" in message and "VPCs" not in message
+
+
+# -- stacks that exist half-built ------------------------------------------------------------------
+
+def test_a_half_built_stack_still_takes_what_it_lacks(moto_aws):
+    """A stack stopped after its network (a failure, Ctrl-C) is finished by the re-run: its
+    Elastic IP, NAT gateway, load balancer and instances still count, and nothing it has."""
+    whole = Counter({"vpc": 1, "internet_gateway": 1, "elastic_ip": 1, "nat_gateway": 1, "load_balancer": 1,
+                     "auto_scaling_group": 1, "step:bastion": 1})
+    half = Counter({"vpc": 1, "internet_gateway": 1, "subnet": 4})
+    ctx = context()
+    report = check_quotas(ctx, config(desired_capacity=2, bastion=True), 1, [whole, half])
+    assert report.finishing == 1
+    owed = {x.key: (x.scope, x.owed) for x in report.lines if x.owed}
+    assert owed == {"elastic_ips": ("region", 1), "nat_gateways": (ZONES[0], 1), "load_balancers": ("region", 1),
+                    "standard_vcpus": ("region", 2 * 2 + 2)}
+    assert line(report, "vpcs").owed == 0
+    # The emulator's 5 Elastic IPs, none allocated in this test, 1 to come: 4 more stacks fit.
+    assert line(report, "elastic_ips").fits == 4
+    assert report.ok and "the rest of 1 half-built one" in report.message()
+
+
+def test_a_stack_that_has_everything_owes_nothing_and_costs_no_call(moto_aws):
+    from provisioner.quotas import Reads, unfinished
+
+    ctx = context()
+    whole = Counter({"vpc": 1, "internet_gateway": 1, "elastic_ip": 2, "nat_gateway": 2, "load_balancer": 1,
+                     "auto_scaling_group": 1})
+    assert not unfinished(Reads(ctx, config(nat_per_az=True)), whole)
+    assert ctx.calls == []
+    # One NAT gateway of two: the second zone's is still to come.
+    one_nat = whole + Counter()
+    one_nat["nat_gateway"] = 1
+    report = check_quotas(context(), config(nat_per_az=True), 0, [one_nat])
+    assert [(x.scope, x.owed) for x in report.lines if x.key == "nat_gateways"] == [(ZONES[0], 0), (ZONES[1], 1)]
+
+
+def test_finishing_half_built_stacks_alone_can_be_more_than_the_quota(moto_aws):
+    for _ in range(4):
+        ec2().allocate_address(Domain="vpc")             # 4 of the emulator's 5 Elastic IPs
+    half = Counter({"vpc": 1, "internet_gateway": 1})
+    report = check_quotas(context(), config(), 0, [half, half])
+    eips = line(report, "elastic_ips")
+    assert (eips.used, eips.owed, eips.over) == (4, 2, True)
+    assert not report.ok and [x.key for x in report.limiting()] == ["elastic_ips"]
+    message = report.message()
+    assert "0 new stacks and the rest of 2 half-built ones" in message
+    assert "4 in use and 2 still to come for half-built stacks" in message
+    assert "--quota-code L-0263D0A3 --desired-value 6" in message
 
 
 def test_nat_gateways_are_counted_per_zone(moto_aws):
