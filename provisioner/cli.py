@@ -81,10 +81,13 @@ def shape_options(f):
     @click.option("--ssh-cidr", metavar="CIDR",
                   help="Who may SSH to the bastion, e.g. 203.0.113.7/32 (asked for at a terminal; "
                        "0.0.0.0/0 is never assumed).")
+    @click.option("--allow-wide-ssh", is_flag=True, default=None,
+                  help="Accept an --ssh-cidr wider than /16 (such as 0.0.0.0/0, the whole internet); "
+                       "remembered with that CIDR.")
     @functools.wraps(f)
     def wrapper(*args, vpc_cidr, public_subnets, private_subnets, nat_per_az, instance_type, ami, min_size,
                 desired_capacity, max_size, grace_period, domain, certificate_arn, ttl, expires_at, bastion,
-                ssh_cidr, **kwargs):
+                ssh_cidr, allow_wide_ssh, **kwargs):
         from .config import normalize_ssh_cidr, parse_cidr_pair
         from .expiry import expiry_from_options
 
@@ -96,7 +99,10 @@ def shape_options(f):
                     "min_size": min_size, "desired_capacity": desired_capacity, "max_size": max_size,
                     "grace_period": grace_period, "domain": domain, "certificate_arn": certificate_arn,
                     "expires_at": expiry_from_options(ttl, expires_at), "bastion": bastion,
-                    "ssh_cidr": normalize_ssh_cidr(ssh_cidr) if ssh_cidr is not None else None}
+                    "ssh_cidr": normalize_ssh_cidr(ssh_cidr) if ssh_cidr is not None else None,
+                    # The permission is for the CIDR it came with: a new --ssh-cidr without the
+                    # flag drops it, and no flag and no CIDR keep what the stack was built with.
+                    "allow_wide_ssh": True if allow_wide_ssh else (False if ssh_cidr is not None else None)}
 
         return f(*args, overrides=overrides, **kwargs)
 

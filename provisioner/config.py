@@ -16,9 +16,13 @@ DEFAULT_STACK = "stylesphere"
 LONGEST_NAME_SUFFIX = "-frontend"
 AWS_NAME_LIMIT = 32
 STACK_NAME_MAX = AWS_NAME_LIMIT - len(LONGEST_NAME_SUFFIX)
+# Every input pattern here is anchored with \A...\Z and used with fullmatch: `$` also matches
+# before a trailing newline, so `--stack $'abc\n'` passed and built 21 resources before AWS
+# refused the name. ASCII classes only: `\d` takes any script's digits ("١", "１"), and
+# IGNORECASE would let the Kelvin sign pass as k and a dotless ı as i.
 # Lower case only: the stack name also goes into the S3 bucket name, which allows no capitals.
 # ELBv2 names may not start or end with a hyphen; S3 rejects consecutive ones next to dots.
-STACK_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+STACK_NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*\Z")
 
 ZONE_COUNT = 2
 
@@ -32,12 +36,16 @@ CERTIFICATE_CN_MAX = 64
 DEFAULT_GRACE_PERIOD = 600
 MIN_GRACE_PERIOD = 300
 MAX_GRACE_PERIOD = 7200
-INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+$")
-AMI_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+INSTANCE_TYPE_RE = re.compile(r"\A[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+\Z")
+AMI_RE = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 CERTIFICATE_ARN_RE = re.compile(
-    r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):(?P<account>\d{12}):certificate/[0-9a-f-]{36}$")
-DNS_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+    r"\Aarn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):(?P<account>[0-9]{12}):certificate/[0-9a-f-]{36}\Z")
+DNS_LABEL_RE = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 SSH_CIDR_HINT = "--ssh-cidr 203.0.113.7/32 (your address; `curl https://checkip.amazonaws.com`)"
+# The widest SSH source the bastion takes without --allow-wide-ssh: a /16 (65,536 addresses, a
+# campus or a provider's block). Wider is a good part of the internet, whose scanners find an
+# open port 22 within minutes of the bastion getting its public address.
+WIDEST_SSH_PREFIX = 16
 
 
 @dataclass
@@ -66,6 +74,9 @@ class StackConfig:
     # Remote diagnostics: a bastion in a public subnet, reachable on SSH from `ssh_cidr` only.
     bastion: bool = False
     ssh_cidr: str | None = None
+    # --allow-wide-ssh: the user knows that ssh_cidr is wider than a /16. Kept with that CIDR (a
+    # later plain `up` needs no flag); a new --ssh-cidr given without the flag clears it.
+    allow_wide_ssh: bool = False
     # Classroom fleets: the roster a stack was made from and its student, as tags (`list`,
     # `cleanup --roster` and `fleet` find a class's stacks by them).
     roster: str | None = None
@@ -106,7 +117,7 @@ class StackConfig:
         return self.domain or f"{stack}.example.com"
 
     def certificate_region(self) -> str | None:
-        match = CERTIFICATE_ARN_RE.match(self.certificate_arn or "")
+        match = CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn or "")
         return match.group("region") if match else None
 
     def validate(self) -> None:
@@ -114,6 +125,10 @@ class StackConfig:
             vpc = ipaddress.IPv4Network(self.vpc_cidr)
         except ValueError as e:
             raise ConfigError(f"invalid VPC CIDR {self.vpc_cidr!r}: {e}") from None
+        # ipaddress also reads "10.0.0.0/016" and "10.0.0.0/255.255.0.0"; EC2 gets the text as
+        # typed, so only the form ipaddress writes back goes through.
+        if str(vpc) != self.vpc_cidr:
+            raise ConfigError(f"VPC CIDR {self.vpc_cidr!r} is not written as a network", hint=f"--vpc-cidr {vpc}")
         if not 16 <= vpc.prefixlen <= 28:
             raise ConfigError(
                 f"VPC CIDR {self.vpc_cidr} has prefix /{vpc.prefixlen}; AWS allows /16 to /28")
@@ -129,6 +144,9 @@ class StackConfig:
                     net = ipaddress.IPv4Network(cidr)
                 except ValueError as e:
                     raise ConfigError(f"invalid {tier} subnet CIDR {cidr!r}: {e}") from None
+                if str(net) != cidr:
+                    raise ConfigError(f"{tier} subnet CIDR {cidr!r} is not written as a network",
+                                      hint=f"--{tier}-subnets with {net}")
                 if not net.subnet_of(vpc):
                     raise ConfigError(f"{tier} subnet {cidr} is not inside the VPC CIDR {vpc}")
                 if not 16 <= net.prefixlen <= 28:
@@ -139,11 +157,26 @@ class StackConfig:
                 subnets.append((tier, net))
         self.validate_compute()
 
+    def validate_tags(self) -> None:
+        """The values that become tags on every resource, against AWS's tag rules: EC2 takes
+        nearly anything, and the first refusal (ACM, IAM, ELBv2) would come a score of resources
+        in. A fleet's roster and student are checked line by line when the roster is read; this
+        also covers a state file written by hand or by an older version. Not part of validate():
+        `down` and `status` must still work on a stack saved with such a value."""
+        from .context import TAG_EXPIRES_AT, TAG_ROSTER, TAG_STUDENT
+        from .tags import check_tag_value
+
+        for key, value, label in ((TAG_ROSTER, self.roster, "roster"), (TAG_STUDENT, self.student, "student"),
+                                  (TAG_EXPIRES_AT, self.expires_at, "expiry")):
+            check_tag_value(key, value, f"the stack's {label}",
+                            hint="the state file holds it (edited, or from an older version); `provision down` "
+                                 "still removes a stack saved with it")
+
     def validate_compute(self) -> None:
-        if not INSTANCE_TYPE_RE.match(self.instance_type or ""):
+        if not INSTANCE_TYPE_RE.fullmatch(self.instance_type or ""):
             raise ConfigError(f"invalid instance type {self.instance_type!r}",
                               hint="use an EC2 instance type such as t3.micro, t3.small or m7i.large")
-        if self.ami is not None and not AMI_RE.match(self.ami):
+        if self.ami is not None and not AMI_RE.fullmatch(self.ami):
             raise ConfigError(f"invalid AMI id {self.ami!r}", hint="an AMI id looks like ami-0123456789abcdef0")
         for name, value in (("--min", self.min_size), ("--desired", self.desired_capacity), ("--max", self.max_size)):
             if not isinstance(value, int) or value < 0:
@@ -174,17 +207,34 @@ class StackConfig:
         if self.bastion and not self.ssh_cidr:
             raise ConfigError("--bastion needs --ssh-cidr, the addresses SSH is allowed from; refusing to guess "
                               "0.0.0.0/0 (the whole internet)", hint=SSH_CIDR_HINT)
-        if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.match(self.certificate_arn):
+        if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn):
             raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
                               hint="an ACM certificate ARN looks like "
                                    "arn:aws:acm:us-east-1:123456789012:certificate/<uuid>")
+
+    def check_ssh_exposure(self) -> str | None:
+        """Refuse a bastion whose SSH rule is wider than a /16 unless --allow-wide-ssh was
+        given; with it, the warning to show. Not part of validate(): `up` and `plan` check it,
+        while `down`, `status` and the rest must still work on a stack saved with such a rule."""
+        if not self.bastion or not self.ssh_cidr:
+            return None
+        network = ipaddress.IPv4Network(self.ssh_cidr)
+        if network.prefixlen >= WIDEST_SSH_PREFIX:
+            return None
+        reach = "the whole internet" if network.prefixlen == 0 else f"{network.num_addresses:,} addresses"
+        if not self.allow_wide_ssh:
+            raise ConfigError(f"--ssh-cidr {self.ssh_cidr} opens the bastion's SSH port to {reach}; refusing "
+                              f"anything wider than /{WIDEST_SSH_PREFIX} without --allow-wide-ssh",
+                              hint=f"{SSH_CIDR_HINT}, or add --allow-wide-ssh if that range is really meant")
+        return (f"the bastion accepts SSH from {self.ssh_cidr} ({reach}, --allow-wide-ssh); "
+                "your own address/32 is safer")
 
 
 def validate_domain(domain: str) -> str:
     """A name the self-signed certificate can carry as its Common Name and SAN."""
     name = domain[2:] if domain.startswith("*.") else domain
     labels = name.split(".")
-    if (domain != domain.lower() or len(labels) < 2 or not all(DNS_LABEL_RE.match(label) for label in labels)
+    if (domain != domain.lower() or len(labels) < 2 or not all(DNS_LABEL_RE.fullmatch(label) for label in labels)
             or labels[-1].isdigit()):
         raise ConfigError(f"invalid domain {domain!r}",
                           hint="use a lower-case DNS name such as shop.example.com")
@@ -225,7 +275,7 @@ def validate_stack_name(name: str) -> str:
             f"stack name {name!r} is {len(name)} characters; at most {STACK_NAME_MAX} fit, because "
             f"the longest derived name ('{name}{LONGEST_NAME_SUFFIX}', a target group) must fit "
             f"AWS's {AWS_NAME_LIMIT}-character limit")
-    if not STACK_NAME_RE.match(name):
+    if not STACK_NAME_RE.fullmatch(name):
         raise ConfigError(
             f"invalid stack name {name!r}",
             hint="use lower-case letters, digits and single hyphens, starting with a letter "

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
-from .errors import AwsFailure, Interrupted
+from .errors import AwsFailure, ForeignResource, Interrupted
 from .retries import BOTOCORE_RETRIES, TIMEOUTS, WAIT_AND_RETRY, error_code, error_message
 from .state import utc_now
 
@@ -256,6 +256,36 @@ class RunContext:
     def owns(self, tags: list[dict], step: str) -> bool:
         have = {t["Key"]: t["Value"] for t in tags}
         return have.get(TAG_STACK) == self.stack and have.get(TAG_STEP) == step
+
+    def is_ours(self, tags: list[dict] | None, step: str) -> bool:
+        """This stack's tag, and this step's or none (a removed tag, which `up` puts back)."""
+        have = {t["Key"]: t["Value"] for t in tags or []}
+        return have.get(TAG_STACK) == self.stack and have.get(TAG_STEP, step) == step
+
+    def claim(self, step: str, resource_id: str, tags: list[dict] | None, what: str = "") -> None:
+        """A resource found by the id the state file remembers is the stack's only if its tags say
+        so: a state file copied from another stack, hand-edited or restored from a backup must
+        never make `up` re-tag, or `down` delete, what belongs to someone else.
+
+        This stack's tag with the step's tag missing is ours (someone removed a tag; `up` puts it
+        back); another stack's, another step's, or none at all is refused."""
+        if self.is_ours(tags, step):
+            return
+        have = {t["Key"]: t["Value"] for t in tags or []}
+        label = f"{what} {resource_id}".strip()
+        if have.get(TAG_STACK) == self.stack:
+            owner = f"this stack's step {have[TAG_STEP]!r}, not {step!r}"
+        elif TAG_STACK in have:
+            owner = f"stack {have[TAG_STACK]!r}"
+            if have.get(TAG_OWNER):
+                owner += f" (created by {have[TAG_OWNER]})"
+        else:
+            owner = "no stack: it carries none of provision's tags"
+        raise ForeignResource(
+            f"the state file says {step} is {label}, but {resource_id} belongs to {owner}; "
+            f"refusing to adopt, change or delete it",
+            hint=f"the state file of stack {self.stack!r} is not this stack's (copied, edited or restored?): "
+                 "move it aside and run again, and the stack's own resources are found by their tags")
 
     def client_token(self, step: str) -> str:
         """Idempotency token for APIs that take one: the same for a retried create within this

@@ -47,7 +47,38 @@ def apply() -> None:
     _patch_launch_template_current_tags()
     _patch_service_quota_defaults()
     _patch_response_transformers_per_request()
+    _patch_create_bucket_tags()
     _applied = True
+
+
+# -- S3 ------------------------------------------------------------------------------------------
+
+def _patch_create_bucket_tags() -> None:
+    """AWS tags a general purpose bucket at CreateBucket (CreateBucketConfiguration's Tags, since
+    2025); moto reads only the LocationConstraint and makes the bucket untagged, which the tool
+    would then refuse to adopt."""
+    from xml.parsers.expat import ExpatError
+
+    import xmltodict
+    from moto.s3.responses import S3Response
+
+    original = S3Response._bucket_response_put
+
+    def _bucket_response_put(self, request, bucket_name, querystring):
+        answer = original(self, request, bucket_name, querystring)
+        if not querystring and self.body:
+            try:
+                config = xmltodict.parse(self.body).get("CreateBucketConfiguration") or {}
+            except ExpatError:  # moto's own answer to a malformed body stands
+                config = {}
+            tags = (config.get("Tags") or {}).get("Tag") or []
+            tags = [tags] if isinstance(tags, dict) else tags
+            bucket = self.backend.get_bucket(bucket_name)
+            if tags and not self.backend.tagger.list_tags_for_resource(bucket.arn)["Tags"]:
+                self.backend.put_bucket_tagging(bucket_name, {t["Key"]: t.get("Value") or "" for t in tags})
+        return answer
+
+    S3Response._bucket_response_put = _bucket_response_put
 
 
 # -- answering requests in parallel -------------------------------------------------------------

@@ -18,9 +18,9 @@ from graphlib import TopologicalSorter
 from typing import Callable
 
 from .context import Resource, RunContext
-from .errors import AwsFailure, Interrupted, ProvisionError
+from .errors import AwsFailure, ForeignResource, Interrupted, ProvisionError
 from .registry import Step, dependency_graph, lookup_graph
-from .retries import PERMISSION_CODES, error_code, error_message, hint_for, is_gone
+from .retries import PERMISSION_CODES, error_code, error_message, hint_for
 from .state import StackState, StateFile
 
 DEFAULT_WORKERS = 8
@@ -50,6 +50,17 @@ class StepResult:
         return self.outcome in DONE_OK
 
 
+def refuse_foreign(results) -> None:
+    """Stop the whole command, before it changes anything, when the state names a resource that
+    is another stack's (or nobody's): one message for all of them."""
+    foreign = [r.error for r in results if isinstance(r.error, ForeignResource)]
+    if len(foreign) == 1:
+        raise foreign[0]
+    if foreign:
+        raise ForeignResource(f"{len(foreign)} resources the state file names are not this stack's; nothing "
+                              "was changed:\n  " + "\n  ".join(f.message for f in foreign), hint=foreign[0].hint)
+
+
 class Engine:
     def __init__(self, ctx: RunContext, steps: dict[str, Step], state: StackState,
                  state_file: StateFile | None = None, workers: int = DEFAULT_WORKERS,
@@ -62,12 +73,16 @@ class Engine:
         self.state = state
         self.state_file = state_file
         self.workers = workers
+        # What `up` found by the ids in state while checking they are the stack's (_check_claims).
+        self._claimed: dict[str, Resource] = {}
         for name, record in state.resources.items():
             if name in steps and record.get("id"):
                 ctx.resources[name] = Resource(id=record["id"], attrs=record.get("attrs", {}))
 
     # -- commands ------------------------------------------------------------------------------
     def up(self) -> list[StepResult]:
+        self._check_names()
+        self._claimed = self._check_claims({**self.steps, **self.retired})
         self._save()
         results = self._walk(self._up_step, self.steps, dependency_graph(self.steps), active="creating")
         if self.retired and all(r.ok for r in results):
@@ -77,6 +92,7 @@ class Engine:
         return results
 
     def plan(self) -> list[StepResult]:
+        self._check_names()
         with self._read_only():
             results = self._walk(self._plan_step, self.steps, dependency_graph(self.steps), active="checking",
                                  record=False)
@@ -99,15 +115,39 @@ class Engine:
         with self._read_only():
             found = {r.name: r for r in self._walk(self._discover_step, steps, lookup_graph(steps),
                                                      active="finding", record=False)}
+        refuse_foreign(found.values())
         return self._walk(lambda step: self._down_step(step, found[step.name]), steps,
                           dependency_graph(steps, reverse=True), active="deleting")
+
+    def _check_names(self) -> None:
+        """Before `up` or `plan`: a name the stack would take that something not this stack's
+        holds (an untagged bucket of the derived name) stops the run now, not twenty resources in."""
+        with self._read_only():
+            for step in self.steps.values():
+                step.check_name(self.ctx, self._known_id(step))
+
+    def _check_claims(self, steps: dict[str, Step]) -> dict[str, Resource]:
+        """Before `up` changes anything: look up every resource the state file names, and stop if
+        one of them is not this stack's (a state file copied from another stack must not make
+        `up` re-tag its resources). What is found by its remembered id is handed to the step's
+        turn in the walk, so this costs no second lookup."""
+        claimed = {name: step for name, step in steps.items() if step.tagged and self._known_id(step)}
+        if not claimed:
+            return {}
+        with self._read_only():
+            results = self._walk(self._discover_step, claimed, {name: set() for name in claimed},
+                                 active="checking", record=False)
+        refuse_foreign(results)
+        return {r.name: r.resources[0] for r in results
+                if r.name in self.steps and r.outcome == PRESENT and len(r.resources) == 1
+                and r.resources[0].id == self._known_id(self.steps[r.name])}
 
     # -- per-step work (runs in worker threads) ------------------------------------------------
     def _known_id(self, step: Step) -> str | None:
         return self.state.resources.get(step.name, {}).get("id")
 
     def _up_step(self, step: Step) -> StepResult:
-        resource = step.find(self.ctx, self._known_id(step))
+        resource = self._claimed.pop(step.name, None) or step.find(self.ctx, self._known_id(step))
         if resource is None:
             self.ctx.reporter.step(step.name, "creating")
             resource = step.create(self.ctx)
@@ -146,6 +186,8 @@ class Engine:
                           ", ".join(r.id for r in found) or None, resources=found)
 
     def _down_step(self, step: Step, discovered: StepResult) -> StepResult:
+        from botocore.exceptions import ClientError
+
         if discovered.error is not None:
             raise discovered.error
         if not discovered.ok:  # never looked for (what it hangs on could not be found): not "absent"
@@ -156,8 +198,10 @@ class Engine:
             self.ctx.reporter.step(step.name, "deleting", resource.id)
             try:
                 step.delete(self.ctx, resource)
-            except Exception as e:
-                if not is_gone(e):  # deleting what is already gone is success
+            except ClientError as e:
+                # Deleting what is already gone is success; only this kind's own "not found"
+                # says that, never one about a dependency.
+                if error_code(e) not in step.gone_codes:
                     raise
         return StepResult(step.name, DELETED, discovered.resource_id)
 

@@ -39,6 +39,11 @@ class AmbiguousResource(ConfigError):
     """Two resources carry the same stack and step tags: we refuse to guess which one is ours."""
 
 
+class ForeignResource(ConfigError):
+    """A resource the state file names carries another stack's tags, or none of the tool's: it is
+    never adopted, changed or deleted, and the command stops before changing anything."""
+
+
 class DriftConflict(ConfigError):
     """A live resource differs from the configuration in a way that cannot be changed in place."""
 

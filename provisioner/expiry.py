@@ -14,8 +14,10 @@ NEVER = "never"
 TAG_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"^(?:(\d+)([smhdw]))+$")
-_PART_RE = re.compile(r"(\d+)([smhdw])")
+# ASCII digits, whole string (\A...\Z): `\d` would take "٤h" and "４h" (int() reads them), `$` a
+# trailing newline.
+_DURATION_RE = re.compile(r"\A(?:([0-9]+)([smhdw]))+\Z")
+_PART_RE = re.compile(r"([0-9]+)([smhdw])")
 # Up to a year: a longer TTL is almost certainly a typo, and never expiring is `never`.
 MAX_DURATION = timedelta(days=366)
 
@@ -25,9 +27,13 @@ def now() -> datetime:
 
 
 def parse_duration(text: str, option: str) -> timedelta:
-    """'4h', '90m', '1h30m', '2d': a positive duration of at most a year."""
-    value = (text or "").strip().lower()
-    if not _DURATION_RE.match(value):
+    """'4h', '90m', '1h30m', '2d' (units in either case): a positive duration of at most a year.
+    The text as typed, no surrounding spaces, as every name and id the tool takes."""
+    text = text or ""
+    # ASCII only, checked before lower(), which maps some other letters onto ASCII ones (the
+    # Kelvin sign onto k).
+    value = text.lower() if text.isascii() else ""
+    if not _DURATION_RE.fullmatch(value):
         raise ConfigError(f"{option} {text!r} is not a duration",
                           hint="use a number and a unit (s, m, h, d, w), e.g. 30m, 4h, 1h30m or 2d")
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART_RE.findall(value))
@@ -43,7 +49,7 @@ def parse_duration(text: str, option: str) -> timedelta:
 def parse_time(text: str, option: str) -> datetime:
     """An ISO 8601 time; without a zone it is UTC (a stack's expiry must not depend on the
     laptop that set it)."""
-    value = (text or "").strip()
+    value = text or ""
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     try:
@@ -60,16 +66,21 @@ def expiry_from_options(ttl: str | None, expires_at: str | None, *, at: datetime
     """The expiry tag's value for `up --ttl` / `--expires-at` (None when neither was given)."""
     if ttl is not None and expires_at is not None:
         raise ConfigError("give either --ttl or --expires-at, not both")
-    if ttl is not None and ttl.strip().lower() == NEVER:
+    if ttl is not None and ttl.isascii() and ttl.lower() == NEVER:
         return NEVER
     start = at or now()
     if ttl is not None:
         return format_time(start + parse_duration(ttl, "--ttl"))
     if expires_at is not None:
         moment = parse_time(expires_at, "--expires-at")
+        # Checked here, where the user gives the time, never when a saved expiry is read back:
+        # `down` and `status` must still work on a stack whose expiry has passed.
         if moment <= start:
-            raise ConfigError(f"--expires-at {expires_at} is in the past",
+            raise ConfigError(f"--expires-at {expires_at} is {'now' if moment == start else 'in the past'}",
                               hint="`provision reap` would delete the stack at once; give a later time")
+        if moment - start > MAX_DURATION:
+            raise ConfigError(f"--expires-at {expires_at} is more than a year away (the --ttl limit)",
+                              hint="use `--ttl never` for a stack that should not expire")
         return format_time(moment)
     return None
 
@@ -89,8 +100,12 @@ def parse_tag(value: str | None) -> datetime | None:
 
 
 def validate_expiry(value: str | None) -> None:
-    """The config's remembered expiry, as read back from a state file."""
-    if value is not None and value != NEVER and parse_tag(value) is None:
+    """The config's remembered expiry, as read back from a state file: in the tag's own form
+    (strptime reads other scripts' digits too), and possibly past (that is for `reap` to act on)."""
+    if value is None or value == NEVER:
+        return
+    moment = parse_tag(value)
+    if moment is None or format_time(moment) != value:
         raise ConfigError(f"invalid expiry {value!r} in the stack's configuration",
                           hint="run `provision up --ttl 4h` (or --expires-at, or --ttl never) to set it again")
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import json
+import re
 import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .config import DEFAULT_GRACE_PERIOD, StackConfig
 from .context import Reporter, RunContext
@@ -269,7 +271,7 @@ def build_stack(fleet: Fleet, row: FleetRow, overrides: dict, limiter: RateLimit
                 lock: threading.Lock) -> None:
     """One student's `up` (and wait for health); every outcome ends up in the row."""
     from .health import HealthWatch, wait_until_healthy
-    from .runner import Run, check_compute
+    from .runner import Run, check_build_options, check_compute, check_ssh_key
 
     student = row.student
     opts = dataclasses.replace(fleet.opts, stack=student.stack, region=row.region)
@@ -280,9 +282,11 @@ def build_stack(fleet: Fleet, row: FleetRow, overrides: dict, limiter: RateLimit
                   connection=fleet.connection_for(row.region), base=fleet.base, limiter=limiter)
         with fleet._lock:
             fleet.contexts.append(run.ctx)
+        check_build_options(run)   # this stack's own saved rule, too
         with run.lock():
             run.resolve_zones()
             check_compute(run)
+            check_ssh_key(run)
             engine = run.engine(run.config)
             row.total, row.state = len(engine.steps), BUILDING
             results = engine.up()
@@ -349,10 +353,17 @@ def cmd_fleet_up(opts: GlobalOptions, reporter: ConsoleReporter, roster_path: st
     from .guard import check_account
     from .pricing import money
     from .runner import confirm
+    from .state import check_state_dir
 
+    check_state_dir(Path(opts.state_dir))   # once for the class, before any AWS call
     fleet = Fleet(opts, reporter, roster_path, roster_name)
     check_account(fleet.account, sandbox=opts.sandbox, action=f"build the fleet of roster {fleet.roster.name!r}")
-    StackConfig().merged(overrides).validate()   # one bad option is refused once, not once per student
+    # One bad option is refused once, not once per student.
+    shape = StackConfig().merged(overrides)
+    shape.validate()
+    wide_ssh = shape.check_ssh_exposure()
+    if wide_ssh:
+        reporter.warn(wide_ssh)
     found, errors = fleet.tagged()
     if region_errors(reporter, errors):
         raise ConfigError("could not read what the roster already has; nothing was created")
@@ -568,6 +579,31 @@ def cmd_fleet_status(opts: GlobalOptions, reporter: ConsoleReporter, roster_path
     return region_errors(reporter, errors)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV injection:
+# `=HYPERLINK(...)`, `+cmd|' /C calc'!A0`); a leading quote makes it text again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What Markdown reads as inline markup or a table's cell border (block markers such as `#` or
+# `>` mean nothing inside a cell, and `(` or `!` only next to a `[`), and what an HTML renderer of
+# Markdown reads as a tag or an entity.
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|~])")
+HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+
+
+def csv_cell(value):
+    """A value as a CSV cell that a spreadsheet shows and never evaluates. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def markdown_cell(value) -> str:
+    """A value as the text of one Markdown table cell: on one line, without markup or HTML, so
+    that a student's name can neither split the row nor add a link or a script to the page."""
+    text = " ".join(str(value).split())
+    text = MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    return "".join(HTML_ESCAPES.get(c, c) for c in text)
+
+
 @guarded
 def cmd_fleet_report(opts: GlobalOptions, reporter: ConsoleReporter, roster_path: str, roster_name: str | None,
                      fmt: str) -> int:
@@ -579,14 +615,12 @@ def cmd_fleet_report(opts: GlobalOptions, reporter: ConsoleReporter, roster_path
     if fmt == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows({c: csv_cell(record[c]) for c in columns} for record in records)
     else:
         def cell(value, column) -> str:
-            if column.startswith("cost"):
-                return f"${value:.2f}"
-            return str(value).replace("|", "\\|")
+            return f"${value:.2f}" if column.startswith("cost") else markdown_cell(value)
 
-        print(f"# Fleet report: {fleet.roster.name}\n")
+        print(f"# Fleet report: {markdown_cell(fleet.roster.name)}\n")
         print("| " + " | ".join(columns) + " |")
         print("|" + "|".join("---" for _ in columns) + "|")
         for record in records:

@@ -18,7 +18,8 @@ from pathlib import Path
 from .errors import ConfigError
 
 ENV = "PROVISION_ALLOWED_ACCOUNTS"
-ACCOUNT_RE = re.compile(r"^\d{12}$")
+# ASCII digits, the whole id: `\d` takes other scripts' digits, `$` a trailing newline.
+ACCOUNT_RE = re.compile(r"\A[0-9]{12}\Z")
 
 
 def config_path() -> Path:
@@ -30,7 +31,7 @@ def config_path() -> Path:
 
 def _parse(raw: str, where: str) -> list[str]:
     ids = [part.strip() for part in re.split(r"[,\s]+", raw) if part.strip()]
-    bad = [i for i in ids if not ACCOUNT_RE.match(i)]
+    bad = [i for i in ids if not ACCOUNT_RE.fullmatch(i)]
     if bad:
         raise ConfigError(f"{where}: {', '.join(repr(b) for b in bad)} is not a 12-digit AWS account id",
                           hint="list account ids separated by commas, e.g. 111122223333,444455556666")

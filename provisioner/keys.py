@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import ConfigError
-from .state import write_atomic
+from .state import make_state_dir, write_atomic
 
 class KeyStore:
     def __init__(self, state_dir: str | os.PathLike, stack: str):
@@ -33,7 +33,7 @@ class KeyStore:
         key = Ed25519PrivateKey.generate()
         private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                     serialization.NoEncryption())
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_state_dir(self.dir)
         write_atomic(self.private_key_path, private)
         return self.public_key()
 
@@ -52,6 +52,21 @@ class KeyStore:
             raise ConfigError(f"the private key {self.private_key_path} has mode {mode:04o}; others can read it",
                               hint=f"chmod 600 {self.private_key_path}")
 
+    def check_usable(self) -> None:
+        """Before `up --bastion` builds anything: a private key already there must be one the
+        key pair step can use as it is (a file, readable by its owner only, an OpenSSH private
+        key). Met only at that step, a bad one stopped a build 20 resources in; and a file that
+        is no key is not the tool's to overwrite. No key yet is fine: the step makes one, in a
+        state directory the run has already found writable."""
+        path = self.private_key_path
+        if not path.exists() and not path.is_symlink():
+            return
+        if not path.is_file():
+            raise ConfigError(f"{path} is not a file; the stack's SSH private key belongs there",
+                              hint="move it aside: `provision up --bastion` then makes a new key there")
+        self.check_permissions()
+        self._load()
+
     def remove(self) -> None:
         for path in (self.private_key_path, self.known_hosts_path):
             path.unlink(missing_ok=True)
@@ -64,7 +79,11 @@ class KeyStore:
         except FileNotFoundError:
             raise ConfigError(f"no private key at {self.private_key_path}",
                               hint="`provision up --bastion` makes one (pass the --state-dir it used)") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read the private key {self.private_key_path}: {e.strerror}") from None
         try:
             return serialization.load_ssh_private_key(data, password=None)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{self.private_key_path} is not a readable OpenSSH private key: {e}") from None
+            raise ConfigError(f"{self.private_key_path} is not a readable OpenSSH private key: {e}",
+                              hint="move it aside if it is yours: `provision up --bastion` then makes a new key "
+                                   "(and replaces the stack's key pair)") from None

@@ -10,6 +10,7 @@ from .config import ZONE_COUNT
 from .context import RunContext
 from .errors import AwsFailure, ConfigError
 from .retries import CREDENTIAL_CODES, PERMISSION_CODES, error_code, error_message, hint_for
+from .tags import fit_tag_value
 
 SANDBOX_REGION = "us-east-1"
 
@@ -60,8 +61,11 @@ def caller_account(ctx: RunContext) -> str:
 
     try:
         identity = ctx.client("sts").get_caller_identity()
-        # Stamped as provision:owner on what this run creates: `list` says whose a stack is.
-        ctx.owner = identity.get("Arn")
+        # Stamped as provision:owner on what this run creates: `list` says whose a stack is. Made
+        # to fit a tag: IAM names may hold a comma and an IAM user's path can take the ARN past 256
+        # characters, and refusing the caller's own identity would leave them nothing to change.
+        arn = identity.get("Arn")
+        ctx.owner = fit_tag_value(arn) if arn else None
         return identity["Account"]
     except ProfileNotFound:
         raise ConfigError(f"AWS profile {ctx.profile!r} is not configured",

@@ -32,7 +32,7 @@ PRICING_REGION = "us-east-1"
 PRICES_ENV = "PROVISION_PRICES"
 PACKAGED_NAME = "prices.json"
 REQUIRED_KEYS = ("nat_gateway_hour", "alb_hour", "public_ipv4_hour", "ebs_gb_month", "ec2_hour", "usage_based")
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_RE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
 class PriceTableError(ValueError):
@@ -120,7 +120,7 @@ def validate_table(data: Any, where: str = "price table") -> dict:
     for key in ("source", "as_of"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise PriceTableError(f"{where} has no {key!r}")
-    if not DATE_RE.match(data["as_of"]):
+    if not DATE_RE.fullmatch(data["as_of"]):
         raise PriceTableError(f"{where}: as_of {data['as_of']!r} is not a YYYY-MM-DD date")
     notes = data.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
@@ -386,14 +386,14 @@ def cost_line(e: Estimate) -> str:
 # bare base in us-east-1 for EC2 and ELB, though AmazonVPC prefixes it there too (USE1-PublicIPv4:...).
 # The prefix always carries a digit, except the legacy "EU" of eu-west-1; a digit-less token such as
 # the "TS-" of TS-LoadBalancerUsage (trust-store hours) is another usage, not a region.
-REGION_PREFIX_RE = re.compile(r"^(?:[A-Z]{2,4}\d+|EU)$")
+REGION_PREFIX_RE = re.compile(r"\A(?:[A-Z]{2,4}[0-9]+|EU)\Z")
 
 
 def usage_is(usagetype: str, base: str) -> bool:
     if usagetype == base:
         return True
     prefix, sep, rest = usagetype.partition("-")
-    return bool(sep) and rest == base and bool(REGION_PREFIX_RE.match(prefix))
+    return bool(sep) and rest == base and bool(REGION_PREFIX_RE.fullmatch(prefix))
 
 
 def on_demand_usd(product: dict) -> float | None:

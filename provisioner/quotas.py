@@ -12,6 +12,7 @@ what one new stack needs, by scope (the region, or a zone for per-zone quotas). 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import threading
@@ -355,6 +356,9 @@ class QuotaReport:
     lines: list[QuotaLine] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     finishing: int = 0         # stacks that exist and still take something a quota counts
+    # One stack's `up` (check_stack_instances), e.g. "stack 'lab'": the report speaks of what
+    # it adds, not of a roster's new stacks.
+    subject: str | None = None
 
     @property
     def fits(self) -> int:
@@ -385,13 +389,17 @@ class QuotaReport:
                 where = f" in {line.scope}" if line.scope != REGION_SCOPE else ""
                 unit = f" {line.unit}" if line.unit else ""
                 owed = f" and {_number(line.owed)} still to come for half-built stacks" if line.owed else ""
+                wants = (f"{_number(line.per_stack)} more for it -> needs {line.needed_for(self.wanted)}."
+                         if self.subject else
+                         f"{_number(line.per_stack)} per stack -> needs {line.needed_for(self.wanted)} "
+                         f"for {self.wanted} more.")
                 facts.append(f"{line.name} ({service_code} {quota_code}){where}: {_number(line.limit)}{unit}, "
-                             f"{_number(line.used)} in use{owed}, {_number(line.per_stack)} per stack -> needs "
-                             f"{line.needed_for(self.wanted)} for {self.wanted} more.")
+                             f"{_number(line.used)} in use{owed}, {wants}")
             # A per-zone quota is one value for every zone: ask for what the fullest zone needs.
             desired = max(line.needed_for(self.wanted) for line in lines)
             parts.append(" ".join(facts) + f" `{increase_command(service_code, quota_code, desired, self.region)}`")
-        head = f"The roster needs {stacks} in {self.region}; {self.fits} fit. Raise:"
+        head = (f"{self.subject} does not fit the service quotas in {self.region}. Raise:" if self.subject else
+                f"The roster needs {stacks} in {self.region}; {self.fits} fit. Raise:")
         return f"{head} {parts[0]}" if len(parts) == 1 else "\n  ".join([head] + parts)
 
 
@@ -422,6 +430,11 @@ def quota_value(ctx: "RunContext", quota: Quota) -> tuple[float | None, str | No
             action = f"{client.meta.service_model.signing_name}:{e.operation_name}"
             if code in PERMISSION_CODES:
                 raise _Refused(f"{action} was refused ({code}: {error_message(e)})") from None
+            if code in CREDENTIAL_CODES:
+                # Credentials refused before anything changed: a precondition (exit 2), as the
+                # usage reads have it.
+                raise ConfigError(f"cannot read the quota {label} in {ctx.region}: {action} failed with {code}: "
+                                  f"{error_message(e)}", hint=hint_for(code), code=code) from None
             raise AwsFailure(f"cannot read the quota {label} in {ctx.region}: {action} failed with {code}: "
                              f"{error_message(e)}", hint=hint_for(code), code=code) from None
         except BotoCoreError as e:
@@ -433,7 +446,8 @@ def quota_value(ctx: "RunContext", quota: Quota) -> tuple[float | None, str | No
     return None, f"Service Quotas has no value for {label} in {ctx.region}: not checked"
 
 
-def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, existing=()) -> QuotaReport:
+def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, existing=(),
+                 quotas: tuple[Quota, ...] = QUOTAS) -> QuotaReport:
     """What `new_stacks` more stacks of `config` need in ctx.region against its quotas and
     current usage, once the stacks that exist (`existing`: their holdings) have what they still
     lack. Only reads. A quota that cannot be read (unknown to Service Quotas, or the credentials
@@ -444,7 +458,7 @@ def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, exis
     finishing: set[int] = set()
     refused: str | None = None
     unread: list[str] = []
-    for quota in QUOTAS:
+    for quota in quotas:
         limit = None
         if refused is None:
             try:
@@ -478,4 +492,18 @@ def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, exis
                                f"to check them)")
     report.warnings.extend(reads.warnings)
     report.finishing = len(finishing)
+    return report
+
+
+def check_stack_instances(ctx: "RunContext", config: "StackConfig", app_instances: int, bastion: bool,
+                          subject: str) -> QuotaReport:
+    """One stack's `up` that adds instances (`app_instances` more of config.instance_type, and
+    the bastion when `bastion`), against the Running On-Demand Standard vCPU quota and what runs
+    in the region: the fleet's check, for one stack. That quota alone: AWS refuses the other
+    kinds at their create call, where the run stops and says so, while the Auto Scaling Group
+    launches instances minutes later and records the refusal as a scaling activity nobody reads.
+    Only reads; a quota that cannot be read is a warning, as in the fleet."""
+    adding = dataclasses.replace(config, desired_capacity=app_instances, bastion=bastion)
+    report = check_quotas(ctx, adding, 1, quotas=tuple(q for q in QUOTAS if q.key == "standard_vcpus"))
+    report.subject = subject
     return report

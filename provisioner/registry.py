@@ -34,6 +34,10 @@ class Step:
     # Relationships (attachments, associations) have no tags of their own: they are found
     # through the resources they join.
     tagged: ClassVar[bool] = True
+    # The error codes with which this kind's delete says that the resource itself is already
+    # gone, and only those: a "not found" about something else (a target group the Auto Scaling
+    # Group still names) is a failure, never "deleted". Every kind declares its own.
+    gone_codes: ClassVar[frozenset[str]]
 
     def __init__(self, name: str | None = None, depends_on: Iterable[str] = (), may_hold: Iterable[str] = ()):
         self.name = name or self.kind.replace("_", "-")
@@ -65,6 +69,11 @@ class Step:
                 "refusing to guess which one is the stack's",
                 hint="delete the extra one(s), or run `provision down` to remove them all")
         return found[0] if found else None
+
+    def check_name(self, ctx: "RunContext", known_id: str | None) -> None:
+        """Before `up` or `plan` changes anything: raise ConfigError if the name this step would
+        create is held by a resource that is not this stack's. Only reads. The default: nothing
+        to check (EC2 ids are AWS's to choose)."""
 
     def create(self, ctx: "RunContext") -> "Resource":
         raise NotImplementedError
@@ -126,6 +135,8 @@ class Ec2Step(Step):
     def find_all(self, ctx, known_id):
         if known_id:
             items = self._describe(ctx, [{"Name": self.id_filter, "Values": [known_id]}])
+            for item in items:
+                ctx.claim(self.name, item[self.id_field], item.get("Tags", []), self.kind)
             if items:
                 return [self.to_resource(i) for i in items]
         # The tags are checked here too: a filter that an API (or an emulator) ignores must never

@@ -99,7 +99,7 @@ def refuse_sandbox(run: Run, bastion) -> None:
 
 def check_ids(instances) -> list[str]:
     for instance in instances:
-        if not re.match(INSTANCE_ID_RE, instance):
+        if not re.fullmatch(INSTANCE_ID_RE, instance):
             raise ConfigError(f"invalid instance id {instance!r}",
                               hint="an instance id looks like i-0123456789abcdef0; `provision status` lists them")
     return list(dict.fromkeys(instances))

@@ -20,12 +20,15 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from .config import STACK_NAME_MAX, validate_stack_name
+from .context import TAG_STUDENT
 from .errors import ConfigError
+from .tags import shown, tag_problem
 
 # A tag value the tool reads back (`cleanup --roster`, `list`): short, and the same whatever
 # the shell or the spreadsheet did to the file name.
 ROSTER_NAME_MAX = 32
-ROSTER_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+# \A...\Z with fullmatch and ASCII classes, as in config.py: `$` lets a trailing newline through.
+ROSTER_NAME_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*\Z")
 # The roster's part of every stack name: short, so that the student's part stays readable
 # within STACK_NAME_MAX (23 = ELBv2's 32 minus "-frontend").
 PREFIX_MAX = 8
@@ -41,8 +44,8 @@ COLUMNS = {
 COLUMN_OF = {alias: column for column, aliases in COLUMNS.items() for alias in aliases}
 
 # Simple on purpose: catches a name typed into the email column or a missing domain, not RFC 5322.
-EMAIL_RE = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]+$")
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+EMAIL_RE = re.compile(r"\A[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]+\Z")
+REGION_RE = re.compile(r"\A[a-z]{2}(-[a-z]+)+-[0-9]+\Z")
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def roster_name_from(path: str) -> str:
 
 
 def validate_roster_name(name: str) -> str:
-    if not name or len(name) > ROSTER_NAME_MAX or not ROSTER_NAME_RE.match(name):
+    if not name or len(name) > ROSTER_NAME_MAX or not ROSTER_NAME_RE.fullmatch(name):
         suggestion = _cut(slugify(name or ""), ROSTER_NAME_MAX)
         raise ConfigError(
             f"invalid roster name {name!r}",
@@ -279,10 +282,18 @@ def load_roster(path, *, name: str | None = None) -> Roster:
         if not student_name and not student_id:
             problems.append(f"line {line}: no name and no id")
             bad = True
-        if email is not None and not EMAIL_RE.match(email):
+        # What becomes the stack's provision:student tag (Student.owner): the email, else the id,
+        # else the name. Only that one reaches AWS: an apostrophe in a name next to an email is fine.
+        owner = email or student_id or student_name
+        owner_column = "email" if email else "id" if student_id else "name"
+        if email is not None and not EMAIL_RE.fullmatch(email):
             problems.append(f"line {line}: invalid email {email!r}")
             bad = True
-        if region is not None and not REGION_RE.match(region):
+        elif owner and (problem := tag_problem(owner)):
+            problems.append(f"line {line}: {owner_column} {shown(owner)} {problem} "
+                            f"(it becomes the {TAG_STUDENT} tag)")
+            bad = True
+        if region is not None and not REGION_RE.fullmatch(region):
             problems.append(f"line {line}: invalid region {region!r} (a region looks like eu-west-1)")
             bad = True
         # The same student twice would get one stack for two rows: the same id, the same email,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .config import StackConfig, validate_stack_name
 from .context import RunContext
 from .engine import CREATED, DELETED, FAILED, INTERRUPTED, UPDATED, Engine
-from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, Interrupted,
+from .errors import (EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, Interrupted,
                      ProvisionError)
 from .keys import KeyStore
 from .preflight import availability_zones, caller_account, resolve_region
@@ -97,6 +97,9 @@ class Run:
         self.reporter = reporter
         validate_stack_name(opts.stack)
         self.state_file = StateFile(opts.state_dir, opts.stack)
+        # A directory that cannot hold the state, the lock or the key stops us here too, not as a
+        # traceback at the first write, resources in.
+        self.state_file.check_dir()
         saved = self.state_file.read()  # a corrupt file stops us before any AWS call
         built = StackConfig.from_dict(saved.config if saved else {})
         self.config = built.merged(overrides or {})
@@ -217,6 +220,51 @@ def check_compute(run: Run) -> None:
     check_certificate(run.ctx)
 
 
+def check_build_options(run: Run) -> None:
+    """What only a build must refuse (exit 2), while `down` and `status` still work on a stack
+    saved with it: a value AWS would refuse as a tag a score of resources in, and a bastion open to
+    more than a /16 without --allow-wide-ssh (warned about with it). `up`, `plan`, each stack
+    of a fleet."""
+    run.config.validate_tags()
+    warning = run.config.check_ssh_exposure()
+    if warning:
+        run.reporter.warn(warning)
+
+
+def check_ssh_key(run: Run) -> None:
+    """With --bastion, the stack's private key as the key pair step will find it, checked
+    before anything is created (`up`, and each stack of a fleet)."""
+    if run.config.bastion:
+        run.ctx.keys.check_usable()
+
+
+def check_vcpu_quota(run: Run, built: StackConfig) -> None:
+    """The instances this `up` adds (all of them for a new stack; for one that exists, the
+    desired capacity's growth over `built`, what the stack was last built with, and a bastion
+    it lacks) must fit the region's Running On-Demand Standard vCPU quota: the Auto Scaling
+    Group would launch them minutes in and fail as a scaling activity nobody reads. A re-run
+    that adds none reads nothing. The fleet checks every quota in its own preflight."""
+    from .quotas import check_stack_instances
+
+    config, held = run.config, run.state.resources
+    app = (max(0, config.desired_capacity - built.desired_capacity) if "auto-scaling-group" in held
+           else config.desired_capacity)
+    bastion = config.bastion and "bastion" not in held
+    if not app and not bastion:
+        return
+    run.ctx.read_only = True
+    try:
+        report = check_stack_instances(run.ctx, config, app, bastion, subject=f"stack {run.opts.stack!r}")
+    finally:
+        run.ctx.read_only = False
+    for warning in report.warnings:
+        run.reporter.warn(warning)
+    if not report.ok:
+        raise ConfigError(report.message(),
+                          hint="nothing was created; ask AWS for the increase (the Service Quotas console, or "
+                               "the command above), or ask for fewer instances (--desired)")
+
+
 def wait_for_app(run: Run, reporter: ConsoleReporter, desired: int) -> int:
     """The live per-instance display until `desired` instances are healthy in both target groups."""
     from .health import HealthWatch, wait_until_healthy
@@ -304,12 +352,14 @@ def print_url(run: Run, reporter: ConsoleReporter) -> None:
 def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict, no_wait: bool = False) -> int:
     run = Run(opts, reporter, overrides, ask_ssh_cidr=True)
     run.guard("build")
-    if run.config.bastion and run.config.ssh_cidr == "0.0.0.0/0":
-        reporter.warn("the bastion accepts SSH from the whole internet (--ssh-cidr 0.0.0.0/0); "
-                      "your own address/32 is safer")
+    check_build_options(run)
     with run.lock():
+        # What the stack was last built with, before resolve_zones records this run's config.
+        built = StackConfig.from_dict(run.state.config)
         run.resolve_zones()
         check_compute(run)
+        check_ssh_key(run)
+        check_vcpu_quota(run, built)
         engine = run.engine(run.config)
         if run.is_new and not opts.sandbox and not opts.yes and sys.stdin.isatty():
             if not confirm(f"Create {run.where()}? It bills by the hour until `provision down`"):
@@ -337,6 +387,7 @@ def cmd_up(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict, no_w
 @guarded
 def cmd_plan(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) -> int:
     run = Run(opts, reporter, overrides, ask_ssh_cidr=True)
+    check_build_options(run)
     run.resolve_zones()
     check_compute(run)
     with reporter.live(f"plan: {run.where()}"):
@@ -471,7 +522,9 @@ def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
         reporter.summary([r for r in results if r.outcome != "absent" or r.name in known],
                          f"down: {run.where()}", time.monotonic() - started)
         reporter.failures(results)
-    code = exit_code_for(results)
+        code = exit_code_for(results)
+        if code != EXIT_INTERRUPTED:
+            code = max(code, report_left(run, reporter))
     if code == EXIT_OK:
         # Also when the key pair was already gone (deleted by hand): its private key is of no use.
         run.ctx.keys.remove()
@@ -479,6 +532,37 @@ def cmd_down(opts: GlobalOptions, reporter: ConsoleReporter) -> int:
         reporter.out.print(f"Stack {opts.stack!r} is gone ({deleted} resources deleted)." if deleted
                            else f"Stack {opts.stack!r} had nothing left to delete.")
     return code
+
+
+def report_left(run: Run, reporter: ConsoleReporter) -> int:
+    """What a fresh scan of the region still finds with this stack's tag, as `cleanup` ends:
+    `down` is done when AWS says so, not when every delete call returned."""
+    from .cleanup import prices, scan_errors
+    from .inventory import scan
+    from .pricing import estimate, money
+
+    try:
+        run.ctx.read_only = True
+        with scan_errors(run.ctx.region):
+            left = [f for f in scan(run.ctx) if f.stack == run.opts.stack]
+    except ProvisionError as e:
+        reporter.error(f"cannot check what is left of the stack: {e.message}", e.hint)
+        return EXIT_AWS
+    finally:
+        run.ctx.read_only = False
+    if not left:
+        reporter.out.print("0 resources left (a fresh scan of the stack's tags).")
+        return EXIT_OK
+    hourly = estimate(left, run.ctx.region, prices()).hourly
+    reporter.out.print(f"{len(left)} resource(s) left, {money(hourly)}/hour still billing "
+                       f"(a fresh scan of the stack's tags):", highlight=False)
+    for item in left:
+        reporter.out.print(f"  {item.kind} {item.id}" + (f" (step {item.step})" if item.step else ""),
+                           highlight=False, overflow="fold")
+    reporter.error(f"`down` left {len(left)} resource(s) of stack {run.opts.stack!r}",
+                   "run `provision down` again; if they stay, `provision cleanup --stack "
+                   f"{run.opts.stack}` lists them with what is holding them")
+    return EXIT_AWS
 
 
 @guarded
@@ -532,7 +616,7 @@ def cmd_logs(opts: GlobalOptions, reporter: ConsoleReporter, instance: str | Non
 
     from .health import BOOTSTRAPPING, HEALTHY, bootstrap_marker, console_output
 
-    if instance is not None and not re.match(INSTANCE_ID_RE, instance):
+    if instance is not None and not re.fullmatch(INSTANCE_ID_RE, instance):
         raise ConfigError(f"invalid instance id {instance!r}", hint="an instance id looks like i-0123456789abcdef0; "
                                                                    "`provision status` lists the stack's instances")
     run = Run(opts, reporter)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import StateError
+from .errors import ConfigError, StateError
 
 SCHEMA_VERSION = 1
 # A lock file is created first and written a moment later: one that cannot be read yet is
@@ -44,6 +44,48 @@ def write_atomic(target: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+STATE_DIR_HINT = ("pass --state-dir (or PROVISION_STATE_DIR) a directory this user can write; it holds the "
+                  "stack's state file, its lock and its SSH key")
+
+
+def check_state_dir(directory: Path) -> None:
+    """Refuse, before any AWS call, a state directory the run could not write its state, lock
+    or key into: one that is a file, lies under a file, or cannot be written (a read-only mount,
+    another user's directory). Creates nothing: `status` of a stack never built leaves no
+    directory behind. Writing is tried, not asked of os.access, which answers yes to root even
+    where the kernel then refuses (/proc, /sys)."""
+    existing = directory
+    while not existing.is_dir():
+        if existing.exists() or existing.is_symlink():
+            what = "a file" if existing.is_file() else "not a directory"
+            if existing == directory:
+                raise ConfigError(f"the state directory {directory} is {what}", hint=STATE_DIR_HINT)
+            raise ConfigError(f"the state directory {directory} cannot be created: {existing} is {what}",
+                              hint=STATE_DIR_HINT)
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    try:
+        # A directory, not a file: it proves what making the state directory itself needs too.
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".provision-probe-"))
+    except OSError as e:
+        where = "is not writable" if existing == directory else f"cannot be created in {existing}"
+        raise ConfigError(f"the state directory {directory} {where}: {e.strerror}", hint=STATE_DIR_HINT) from None
+
+
+def make_state_dir(directory: Path) -> None:
+    """Create the state directory with mode 0700, whatever the umask: it holds the stacks' SSH
+    private keys, and their names and state should not be listed by others either. One that
+    exists is left as it is: it may be the user's own (`--state-dir .`)."""
+    if directory.is_dir():
+        return
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:  # made meanwhile by another run (a fleet's stacks share the directory)
+        pass
 
 
 @dataclass
@@ -83,6 +125,9 @@ class StateFile:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    def check_dir(self) -> None:
+        check_state_dir(self.dir)
 
     def read(self) -> StackState | None:
         """The state as saved, or None if there is none. Corrupt files raise StateError."""
@@ -131,7 +176,7 @@ class StateFile:
         """Atomic: the new version is written to a temporary file and renamed over the old one,
         so a crash leaves one complete file. The first save of a run first copies the file as it
         was before the run to the backup."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_state_dir(self.dir)
         text = json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
         if not self._backed_up and self.path.exists():
             self._write_atomic(self.backup, self.path.read_bytes())
@@ -149,7 +194,7 @@ class StateFile:
     def lock(self, warn=lambda message: None):
         """Hold the stack's lock. A lock left by a dead process on this host is taken over with a
         warning; a live one (or one from another host, which we cannot check) is refused."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_state_dir(self.dir)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}
         for _ in range(2):
             try:

@@ -115,6 +115,8 @@ class AppRelease(Step):
     """The app directory packed and uploaded under releases/<sha256>.tar.gz (private)."""
 
     kind = "app_release"
+    # A missing key is a success in S3; a missing bucket takes its objects with it.
+    gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Object"
     tagged = False
 

@@ -22,6 +22,9 @@ class AutoScalingGroup(Step):
     """The app instances in both private subnets, registered in both target groups."""
 
     kind = "auto_scaling_group"
+    # Auto Scaling answers a missing group with a plain ValidationError, as it answers a bad
+    # request; discovery has just found the group, so any error here means it may remain.
+    gone_codes = frozenset()
     aws_type = "AWS::AutoScaling::AutoScalingGroup"
 
     def __init__(self):
@@ -46,6 +49,9 @@ class AutoScalingGroup(Step):
         if self.group_name(ctx) not in names:
             names.append(self.group_name(ctx))
         groups = self._client(ctx).describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"]
+        for group in groups:
+            if group["AutoScalingGroupName"] == known_id:
+                ctx.claim(self.name, known_id, group.get("Tags", []), "Auto Scaling Group")
         return [self._resource(g) for g in groups if ctx.owns(g.get("Tags", []), self.name)]
 
     @staticmethod

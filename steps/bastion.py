@@ -29,6 +29,7 @@ class Bastion(Step):
     (key pair, subnet, security group, instance type) replaces it."""
 
     kind = "instance"
+    gone_codes = frozenset({"InvalidInstanceID.NotFound"})
     aws_type = "AWS::EC2::Instance"
 
     def __init__(self):
@@ -54,6 +55,8 @@ class Bastion(Step):
     def find_all(self, ctx, known_id):
         if known_id:
             items = self._describe(ctx, [{"Name": "instance-id", "Values": [known_id]}])
+            for item in items:
+                ctx.claim(self.name, item["InstanceId"], item.get("Tags", []), "instance")
             if items:
                 return [self._resource(i) for i in items]
         return [self._resource(i) for i in self._describe(ctx, ctx.tag_filters(self.name))

@@ -61,6 +61,7 @@ class Certificate(Step):
     """The HTTPS listener's certificate: self-signed and imported into ACM, or the one given with --certificate-arn."""
 
     kind = "certificate"
+    gone_codes = frozenset({"ResourceNotFoundException"})
     aws_type = "AWS::CertificateManager::Certificate"
 
     def __init__(self):
@@ -74,7 +75,8 @@ class Certificate(Step):
             return [found] if found is not None else []
         if known_id:
             found = self._describe(ctx, known_id)
-            if found is not None and ctx.owns(found.raw["Tags"], self.name):
+            if found is not None:
+                ctx.claim(self.name, found.id, found.raw["Tags"], "certificate")
                 return [found]
         acm = ctx.client("acm")
         matches = []

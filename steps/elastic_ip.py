@@ -7,6 +7,7 @@ class ElasticIp(Ec2Step):
     release it, and only after the NAT gateway has let go of it."""
 
     kind = "elastic_ip"
+    gone_codes = frozenset({"InvalidAllocationID.NotFound"})
     aws_type = "AWS::EC2::EIP"
     describe_operation, result_key = "describe_addresses", "Addresses"
     id_field, id_filter, tag_resource_type = "AllocationId", "allocation-id", "elastic-ip"

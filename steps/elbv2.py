@@ -120,6 +120,8 @@ class ElbStep(Step):
     def find_all(self, ctx, known_id):
         if known_id:
             items = with_tags(ctx, self.by_arn(ctx, known_id), self.arn_key)
+            for item in items:
+                ctx.claim(self.name, item[self.arn_key], item.get("Tags", []), self.kind)
             if items:
                 return [self.to_resource(i) for i in items]
         return [self.to_resource(i) for i in with_tags(ctx, self.candidates(ctx), self.arn_key)

@@ -37,6 +37,8 @@ def find_owned(ctx, step: str, known_id: str | None, get) -> dict | None:
             if error_code(e) == "NoSuchEntity":
                 continue
             raise
+        if name == known_id:
+            ctx.claim(step, name, entity.get("Tags", []), "IAM")
         if ctx.owns(entity.get("Tags", []), step):
             return entity
     return None
@@ -71,6 +73,8 @@ class InstanceRole(Step):
     """The app instances' role: read the release prefix, plus AmazonSSMManagedInstanceCore."""
 
     kind = "iam_role"
+    # Every call of the delete names the role: NoSuchEntity means the role went meanwhile.
+    gone_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::Role"
 
     def __init__(self):

@@ -11,6 +11,7 @@ class InstanceProfile(Step):
     """The instance profile the launch template names."""
 
     kind = "instance_profile"
+    gone_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::InstanceProfile"
 
     def __init__(self):

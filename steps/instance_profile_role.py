@@ -9,6 +9,8 @@ class InstanceProfileRole(Step):
     so that teardown takes the role out of the profile before deleting either."""
 
     kind = "instance_profile_role"
+    # The profile or the role is gone, and with it their link.
+    gone_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::InstanceProfile.Roles"
     tagged = False
 

@@ -4,6 +4,7 @@ from provisioner.registry import Ec2Step, register
 @register
 class InternetGateway(Ec2Step):
     kind = "internet_gateway"
+    gone_codes = frozenset({"InvalidInternetGatewayID.NotFound"})
     aws_type = "AWS::EC2::InternetGateway"
     describe_operation, result_key = "describe_internet_gateways", "InternetGateways"
     id_field, id_filter, tag_resource_type = "InternetGatewayId", "internet-gateway-id", "internet-gateway"

@@ -12,6 +12,8 @@ class InternetGatewayAttachment(Step):
     gateway is deleted."""
 
     kind = "internet_gateway_attachment"
+    # Detached already, or the gateway or the VPC is gone and the attachment with it.
+    gone_codes = frozenset({"Gateway.NotAttached", "InvalidInternetGatewayID.NotFound", "InvalidVpcID.NotFound"})
     aws_type = "AWS::EC2::VPCGatewayAttachment"
     tagged = False
 

@@ -43,6 +43,7 @@ class KeyPair(Ec2Step):
     nothing), the app instances keep the old key until an instance refresh replaces them."""
 
     kind = "key_pair"
+    gone_codes = frozenset({"InvalidKeyPair.NotFound"})
     aws_type = "AWS::EC2::KeyPair"
     describe_operation, result_key = "describe_key_pairs", "KeyPairs"
     id_field, id_filter, tag_resource_type = "KeyPairId", "key-pair-id", "key-pair"

@@ -56,6 +56,7 @@ class LaunchTemplate(Step):
     existed, so existing stacks get no new version."""
 
     kind = "launch_template"
+    gone_codes = frozenset({"InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"})
     aws_type = "AWS::EC2::LaunchTemplate"
 
     def __init__(self, bastion: bool = False):
@@ -86,6 +87,8 @@ class LaunchTemplate(Step):
                 if not is_gone(e):
                     raise
                 items = []
+            for item in items:
+                ctx.claim(self.name, item["LaunchTemplateId"], item.get("Tags", []), "launch template")
             if items:
                 return [self._resource(ctx, items[0])]
         items = []

@@ -15,6 +15,7 @@ class Listener(ElbStep):
     """HTTPS 443 (the certificate, default forward to the frontend) and HTTP 80 (301 to HTTPS)."""
 
     kind = "listener"
+    gone_codes = frozenset({"ListenerNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::Listener"
     arn_key = "ListenerArn"
 

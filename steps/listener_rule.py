@@ -14,6 +14,7 @@ class ListenerRule(ElbStep):
     """/api/* on the HTTPS listener to the backend target group."""
 
     kind = "listener_rule"
+    gone_codes = frozenset({"RuleNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::ListenerRule"
     arn_key = "RuleArn"
 

@@ -19,6 +19,7 @@ class LoadBalancer(ElbStep):
     """The internet-facing Application Load Balancer over both public subnets."""
 
     kind = "load_balancer"
+    gone_codes = frozenset({"LoadBalancerNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::LoadBalancer"
     arn_key = "LoadBalancerArn"
 

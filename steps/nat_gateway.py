@@ -9,6 +9,7 @@ class NatGateway(Ec2Step):
     --nat-per-az for zone-failure tolerance."""
 
     kind = "nat_gateway"
+    gone_codes = frozenset({"InvalidNatGatewayID.NotFound", "NatGatewayNotFound"})
     aws_type = "AWS::EC2::NatGateway"
     describe_operation, result_key = "describe_nat_gateways", "NatGateways"
     id_field, id_filter, tag_resource_type = "NatGatewayId", "nat-gateway-id", "natgateway"

@@ -45,6 +45,8 @@ class ProductImages(Step):
     """The app's product images under images/ in the assets bucket, with content types and cache headers."""
 
     kind = "product_images"
+    # The images live in the bucket: a missing bucket has none left.
+    gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Object"
     tagged = False
 

@@ -9,6 +9,7 @@ class RouteTable(Ec2Step):
     a NAT gateway (one table per NAT gateway, so --nat-per-az keeps each zone's traffic in-zone)."""
 
     kind = "route_table"
+    gone_codes = frozenset({"InvalidRouteTableID.NotFound"})
     aws_type = "AWS::EC2::RouteTable"
     describe_operation, result_key = "describe_route_tables", "RouteTables"
     id_field, id_filter, tag_resource_type = "RouteTableId", "route-table-id", "route-table"

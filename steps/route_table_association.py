@@ -8,6 +8,7 @@ class RouteTableAssociation(Step):
     """A subnet's link to its route table (a relationship: no tags; found through the subnet)."""
 
     kind = "route_table_association"
+    gone_codes = frozenset({"InvalidAssociationID.NotFound"})
     aws_type = "AWS::EC2::SubnetRouteTableAssociation"
     tagged = False
 

@@ -1,9 +1,9 @@
 import json
 
-from provisioner.context import Resource
+from provisioner.context import TAG_STACK, Resource
 from provisioner.errors import ConfigError
 from provisioner.registry import Step, register
-from provisioner.retries import error_code
+from provisioner.retries import PERMISSION_CODES, error_code
 
 # Public read on the product images only; everything else (releases/) stays private.
 IMAGES_PREFIX = "images/"
@@ -81,6 +81,7 @@ class AssetsBucket(Step):
     """The product images (public read on images/ only) and the app releases (private, releases/)."""
 
     kind = "s3_bucket"
+    gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Bucket"
 
     def __init__(self):
@@ -88,6 +89,13 @@ class AssetsBucket(Step):
 
     # -- find --------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
+        # `down`, `plan` and `status` (read-only) pass a bucket that is not ours by; `up` stops.
+        return self._lookup(ctx, known_id, refuse=not ctx.read_only)
+
+    def check_name(self, ctx, known_id):
+        self._lookup(ctx, known_id, refuse=True)
+
+    def _lookup(self, ctx, known_id, refuse: bool):
         from botocore.exceptions import ClientError
 
         s3 = ctx.client("s3")
@@ -99,22 +107,29 @@ class AssetsBucket(Step):
                 if error_code(e) in ("404", "NoSuchBucket"):
                     continue
                 if error_code(e) == "403":
-                    # Another account's bucket. `down` and `plan` just do not find ours; `up`
-                    # stops here with the reason rather than at CreateBucket.
-                    if ctx.read_only:
+                    # Another account's bucket. `down` just does not find ours; `up` and `plan`
+                    # stop with the reason rather than at CreateBucket.
+                    if not refuse:
                         continue
                     raise self._foreign(name) from None
                 raise
             tags = self._tags(ctx, candidate)
-            if tags and not ctx.owns(tags, self.name):
-                if candidate != name:
-                    continue
-                raise ConfigError(f"bucket {name} exists in this account but carries another stack's or "
-                                  "tool's tags; refusing to adopt it",
-                                  hint="delete or rename that bucket, or use another --stack name")
-            # An untagged bucket with our exact derived name in our account is the one a crash
-            # between CreateBucket and PutBucketTagging left behind: adopted, tagged in update.
-            return [self._resource(ctx, candidate, tags)]
+            if candidate == known_id:
+                ctx.claim(self.name, candidate, tags, "bucket")
+                return [self._resource(ctx, candidate, tags)]
+            if ctx.is_ours(tags, self.name):
+                return [self._resource(ctx, candidate, tags)]
+            # A bucket of the derived name without this stack's tags is someone else's (the tool
+            # tags a bucket in the CreateBucket call itself): never adopted, emptied or deleted.
+            # `down` and `status` do not see it; `up` and `plan` stop rather than take it.
+            if not refuse:
+                continue
+            other = {t["Key"]: t["Value"] for t in tags}.get(TAG_STACK)
+            owner = f"stack {other!r}'s" if other else "no stack's (it has none of provision's tags)"
+            raise ConfigError(f"a bucket named {name} exists in this account and is {owner}; "
+                              "refusing to adopt it",
+                              hint="if it is a leftover you no longer need, empty and delete it "
+                                   f"(`aws s3 rb s3://{name} --force`); else use another --stack name")
         return []
 
     def _foreign(self, name):
@@ -141,21 +156,35 @@ class AssetsBucket(Step):
 
         s3 = ctx.client("s3")
         name = bucket_name(ctx)
-        params = {"Bucket": name}
+        tags = ctx.tags(self.name)
+        # Tagged in the CreateBucket call itself (general purpose buckets take tags there since
+        # 2025), so no crash can leave an untagged bucket that no later run may adopt.
+        configuration = {"Tags": tags}
         # us-east-1 is S3's default location and refuses it as an explicit constraint.
         if ctx.region != "us-east-1":
-            params["CreateBucketConfiguration"] = {"LocationConstraint": ctx.region}
+            configuration["LocationConstraint"] = ctx.region
+        tagged_at_creation = True
         try:
-            s3.create_bucket(**params)
+            try:
+                s3.create_bucket(Bucket=name, CreateBucketConfiguration=configuration)
+            except ClientError as e:
+                # Tags at creation need s3:TagResource as well; a policy granting only the older
+                # s3:PutBucketTagging is refused. Then create, and tag at once (as Terraform's
+                # provider falls back).
+                if error_code(e) not in PERMISSION_CODES:
+                    raise
+                configuration.pop("Tags")
+                tagged_at_creation = False
+                params = {"CreateBucketConfiguration": configuration} if configuration else {}
+                s3.create_bucket(Bucket=name, **params)
         except ClientError as e:
             if error_code(e) == "BucketAlreadyExists":
                 raise self._foreign(name) from None
             if error_code(e) != "BucketAlreadyOwnedByYou":  # a retried create: ours already
                 raise
-        # General purpose buckets take no tags at CreateBucket; tag at once, and the derived
-        # name covers a crash in between (find adopts the untagged bucket).
-        tags = ctx.tags(self.name)
-        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
+            tagged_at_creation = False
+        if not tagged_at_creation:
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
         resource = self._resource(ctx, name, tags)
         self.update(ctx, resource, apply=True)
         return resource

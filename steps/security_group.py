@@ -13,6 +13,7 @@ class SecurityGroup(Ec2Step):
     `bastion` (with --bastion): SSH on 22 from --ssh-cidr only."""
 
     kind = "security_group"
+    gone_codes = frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"})
     aws_type = "AWS::EC2::SecurityGroup"
     describe_operation, result_key = "describe_security_groups", "SecurityGroups"
     id_field, id_filter, tag_resource_type = "GroupId", "group-id", "security-group"

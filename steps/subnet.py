@@ -11,6 +11,7 @@ class Subnet(Ec2Step):
     hold the app instances, which reach the internet only through the NAT gateway."""
 
     kind = "subnet"
+    gone_codes = frozenset({"InvalidSubnetID.NotFound"})
     aws_type = "AWS::EC2::Subnet"
     describe_operation, result_key = "describe_subnets", "Subnets"
     id_field, id_filter, tag_resource_type = "SubnetId", "subnet-id", "subnet"

@@ -26,6 +26,7 @@ class TargetGroup(ElbStep):
     """frontend (port 3000, health check /) and backend (port 5000, health check /api/health)."""
 
     kind = "target_group"
+    gone_codes = frozenset({"TargetGroupNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::TargetGroup"
     arn_key = "TargetGroupArn"
 

@@ -7,6 +7,7 @@ DNS_ATTRIBUTES = {"enableDnsSupport": "EnableDnsSupport", "enableDnsHostnames": 
 @register
 class Vpc(Ec2Step):
     kind = "vpc"
+    gone_codes = frozenset({"InvalidVpcID.NotFound"})
     aws_type = "AWS::EC2::VPC"
     describe_operation, result_key = "describe_vpcs", "Vpcs"
     id_field, id_filter, tag_resource_type = "VpcId", "vpc-id", "vpc"
@@ -23,6 +24,9 @@ class Vpc(Ec2Step):
         for attribute, parameter in DNS_ATTRIBUTES.items():
             ctx.retry("eventual-consistency", ctx.ec2.modify_vpc_attribute,
                       VpcId=vpc["VpcId"], **{parameter: {"Value": True}})
+        ctx.wait("ec2", "security_group_exists", Filters=default_group_filters(vpc["VpcId"]),
+                 what="the VPC's default security group to exist")
+        close_default_security_group(ctx, vpc["VpcId"], apply=True)
         return self.to_resource(vpc)
 
     def update(self, ctx, resource, apply):
@@ -38,7 +42,7 @@ class Vpc(Ec2Step):
                 changes.append(f"turn on {attribute}")
                 if apply:
                     ctx.ec2.modify_vpc_attribute(VpcId=resource.id, **{parameter: {"Value": True}})
-        return changes
+        return changes + close_default_security_group(ctx, resource.id, apply)
 
     def delete(self, ctx, resource):
         ctx.retry("dependency", ctx.ec2.delete_vpc, VpcId=resource.id,
@@ -49,6 +53,45 @@ class Vpc(Ec2Step):
 
     def describe(self, resource):
         return f"{resource.raw.get('CidrBlock', resource.attrs.get('cidr'))}, {resource.raw.get('State', '')}"
+
+
+# The VPC's default security group. AWS makes one with every VPC, allowing all inbound traffic
+# from itself and all outbound traffic (and ::/0 out when the VPC has IPv6); AWS Foundational
+# Security Best Practices EC2.2 says it should allow none. Nothing of the stack uses it (every
+# instance, load balancer and bastion has a group of its own), so it is emptied, never used.
+#
+# It is converged here, as part of the VPC like its DNS attributes, rather than by a step of its
+# own: AWS creates it with CreateVpc and removes it with DeleteVpc, and it can be neither created,
+# deleted nor tagged at creation by us. A step would have a create and a delete that do nothing,
+# and its tags would need a CreateTags after the fact. steps/security_group.py is the groups the
+# stack creates, names and deletes.
+def default_group_filters(vpc_id):
+    # "default" is a name AWS reserves: no other group in a VPC can carry it.
+    return [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": ["default"]}]
+
+
+def close_default_security_group(ctx, vpc_id, apply):
+    """Remove every rule of the VPC's default security group; the change line for `up` and
+    `plan`. One read when it is already empty (a no-op `up`)."""
+    groups = ctx.ec2.describe_security_groups(Filters=default_group_filters(vpc_id))["SecurityGroups"]
+    if not groups or not (groups[0].get("IpPermissions") or groups[0].get("IpPermissionsEgress")):
+        return []
+    group_id = groups[0]["GroupId"]
+    rules = []
+    for page in ctx.ec2.get_paginator("describe_security_group_rules").paginate(
+            Filters=[{"Name": "group-id", "Values": [group_id]}]):
+        rules.extend(page["SecurityGroupRules"])
+    if not rules:
+        return []
+    if apply:
+        # By rule id: revoking by IpPermissions must restate each rule exactly (a self
+        # reference, an IPv6 range, a prefix list), and a rule someone added by hand may be any.
+        for is_egress, revoke in ((False, ctx.ec2.revoke_security_group_ingress),
+                                  (True, ctx.ec2.revoke_security_group_egress)):
+            ids = [r["SecurityGroupRuleId"] for r in rules if bool(r.get("IsEgress")) is is_egress]
+            if ids:
+                ctx.retry("eventual-consistency", revoke, GroupId=group_id, SecurityGroupRuleIds=ids)
+    return [f"remove the default security group's {len(rules)} rule(s)"]
 
 
 def vpc_blockers(ctx, vpc_id):

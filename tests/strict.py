@@ -114,6 +114,7 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
             "ec2.CreateNatGateway": self._after_create_nat,
             "ec2.DescribeNatGateways": self._after_describe_nats,
             "ec2.DescribeAddresses": self._after_describe_addresses,
+            "ec2.CreateVpc": self._after_create_vpc,
         }
 
     def _guard(self, operation, rule):
@@ -138,6 +139,16 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
                 with self._lock:
                     hook(parsed)
         return handler
+
+    # -- what AWS makes with a VPC ----------------------------------------------------------------
+    def _after_create_vpc(self, parsed, **_):
+        """AWS's default security group allows all inbound traffic from itself as well as all
+        outbound traffic; moto's has the outbound rule only."""
+        vpc_id = (parsed.get("Vpc") or {}).get("VpcId")
+        group = self.backend.get_default_security_group(vpc_id) if vpc_id else None
+        if group is not None and not group.ingress_rules:
+            self.backend.authorize_security_group_ingress(
+                group.id, "-1", None, None, [], source_groups=[{"GroupId": group.id}], vpc_id=vpc_id)
 
     # -- NAT gateway timing ---------------------------------------------------------------------
     def _lingering(self):

@@ -44,6 +44,15 @@ def test_every_step_implements_the_four_moves():
             assert implementation is not getattr(Step, move), f"{cls.__name__} has no {move}"
 
 
+def test_every_kind_declares_the_codes_that_mean_it_is_gone():
+    """`down` counts a delete that fails with one of these as done: a kind that borrowed another's
+    (or a global list) would report a resource deleted that is still there."""
+    for cls in REGISTRY.values():
+        assert "gone_codes" in vars(cls), f"{cls.__name__} declares no gone_codes of its own"
+        assert isinstance(cls.gone_codes, frozenset)
+    assert "TargetGroupNotFound" not in REGISTRY["auto_scaling_group"].gone_codes
+
+
 def test_one_resource_type_per_module():
     modules = {}
     for info in pkgutil.iter_modules(steps.__path__):

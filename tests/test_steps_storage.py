@@ -142,17 +142,47 @@ def test_bucket_found_without_state(make_stack):
     assert stack.mutating_calls() == []
 
 
-def test_untagged_bucket_left_by_a_crash_is_adopted_and_tagged(make_stack, strict):
-    """CreateBucket takes no tags: a crash before PutBucketTagging leaves an untagged bucket
-    with the derived name, which the next run adopts rather than failing on the name."""
-    s3().create_bucket(Bucket=BUCKET)
+def test_the_bucket_is_tagged_in_the_create_call(make_stack):
+    """No crash window: the tags come with CreateBucket, never in a later PutBucketTagging."""
     stack = make_stack()
-    result = {r.name: r for r in stack.up(only=["assets-bucket"])}["assets-bucket"]
-    assert result.outcome == "updated", result.detail
-    assert any(c.startswith("set tag(s)") for c in result.changes)
+    stack.up(only=["assets-bucket"])
+    assert "PutBucketTagging" not in ops(stack)
+    tags = {t["Key"]: t["Value"] for t in s3().get_bucket_tagging(Bucket=BUCKET)["TagSet"]}
+    assert tags["provision:stack"] == "stylesphere" and tags["provision:step"] == "assets-bucket"
+
+
+def test_without_s3_tag_resource_the_bucket_is_created_then_tagged(make_stack):
+    """Tags at CreateBucket also need s3:TagResource: a policy with only PutBucketTagging is
+    refused with AccessDenied, and the bucket is then created and tagged at once."""
+    from botocore.exceptions import ClientError
+
+    def refuse_tags_at_creation(params, model, **_):
+        if model.name == "CreateBucket" and "Tags" in params.get("CreateBucketConfiguration", {}):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "s3:TagResource"}}, "CreateBucket")
+
+    stack = make_stack(hooks=[("before-parameter-build.s3.CreateBucket", refuse_tags_at_creation)])
+    assert outcomes(stack.up(only=["assets-bucket"])) == {"assets-bucket": "created"}
+    assert ops(stack).count("CreateBucket") == 1 and "PutBucketTagging" in ops(stack)
     tags = {t["Key"]: t["Value"] for t in s3().get_bucket_tagging(Bucket=BUCKET)["TagSet"]}
     assert tags["provision:step"] == "assets-bucket"
-    assert order_refusals(strict) == []
+
+
+def test_an_untagged_bucket_with_the_derived_name_is_never_adopted(make_stack, strict):
+    """Someone's own bucket that merely has the name the stack would derive: `up` stops (exit 2)
+    and `down` leaves it and its objects alone."""
+    s3().create_bucket(Bucket=BUCKET)
+    s3().put_object(Bucket=BUCKET, Key="their-data.csv", Body=b"precious")
+    stack = make_stack()
+    # Before any step runs: not twenty resources in, when the bucket's turn comes.
+    with pytest.raises(ConfigError, match="refusing to adopt") as refused:
+        stack.up()
+    assert "no stack's" in refused.value.message
+    assert stack.mutating_calls() == []
+    assert outcomes(stack.down(only=["assets-bucket"])) == {"assets-bucket": "absent"}
+    assert stack.mutating_calls() == []
+    assert s3().get_object(Bucket=BUCKET, Key="their-data.csv")["Body"].read() == b"precious"
+    with pytest.raises(s3().exceptions.ClientError):
+        s3().get_bucket_tagging(Bucket=BUCKET)
 
 
 def test_strict_refuses_a_public_policy_while_public_policies_are_blocked(strict):
@@ -348,10 +378,11 @@ def test_bucket_name_taken_by_another_account(make_stack):
         return _Http(403), {"Error": {"Code": "403", "Message": "Forbidden"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
 
     stack = make_stack(hooks=[("before-call.s3.HeadBucket", forbidden)])
-    result = {r.name: r for r in stack.up(only=["assets-bucket"])}["assets-bucket"]
-    assert result.outcome == "failed"
-    assert isinstance(result.error, ConfigError) and "another AWS account" in result.error.message
+    # Refused before the walk: nothing is built up to the bucket's turn.
+    with pytest.raises(ConfigError, match="another AWS account"):
+        stack.up(only=["assets-bucket"])
     assert "CreateBucket" not in ops(stack)
+    assert stack.mutating_calls() == []
     assert outcomes(stack.down(only=["assets-bucket"])) == {"assets-bucket": "absent"}
 
 
