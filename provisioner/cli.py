@@ -127,6 +127,7 @@ def main():
     provision cleanup --expired delete forgotten stacks by their tags (dry run first)
     provision exec -- CMD       a command on every app instance, through the bastion
     provision fleet up          a stack per student of a class roster
+    provision policy --json     the IAM policy the operator needs
     """
 
 
@@ -160,6 +161,19 @@ def plan(opts, overrides):
     from .runner import cmd_plan
 
     cmd_plan(opts, _overrides_or_exit(opts, overrides))
+
+
+@main.command()
+@common_options
+@shape_options
+@click.option("--json", "as_json", is_flag=True, help="Print only the policy document (IAM JSON).")
+@click.option("--account", metavar="ID", help="The account to scope it to [the credentials' account].")
+def policy(opts, overrides, as_json, account):
+    """The least-privilege IAM policy for this stack's shape (up, plan, status, down, list)."""
+    from .policy import cmd_policy
+    from .runner import guarded
+
+    guarded(cmd_policy)(opts, _overrides_or_exit(opts, overrides), as_json, account)
 
 
 @main.command()

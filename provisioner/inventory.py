@@ -27,16 +27,10 @@ from botocore.exceptions import ClientError
 from .context import TAG_CREATED_AT, TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, TAG_STEP
 from .errors import AwsFailure
 from .expiry import parse_tag
+from .kinds import ELB_TAGS, BatchTags, InlineTags, ItemTags, Listing
 from .retries import PERMISSION_CODES, error_code, error_message, is_gone
 
-KINDS = ("vpc", "subnet", "internet_gateway", "elastic_ip", "nat_gateway", "route_table", "security_group",
-         "instance", "volume", "key_pair", "launch_template", "load_balancer", "target_group", "listener",
-         "auto_scaling_group", "certificate", "bucket", "iam_role", "instance_profile")
-
-IAM_PATH = "/provision/"
 SCAN_WORKERS = 8
-# ELBv2 DescribeTags takes at most 20 ARNs, of any of its resource types mixed.
-ELB_TAGS_PER_CALL = 20
 # IAM actions whose name is not the API operation's.
 IAM_ACTION_NAMES = {("s3", "ListBuckets"): "s3:ListAllMyBuckets"}
 
@@ -77,171 +71,27 @@ class Forgotten:
     detail: dict = field(default_factory=dict)
 
 
-# -- what each kind is -----------------------------------------------------------------------------
+# -- what each kind is: declared by its step (provisioner/kinds.py) -------------------------------------
 
-@dataclass(frozen=True)
-class InlineTags:
-    """The describe result carries the tags (EC2, Auto Scaling)."""
+Kind = Listing
 
 
-@dataclass(frozen=True)
-class BatchTags:
-    """One call for many ids (ELBv2 DescribeTags)."""
+def scanners() -> tuple[Listing, ...]:
+    """Every kind the inventory lists, as the step modules declare them."""
+    from .registry import listings
 
-    operation: str
-    param: str
-    result_key: str
-    id_key: str
-    limit: int
+    return listings()
 
 
-@dataclass(frozen=True)
-class ItemTags:
-    """One call per item (ACM, S3, IAM). `untagged_codes`: the error that means "no tags"."""
-
-    operation: str
-    param: str
-    result_key: str
-    untagged_codes: frozenset = frozenset()
-
-
-INLINE = InlineTags()
-ELB_TAGS = BatchTags("describe_tags", "ResourceArns", "TagDescriptions", "ResourceArn", ELB_TAGS_PER_CALL)
-TAG_KEY_FILTER = ({"Name": "tag-key", "Values": [TAG_STACK]},)
-
-
-def _no_detail(item: dict) -> dict:
-    return {}
-
-
-def _never_gone(item: dict) -> bool:
-    return False
-
-
-@dataclass(frozen=True)
-class Kind:
-    kind: str
-    service: str
-    operation: str                   # the list/describe call; paginated where the API allows
-    items: str                       # JMESPath to the items of one response page
-    id_field: str
-    tags: Any = INLINE
-    params: dict = field(default_factory=dict)
-    created_field: str | None = None  # the API's own creation time
-    # The API's time wins over the tag: instances and their volumes carry the launch template's
-    # tags, so their created-at is when the template was made, not when they were launched.
-    created_from_api: bool = False
-    gone: Callable[[dict], bool] = _never_gone    # listed, but deleted or on its way out
-    detail: Callable[[dict], dict] = _no_detail
-    # Worth reading the tags of at all (a name pattern, a type): keeps per-item tag calls few.
-    candidate: Callable[[Any, dict], bool] | None = None
-    # IAM and S3 are not regional: whether the name is the one the stack's resource of this
-    # region has (the stack is the tag's).
-    belongs: Callable[[Any, str, str], bool] | None = None
-    # Listed per tagged resource of another kind (listeners per load balancer).
-    parent: str | None = None
-    parent_param: str | None = None
-
-
-def _ec2(kind, operation, items, id_field, **more) -> Kind:
-    return Kind(kind, "ec2", operation, items, id_field, params={"Filters": list(TAG_KEY_FILTER)}, **more)
-
-
-def elastic_ip_detail(item: dict) -> dict:
-    return {"associated": bool(item.get("AssociationId"))}
-
-
-def nat_gateway_detail(item: dict) -> dict:
-    return {"state": item.get("State"), "vpc_id": item.get("VpcId")}
-
-
-def instance_detail(item: dict) -> dict:
-    detail = {"instance_type": item.get("InstanceType"), "state": item.get("State", {}).get("Name")}
-    if item.get("PublicIpAddress"):
-        # A public IPv4 address bills by the hour like an Elastic IP (the bastion has one).
-        detail["public_ip"] = item["PublicIpAddress"]
-    return detail
-
-
-def volume_detail(item: dict) -> dict:
-    return {"size_gb": item.get("Size"), "volume_type": item.get("VolumeType"), "state": item.get("State")}
-
-
-def load_balancer_detail(item: dict) -> dict:
-    return {"type": item.get("Type"), "scheme": item.get("Scheme"),
-            "zones": len(item.get("AvailabilityZones") or []), "vpc_id": item.get("VpcId"),
-            "dns_name": item.get("DNSName")}
-
-
-def _iam_of_region(ctx, stack: str, name: str) -> bool:
-    return name == f"{stack}-{ctx.region}-web"
-
-
-def _bucket_suffix(ctx) -> str:
-    # Without the account (a context that never asked STS), any account's form of the name.
-    account = re.escape(ctx.account) if ctx.account else r"\d{12}"
-    return rf"-assets-{account}-{re.escape(ctx.region)}"
-
-
-def _bucket_of_region(ctx, stack: str, name: str) -> bool:
-    return re.fullmatch(re.escape(stack) + _bucket_suffix(ctx), name) is not None
-
-
-# ACM's whole lists of both (botocore's model), so that no status or key type hides one.
-CERTIFICATE_STATUSES = ("PENDING_VALIDATION", "ISSUED", "INACTIVE", "EXPIRED", "VALIDATION_TIMED_OUT", "REVOKED",
-                        "FAILED")
-KEY_TYPES = ("RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
-# Gone or going: AWS lists these for a while after a delete, and they no longer bill (a
-# shutting-down instance still does, briefly: it is kept, with its state).
-NAT_GATEWAY_GONE = ("deleting", "deleted", "failed")
-VOLUME_GONE = ("deleting", "deleted")
-
-SCANNERS: tuple[Kind, ...] = (
-    _ec2("vpc", "describe_vpcs", "Vpcs", "VpcId"),
-    _ec2("subnet", "describe_subnets", "Subnets", "SubnetId"),
-    _ec2("internet_gateway", "describe_internet_gateways", "InternetGateways", "InternetGatewayId"),
-    _ec2("elastic_ip", "describe_addresses", "Addresses", "AllocationId", detail=elastic_ip_detail),
-    _ec2("nat_gateway", "describe_nat_gateways", "NatGateways", "NatGatewayId", created_field="CreateTime",
-         gone=lambda i: i.get("State") in NAT_GATEWAY_GONE, detail=nat_gateway_detail),
-    _ec2("route_table", "describe_route_tables", "RouteTables", "RouteTableId"),
-    _ec2("security_group", "describe_security_groups", "SecurityGroups", "GroupId"),
-    _ec2("instance", "describe_instances", "Reservations[].Instances[]", "InstanceId", created_field="LaunchTime",
-         created_from_api=True, gone=lambda i: i.get("State", {}).get("Name") == "terminated",
-         detail=instance_detail),
-    _ec2("volume", "describe_volumes", "Volumes", "VolumeId", created_field="CreateTime", created_from_api=True,
-         gone=lambda i: i.get("State") in VOLUME_GONE, detail=volume_detail),
-    # The bastion's SSH key pair (the instance kind above covers the bastion itself).
-    _ec2("key_pair", "describe_key_pairs", "KeyPairs", "KeyPairId", created_field="CreateTime"),
-    _ec2("launch_template", "describe_launch_templates", "LaunchTemplates", "LaunchTemplateId",
-         created_field="CreateTime"),
-    Kind("load_balancer", "elbv2", "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", tags=ELB_TAGS,
-         created_field="CreatedTime", detail=load_balancer_detail),
-    Kind("target_group", "elbv2", "describe_target_groups", "TargetGroups", "TargetGroupArn", tags=ELB_TAGS),
-    Kind("listener", "elbv2", "describe_listeners", "Listeners", "ListenerArn", tags=ELB_TAGS,
-         parent="load_balancer", parent_param="LoadBalancerArn"),
-    # An Auto Scaling Group "Delete in progress" is kept: its instances still run.
-    Kind("auto_scaling_group", "autoscaling", "describe_auto_scaling_groups", "AutoScalingGroups",
-         "AutoScalingGroupName", params={"Filters": list(TAG_KEY_FILTER)}, created_field="CreatedTime"),
-    # Issued, expired, failed...: every status is listed, and every key type (by default ACM
-    # lists RSA_1024 and RSA_2048 only). Only an imported certificate can be the tool's own.
-    Kind("certificate", "acm", "list_certificates", "CertificateSummaryList", "CertificateArn",
-         params={"CertificateStatuses": list(CERTIFICATE_STATUSES), "Includes": {"keyTypes": list(KEY_TYPES)}},
-         tags=ItemTags("list_tags_for_certificate", "CertificateArn", "Tags"), created_field="CreatedAt",
-         candidate=lambda ctx, i: i.get("Type", "IMPORTED") == "IMPORTED"),
-    Kind("bucket", "s3", "list_buckets", "Buckets", "Name", created_field="CreationDate",
-         tags=ItemTags("get_bucket_tagging", "Bucket", "TagSet", untagged_codes=frozenset({"NoSuchTagSet"})),
-         candidate=lambda ctx, i: re.search(_bucket_suffix(ctx) + "$", i["Name"]) is not None,
-         belongs=_bucket_of_region),
-    Kind("iam_role", "iam", "list_roles", "Roles", "RoleName", params={"PathPrefix": IAM_PATH},
-         tags=ItemTags("list_role_tags", "RoleName", "Tags"), created_field="CreateDate",
-         candidate=lambda ctx, i: i["RoleName"].endswith(f"-{ctx.region}-web"), belongs=_iam_of_region),
-    Kind("instance_profile", "iam", "list_instance_profiles", "InstanceProfiles", "InstanceProfileName",
-         params={"PathPrefix": IAM_PATH}, tags=ItemTags("list_instance_profile_tags", "InstanceProfileName", "Tags"),
-         created_field="CreateDate",
-         candidate=lambda ctx, i: i["InstanceProfileName"].endswith(f"-{ctx.region}-web"),
-         belongs=_iam_of_region),
-)
-BY_KIND = {k.kind: k for k in SCANNERS}
+def __getattr__(name: str):
+    # The tables as they were, now read from the registry: a new step module adds its kind.
+    if name == "SCANNERS":
+        return scanners()
+    if name == "KINDS":
+        return tuple(s.kind for s in scanners())
+    if name == "BY_KIND":
+        return {s.kind: s for s in scanners()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -362,16 +212,10 @@ def _tags(ctx, listed: list[tuple[Kind, list[dict]]], run=map) -> dict[tuple[str
     return out
 
 
-# For messages: what a kind is called in AWS's words, where it is not its name with spaces.
-LABELS = {"vpc": "VPCs", "elastic_ip": "Elastic IPs", "nat_gateway": "NAT gateways",
-          "instance": "EC2 instances", "volume": "EBS volumes", "key_pair": "EC2 key pairs",
-          "auto_scaling_group": "Auto Scaling Groups",
-          "certificate": "ACM certificates", "bucket": "S3 buckets", "iam_role": "IAM roles",
-          "instance_profile": "IAM instance profiles"}
-
-
 def _plural(kind: str) -> str:
-    return LABELS.get(kind) or kind.replace("_", " ") + "s"
+    """For messages: what a kind is called in AWS's words."""
+    spec = next((s for s in scanners() if s.kind == kind), None)
+    return spec.plural if spec else kind.replace("_", " ") + "s"
 
 
 def _utc(value) -> datetime | None:
@@ -409,8 +253,9 @@ def _found(ctx, spec: Kind, items: list[dict], tags: dict) -> list[Found]:
 
 def scan(ctx) -> list[Found]:
     """Every resource in ctx.region (and this region's IAM roles, instance profiles and bucket,
-    by name) that carries a provision:stack tag, of any stack; in KINDS order."""
-    top = [s for s in SCANNERS if s.parent is None]
+    by name) that carries a provision:stack tag, of any stack; in the registry's order."""
+    specs = scanners()
+    top = [s for s in specs if s.parent is None]
 
     def listing(spec):
         with _reading(ctx, spec.service, _plural(spec.kind)):
@@ -422,7 +267,8 @@ def scan(ctx) -> list[Found]:
         listed = list(pool.map(listing, top))
         tags = _tags(ctx, listed, run=pool.map)
     found = [f for spec, items in listed for f in _found(ctx, spec, items, tags)]
-    for spec in (s for s in SCANNERS if s.parent is not None):
+    # Children after their parents (in the registry's order, a parent's listing comes first).
+    for spec in (s for s in specs if s.parent is not None):
         parents = [f.id for f in found if f.kind == spec.parent]
         children: list[dict] = []
         with _reading(ctx, spec.service, _plural(spec.kind)):
@@ -433,7 +279,7 @@ def scan(ctx) -> list[Found]:
                     if not is_gone(e):  # the parent was deleted since it was listed
                         raise
         found += _found(ctx, spec, children, _tags(ctx, [(spec, children)]))
-    order = {k: n for n, k in enumerate(KINDS)}
+    order = {s.kind: n for n, s in enumerate(specs)}
     return sorted(found, key=lambda f: (order[f.kind], f.stack, f.id))
 
 
@@ -449,7 +295,8 @@ def forgotten(ctx) -> list[Forgotten]:
         return TAG_STACK not in (tags if tags is not None else _tag_dict(item.get("Tags")))
 
     out: list[Forgotten] = []
-    eip, volume, nat, alb = (BY_KIND[k] for k in ("elastic_ip", "volume", "nat_gateway", "load_balancer"))
+    by_kind = {s.kind: s for s in scanners()}
+    eip, volume, nat, alb = (by_kind[k] for k in ("elastic_ip", "volume", "nat_gateway", "load_balancer"))
     with _reading(ctx, "ec2", "elastic IPs, volumes and NAT gateways"):
         for item in all_pages(ctx, "ec2", eip.operation, eip.items):
             if untagged(item) and not item.get("AssociationId"):

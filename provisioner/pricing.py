@@ -1,8 +1,9 @@
 """What a stack costs while it is up: the price table, the hourly estimate, and its refresh.
 
-The table (provisioner/prices.json, shipped with the package) holds, per region, what bills by
-the hour in this stack: NAT gateways, Application Load Balancers, public IPv4 addresses, EBS
-storage and EC2 instances. A refreshed copy, fetched from the AWS Price List API by
+The table (provisioner/prices.json, shipped with the package) holds, per region, the figures the
+steps' listings declare (provisioner/kinds.py: a listing's `price` rule and its `price_keys`):
+NAT gateways, Application Load Balancers, public IPv4 addresses, EBS storage and EC2 instances
+today. A refreshed copy, fetched from the AWS Price List API by
 `provision prices --refresh`, lives at $PROVISION_PRICES or ~/.config/provision/prices.json and
 takes precedence region by region; a broken copy is ignored with a warning, never fatal.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import AwsFailure, ConfigError
+from .kinds import Free, PriceKey, Row, UsageNote
 
 # AWS prorates GB-month storage over 730 hours (365 x 24 / 12).
 HOURS_PER_MONTH = 730
@@ -31,7 +33,7 @@ HOURS_PER_MONTH = 730
 PRICING_REGION = "us-east-1"
 PRICES_ENV = "PROVISION_PRICES"
 PACKAGED_NAME = "prices.json"
-REQUIRED_KEYS = ("nat_gateway_hour", "alb_hour", "public_ipv4_hour", "ebs_gb_month", "ec2_hour", "usage_based")
+USAGE_BASED = "usage_based"
 DATE_RE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
@@ -41,23 +43,78 @@ class PriceTableError(ValueError):
 
 # -- the table ------------------------------------------------------------------------------------
 
-@dataclass
+# -- what the steps declare --------------------------------------------------------------------------
+
+def price_keys() -> tuple[PriceKey, ...]:
+    """Every figure the listings' price rules read, once each (registry order)."""
+    from .registry import listings
+
+    found: dict[str, PriceKey] = {}
+    for listing in listings():
+        for key in listing.price_keys:
+            if found.setdefault(key.name, key) is not key:
+                raise ValueError(f"price key {key.name!r} is declared twice: declare it once and import it")
+    return tuple(found.values())
+
+
+def usage_notes() -> tuple[UsageNote, ...]:
+    from .registry import listings
+
+    found: dict[str, UsageNote] = {}
+    for listing in listings():
+        for note in listing.usage_notes:
+            found.setdefault(note.name, note)
+    return tuple(found.values())
+
+
+def required_keys() -> tuple[str, ...]:
+    """What every region of a table must have: the figures without a default in their step."""
+    return tuple(k.name for k in price_keys() if k.default is None) + (USAGE_BASED,)
+
+
+def __getattr__(name: str):
+    # REQUIRED_KEYS as it was: now read from the registry (a step module adds its own keys).
+    if name == "REQUIRED_KEYS":
+        return required_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class RegionPrices:
-    nat_gateway_hour: float
-    alb_hour: float
-    public_ipv4_hour: float
-    ebs_gb_month: dict[str, float]      # {"gp3": 0.08, "gp2": 0.10}
-    ec2_hour: dict[str, float]          # On-Demand Linux, shared tenancy
-    usage_based: dict[str, str]         # shown as notes, never added to the hourly figure
+    """One region's figures, by the keys the listings declare: prices["nat_gateway_hour"], or
+    prices.nat_gateway_hour; a {type: figure} map for keys declared `per` a type. usage_based:
+    shown as notes, never added to the hourly figure."""
+
+    def __init__(self, values: dict[str, Any], usage_based: dict[str, str]):
+        self.values = dict(values)
+        self.usage_based = dict(usage_based)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RegionPrices":
-        return cls(**{key: data[key] for key in REQUIRED_KEYS})
+        return cls({k.name: data[k.name] if k.name in data else k.default for k in price_keys()}, data[USAGE_BASED])
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values") or {}
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RegionPrices) and (self.values, self.usage_based) == (other.values, other.usage_based)
 
     def to_dict(self) -> dict:
-        return {"nat_gateway_hour": self.nat_gateway_hour, "alb_hour": self.alb_hour,
-                "public_ipv4_hour": self.public_ipv4_hour, "ebs_gb_month": dict(self.ebs_gb_month),
-                "ec2_hour": dict(sorted(self.ec2_hour.items())), "usage_based": dict(self.usage_based)}
+        out: dict[str, Any] = {}
+        for key in price_keys():
+            value = self.values[key.name]
+            out[key.name] = dict(sorted(value.items()) if key.per == "instance type" else value.items()) \
+                if isinstance(value, dict) else value
+        out[USAGE_BASED] = dict(self.usage_based)
+        return out
 
 
 @dataclass(frozen=True)
@@ -89,7 +146,8 @@ class PriceBook:
         return self.origins.get(name) or Origin(self.source, self.as_of, self.path)
 
     def instance_types(self) -> list[str]:
-        return sorted({t for r in self.regions.values() for t in r.ec2_hour})
+        keys = [k.name for k in price_keys() if k.per == "instance type"]
+        return sorted({t for r in self.regions.values() for k in keys for t in r.get(k, {})})
 
 
 def packaged_path() -> Path:
@@ -132,20 +190,23 @@ def validate_table(data: Any, where: str = "price table") -> dict:
         at = f"{where}, region {name}"
         if not isinstance(entry, dict):
             raise PriceTableError(f"{at} is not an object")
-        missing = [key for key in REQUIRED_KEYS if key not in entry]
+        missing = [key for key in required_keys() if key not in entry]
         if missing:
             raise PriceTableError(f"{at} has no {', '.join(missing)}")
-        for key in ("nat_gateway_hour", "alb_hour", "public_ipv4_hour"):
-            _price(entry[key], f"{at}: {key}")
-        for key in ("ebs_gb_month", "ec2_hour"):
-            if not isinstance(entry[key], dict):
-                raise PriceTableError(f"{at}: {key} is not an object")
-            for item, value in entry[key].items():
-                _price(value, f"{at}: {key}[{item!r}]")
-        for key in ("gp3", "gp2"):
-            if key not in entry["ebs_gb_month"]:
-                raise PriceTableError(f"{at}: ebs_gb_month has no {key}")
-        usage = entry["usage_based"]
+        for key in price_keys():
+            if key.name not in entry:
+                continue  # a default in its step (required_keys says which may be missing)
+            if key.per is None:
+                _price(entry[key.name], f"{at}: {key.name}")
+                continue
+            if not isinstance(entry[key.name], dict):
+                raise PriceTableError(f"{at}: {key.name} is not an object")
+            for item, value in entry[key.name].items():
+                _price(value, f"{at}: {key.name}[{item!r}]")
+            for needed in key.required_types:
+                if needed not in entry[key.name]:
+                    raise PriceTableError(f"{at}: {key.name} has no {needed}")
+        usage = entry[USAGE_BASED]
         if not isinstance(usage, dict) or not all(isinstance(v, str) for v in usage.values()):
             raise PriceTableError(f"{at}: usage_based is not an object of sentences")
         for key in ("source", "as_of"):
@@ -257,63 +318,19 @@ class Estimate:
         return self.hourly * 24
 
 
-BILLING_NAT_STATES = {"pending", "available"}
-BILLING_INSTANCE_STATES = {"pending", "running"}
-# A volume bills from creation until it is gone, attached or not.
-GONE_VOLUME_STATES = {"deleting", "deleted"}
+def _price_rules() -> dict[str, Any]:
+    from .registry import listings
+
+    return {listing.kind: listing.price for listing in listings()}
 
 
-def _charges(item, prices: RegionPrices, region: str) -> tuple[list[tuple[str, float, str, float]], list[str]]:
+def _charges(item, prices: RegionPrices, region: str, rules=None) -> tuple[list[Row], list[str]]:
     """What one item bills by the hour: (label, quantity, unit, rate per unit-hour) rows, and
-    the sentences for what it bills that the table cannot price."""
-    kind = getattr(item, "kind", None)
-    detail = getattr(item, "detail", None) or {}
-    name = getattr(item, "id", None) or kind
-    rows: list[tuple[str, float, str, float]] = []
-    unpriced: list[str] = []
-    if kind == "nat_gateway":
-        if detail.get("state", "available") in BILLING_NAT_STATES:
-            rows.append(("NAT gateway", 1, "gateway", prices.nat_gateway_hour))
-    elif kind == "elastic_ip":
-        # Since February 2024 every public IPv4 address bills, associated or not.
-        rows.append(("public IPv4 address (Elastic IP)", 1, "address", prices.public_ipv4_hour))
-    elif kind == "load_balancer":
-        lb_type = detail.get("type", "application")
-        if lb_type != "application":
-            unpriced.append(f"{lb_type} load balancer {name} has no price in the table (only Application "
-                            "Load Balancers are priced)")
-            return rows, unpriced
-        rows.append(("Application Load Balancer", 1, "load balancer", prices.alb_hour))
-        if detail.get("scheme", "internet-facing") == "internet-facing":
-            # An internet-facing ALB holds one public IPv4 address per zone, each billed like an EIP.
-            zones = detail.get("zones")
-            if isinstance(zones, int) and zones > 0:
-                rows.append(("public IPv4 address (load balancer)", zones, "address", prices.public_ipv4_hour))
-            else:
-                unpriced.append(f"load balancer {name}: its public IPv4 addresses are not counted (number "
-                                "of zones unknown)")
-    elif kind == "instance":
-        if detail.get("state", "running") in BILLING_INSTANCE_STATES:
-            instance_type = detail.get("instance_type")
-            rate = prices.ec2_hour.get(instance_type) if instance_type else None
-            if rate is None:
-                unpriced.append(f"instance type {instance_type or '(unknown)'} has no price in {region}")
-            else:
-                rows.append((f"EC2 {instance_type}", 1, "instance", rate))
-            if detail.get("public_ip"):
-                # Auto-assigned public addresses (the bastion's) bill like Elastic IPs since 2024.
-                rows.append(("public IPv4 address (instance)", 1, "address", prices.public_ipv4_hour))
-    elif kind == "volume":
-        if detail.get("state") not in GONE_VOLUME_STATES:
-            volume_type, size = detail.get("volume_type"), detail.get("size_gb")
-            rate = prices.ebs_gb_month.get(volume_type) if volume_type else None
-            if rate is None:
-                unpriced.append(f"EBS volume type {volume_type or '(unknown)'} has no price in {region}")
-            elif not isinstance(size, (int, float)) or size <= 0:
-                unpriced.append(f"EBS volume {name}: not counted (size unknown)")
-            else:
-                rows.append((f"EBS {volume_type} (${rate:g}/GB-month)", size, "GB", rate / HOURS_PER_MONTH))
-    return rows, unpriced
+    the sentences for what it bills that the table cannot price; from its kind's listing."""
+    rule = (rules if rules is not None else _price_rules()).get(getattr(item, "kind", None))
+    if rule is None or isinstance(rule, Free):
+        return [], []
+    return rule(item, prices, region)
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -328,14 +345,16 @@ def estimate(items: Iterable, region: str, book: PriceBook, now: dt.datetime | N
     unpriced: list[str] = []
     spent = 0.0
     missing_regions: dict[str, int] = {}
+    rules = _price_rules()
     for item in items:
         where = getattr(item, "region", None) or region
         prices = book.region(where)
         if prices is None:
-            if getattr(item, "kind", None) in ("nat_gateway", "elastic_ip", "load_balancer", "instance", "volume"):
+            rule = rules.get(getattr(item, "kind", None))
+            if rule is not None and not isinstance(rule, Free):
                 missing_regions[where] = missing_regions.get(where, 0) + 1
             continue
-        rows, why = _charges(item, prices, where)
+        rows, why = _charges(item, prices, where, rules)
         for sentence in why:
             if sentence not in unpriced:
                 unpriced.append(sentence)
@@ -477,72 +496,69 @@ def _price_of(products: Iterable[dict], base: str) -> float | None:
     return None
 
 
-def _fetch_region(client, region: str, instance_types: list[str]) -> dict:
-    """Whatever the Price List API has for one region; None for what it does not have."""
-    nat = list(_products(client, "AmazonEC2", productFamily="NAT Gateway", regionCode=region))
-    alb = list(_products(client, "AWSELB", productFamily="Load Balancer-Application", regionCode=region))
-    # The public IPv4 charge has no product family of its own in AmazonVPC: read the region's
-    # products and pick it by usage type.
-    vpc = list(_products(client, "AmazonVPC", regionCode=region))
-    found: dict[str, Any] = {
-        "nat_gateway_hour": _price_of(nat, "NatGateway-Hours"),
-        "nat_gateway_gb": _price_of(nat, "NatGateway-Bytes"),
-        "alb_hour": _price_of(alb, "LoadBalancerUsage"),
-        "alb_lcu_hour": _price_of(alb, "LCUUsage"),
-        "public_ipv4_hour": _price_of(vpc, "PublicIPv4:InUseAddress"),
-        "ebs_gb_month": {},
-        "ec2_hour": {},
-    }
-    for volume_type in ("gp3", "gp2"):
-        storage = _products(client, "AmazonEC2", productFamily="Storage", volumeApiName=volume_type, regionCode=region)
-        found["ebs_gb_month"][volume_type] = _price_of(storage, f"EBS:VolumeUsage.{volume_type}")
-    for instance_type in instance_types:
-        offers = _products(client, "AmazonEC2", instanceType=instance_type, regionCode=region,
-                           operatingSystem="Linux", tenancy="Shared", preInstalledSw="NA", capacitystatus="Used")
-        found["ec2_hour"][instance_type] = _price_of(offers, f"BoxUsage:{instance_type}")
-    return found
+class Products:
+    """The Price List reads of one region's refresh, each made once: a NAT gateway's hourly
+    figure and its per-GB note come from the same answer. products(service_code, **terms) ->
+    the products matching every term (TERM_MATCH, in the order given)."""
+
+    def __init__(self, client):
+        self.client = client
+        self._seen: dict[tuple, list[dict]] = {}
+
+    def __call__(self, service_code: str, **terms: str) -> list[dict]:
+        key = (service_code, tuple(terms.items()))
+        if key not in self._seen:
+            self._seen[key] = list(_products(self.client, service_code, **terms))
+        return self._seen[key]
+
+
+def price_of(products: Iterable[dict], usage: str) -> float | None:
+    """The On-Demand price of the first product whose usage type is `usage` (any region prefix)."""
+    return _price_of(products, usage)
 
 
 def refresh(session_or_client_factory, regions: list[str], instance_types: list[str],
             base: PriceBook | None = None, today: dt.date | None = None) -> dict:
-    """The price table (prices.json's schema) for `regions`, fetched from the AWS Price List API.
-    What the API does not answer keeps the figure of `base` (the packaged table by default) and
-    is named in the table's notes; a region missing a figure that `base` cannot supply either is
-    left out, with a note. Raises ConfigError (credentials, permissions) or AwsFailure."""
+    """The price table (prices.json's schema) for `regions`, fetched from the AWS Price List API
+    by each declared price key's own fetch. What the API does not answer keeps the figure of
+    `base` (the packaged table by default) and is named in the table's notes; a region missing a
+    figure that `base` cannot supply either is left out, with a note. Raises ConfigError
+    (credentials, permissions) or AwsFailure."""
     client = _pricing_client(session_or_client_factory)
     base = base or load_packaged()
     notes: list[str] = []
     table_regions: dict[str, dict] = {}
     for region in regions:
-        got = _fetch_region(client, region, list(instance_types))
+        products = Products(client)
         old = base.region(region)
         kept: list[str] = []
         entry: dict[str, Any] = {}
         incomplete = []
-        for key in ("nat_gateway_hour", "alb_hour", "public_ipv4_hour"):
-            value = got[key]
-            if value is None and old is not None:
-                value = getattr(old, key)
-                kept.append(key)
-            if value is None:
-                incomplete.append(key)
-            entry[key] = value
-        for group, base_values in (("ebs_gb_month", old.ebs_gb_month if old else {}),
-                                   ("ec2_hour", old.ec2_hour if old else {})):
+        for key in price_keys():
+            got = key.fetch(products, region, list(instance_types))
+            if key.per is None:
+                value = got
+                if value is None and old is not None:
+                    value = old[key.name]
+                    kept.append(key.name)
+                if value is None:
+                    incomplete.append(key.name)
+                entry[key.name] = value
+                continue
+            base_values = old.get(key.name, {}) if old else {}
             values = {}
-            for name, value in got[group].items():
+            for name, value in (got or {}).items():
                 if value is None and name in base_values:
                     value = base_values[name]
                     kept.append(name)
                 if value is None:
-                    if group == "ebs_gb_month":
-                        incomplete.append(f"EBS {name}")
+                    if name in key.required_types:
+                        incomplete.append(f"{key.label} {name}")
                     else:
-                        notes.append(f"{region}: the Price List API has no Linux On-Demand price for {name}; "
-                                     "left out")
+                        notes.append(f"{region}: " + key.missing.format(label=key.label, type=name))
                     continue
                 values[name] = value
-            entry[group] = dict(sorted(values.items()))
+            entry[key.name] = dict(sorted(values.items()))
         if incomplete:
             notes.append(f"{region}: the Price List API has no price for {', '.join(incomplete)} and the "
                          "packaged table has none either; region left out")
@@ -551,17 +567,18 @@ def refresh(session_or_client_factory, regions: list[str], instance_types: list[
             notes.append(f"{region}: no Price List answer for {', '.join(kept)}; kept the packaged figure(s) "
                          f"of {base.origin(region).as_of}")
         usage = dict(old.usage_based) if old else {}
-        if got["nat_gateway_gb"] is not None:
-            usage["NAT data processing"] = f"${got['nat_gateway_gb']:g} per GB through a NAT gateway (both directions)"
-        if got["alb_lcu_hour"] is not None:
-            usage["ALB LCU"] = f"${got['alb_lcu_hour']:g} per LCU-hour (load balancer capacity units used)"
-        entry["usage_based"] = usage
+        for note in usage_notes():
+            sentence = note.fetch(products, region)
+            if sentence is not None:
+                usage[note.name] = sentence
+        entry[USAGE_BASED] = usage
         table_regions[region] = entry
     if not table_regions:
         raise AwsFailure(f"the Price List API priced none of {', '.join(regions)}",
                          hint="check the region names; the table is left as it was")
     if any(old is not None for old in (base.region(r) for r in table_regions)):
-        notes.append("Usage-based notes other than NAT data processing and ALB LCUs are the packaged ones.")
+        fetched = " and ".join(note.name for note in usage_notes())
+        notes.append(f"Usage-based notes other than {fetched or 'none'} are the packaged ones.")
     table = {
         "source": "AWS Price List API (pricing:GetProducts): On-Demand, Linux, shared tenancy; USD before taxes, "
                   "free tier and discounts",

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from .config import DEFAULT_INSTANCE_TYPE, ZONE_COUNT, StackConfig
 from .errors import EXIT_OK, ConfigError
 from .pricing import (PRICING_REGION, PriceBook, PriceTableError, RegionPrices, cost_line, estimate, load_prices,
-                      merge_tables, read_table, refresh, user_prices_path, write_prices)
+                      merge_tables, price_keys, read_table, refresh, user_prices_path, write_prices)
 from .runner import GlobalOptions, guarded
 from .ui import ConsoleReporter
 
@@ -69,19 +69,24 @@ def print_region(reporter: ConsoleReporter, book: PriceBook, name: str, prices: 
     table = Table(title=f"Prices in {name} (On-Demand, USD)", title_justify="left")
     table.add_column("billed by the hour", style="bold")
     table.add_column("price", justify="right")
-    table.add_row("NAT gateway", f"{rate(prices.nat_gateway_hour)}/hour")
-    table.add_row("Application Load Balancer", f"{rate(prices.alb_hour)}/hour")
-    table.add_row("public IPv4 address (Elastic IP, each ALB zone)", f"{rate(prices.public_ipv4_hour)}/hour")
-    for volume_type, price in sorted(prices.ebs_gb_month.items()):
-        table.add_row(f"EBS {volume_type}", f"{rate(price)}/GB-month")
-    for instance_type, price in sorted(prices.ec2_hour.items(), key=lambda kv: (kv[0].split(".")[0], kv[1])):
-        table.add_row(f"EC2 {instance_type} (Linux)", f"{rate(price)}/hour")
+    for key in price_keys():
+        value = prices[key.name]
+        if key.per is None:
+            table.add_row(key.label, f"{rate(value)}/{key.unit}")
+            continue
+        if key.per == "instance type":
+            rows = sorted(value.items(), key=lambda kv: (kv[0].split(".")[0], kv[1]))
+            for instance_type, price in rows:
+                table.add_row(f"{key.label} {instance_type} (Linux)", f"{rate(price)}/{key.unit}")
+        else:
+            for name_, price in sorted(value.items()):
+                table.add_row(f"{key.label} {name_}", f"{rate(price)}/{key.unit}")
     reporter.out.print(table)
     if prices.usage_based:
         reporter.out.print("Billed by use, so never in the hourly figure:")
         for what, price in prices.usage_based.items():
             reporter.out.print(f"  {what}: {price}", highlight=False)
-    if DEFAULT_INSTANCE_TYPE in prices.ec2_hour:
+    if DEFAULT_INSTANCE_TYPE in prices.get("ec2_hour", {}):
         stack = estimate(default_stack_items(), name, book)
         reporter.out.print(f"The default stack (a NAT gateway and its Elastic IP, an internet-facing load balancer "
                            f"in {ZONE_COUNT} zones, {StackConfig().desired_capacity} {DEFAULT_INSTANCE_TYPE} "

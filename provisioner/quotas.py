@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .config import BASTION_INSTANCE_TYPE
+from .config import BASTION_INSTANCE_TYPE  # noqa: F401  (tests and older callers import it from here)
 from .errors import AwsFailure, ConfigError
 from .inventory import all_pages
+from .kinds import Quota
 from .retries import CREDENTIAL_CODES, PERMISSION_CODES, error_code, error_message, hint_for
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ STANDARD_FAMILY_LETTERS = frozenset("acdhimrtz")
 SEPARATE_QUOTA_FAMILIES = frozenset({"inf", "dl", "trn", "hpc", "mac"})
 # Counted while they run or are about to; a stopped instance takes no vCPUs of the quota.
 RUNNING_STATES = ("pending", "running")
-# NAT gateways still holding their place in a zone's quota.
-NAT_GATEWAY_COUNTED = ("pending", "available")
 # DescribeInstanceTypes takes at most 100 types a call; EC2 filters at most 200 values.
 INSTANCE_TYPES_PER_CALL = 100
 FILTER_VALUES_MAX = 200
@@ -150,80 +149,10 @@ def _reading(ctx: "RunContext", action: str, passthrough=()):
                          hint="check the network, AWS_ENDPOINT_URL, or try --sandbox") from None
 
 
-# -- usage and need, per quota -------------------------------------------------------------------
-
-def vpcs_in_use(reads: Reads) -> dict[str, float]:
-    # Every VPC counts, the default VPC and other tools' too.
-    return {REGION_SCOPE: len(reads.pages("ec2", "describe_vpcs", "Vpcs"))}
-
-
-def internet_gateways_in_use(reads: Reads) -> dict[str, float]:
-    return {REGION_SCOPE: len(reads.pages("ec2", "describe_internet_gateways", "InternetGateways"))}
-
-
-def elastic_ips_in_use(reads: Reads) -> dict[str, float]:
-    addresses = reads.pages("ec2", "describe_addresses", "Addresses")
-    return {REGION_SCOPE: sum(1 for a in addresses if a.get("Domain", "vpc") == "vpc")}
-
-
-def nat_gateways_in_use(reads: Reads) -> dict[str, float]:
-    """Per zone, the zone of each gateway's subnet (the NAT gateway itself does not say)."""
-    gateways = reads.pages("ec2", "describe_nat_gateways", "NatGateways",
-                           Filters=[{"Name": "state", "Values": list(NAT_GATEWAY_COUNTED)}])
-    gateways = [g for g in gateways if g.get("State") in NAT_GATEWAY_COUNTED and g.get("SubnetId")]
-    subnet_ids = sorted({g["SubnetId"] for g in gateways})
-    zone_of: dict[str, str] = {}
-    for start in range(0, len(subnet_ids), FILTER_VALUES_MAX):
-        # A filter, not SubnetIds=: a subnet deleted meanwhile is left out, not an error.
-        for subnet in reads.pages("ec2", "describe_subnets", "Subnets", Filters=[
-                {"Name": "subnet-id", "Values": subnet_ids[start:start + FILTER_VALUES_MAX]}]):
-            zone_of[subnet["SubnetId"]] = subnet["AvailabilityZone"]
-    return dict(Counter(zone_of[g["SubnetId"]] for g in gateways if g["SubnetId"] in zone_of))
-
-
-def nat_gateways_needed(reads: Reads) -> dict[str, float]:
-    # One NAT gateway in the first zone, or one in each zone with --nat-per-az.
-    zones = reads.zones[:reads.config.nat_count]
-    return {zone: 1 for zone in zones}
-
-
-def load_balancers_in_use(reads: Reads) -> dict[str, float]:
-    balancers = reads.pages("elbv2", "describe_load_balancers", "LoadBalancers")
-    return {REGION_SCOPE: sum(1 for b in balancers if b.get("Type") == "application")}
-
-
-def standard_vcpus_in_use(reads: Reads) -> dict[str, float]:
-    instances = reads.pages("ec2", "describe_instances", "Reservations[].Instances[]",
-                            Filters=[{"Name": "instance-state-name", "Values": list(RUNNING_STATES)}])
-    counted = Counter(i.get("InstanceType") for i in instances
-                      if i.get("State", {}).get("Name") in RUNNING_STATES and is_standard(i.get("InstanceType", "")))
-    vcpus = reads.vcpus(counted)
-    unknown = sorted(t for t in counted if t not in vcpus)
-    if unknown:
-        reads.warnings.append(f"EC2 does not describe instance type(s) {', '.join(unknown)} in {reads.ctx.region}: "
-                              f"the vCPUs of {sum(counted[t] for t in unknown)} running instance(s) are not counted")
-    return {REGION_SCOPE: sum(vcpus[t] * n for t, n in counted.items() if t in vcpus)}
-
-
-def standard_vcpus_needed(reads: Reads) -> dict[str, float]:
-    config = reads.config
-    types = [config.instance_type] + ([BASTION_INSTANCE_TYPE] if config.bastion else [])
-    vcpus = reads.vcpus(types)
-    if config.instance_type not in vcpus:
-        raise ConfigError(f"instance type {config.instance_type!r} does not exist in {reads.ctx.region}",
-                          hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small")
-    need = config.desired_capacity * vcpus[config.instance_type] if is_standard(config.instance_type) else 0
-    if config.bastion and is_standard(BASTION_INSTANCE_TYPE):
-        need += vcpus.get(BASTION_INSTANCE_TYPE, 0)
-    return {REGION_SCOPE: need}
-
+# -- usage and need: each quota is declared by the step that takes from it ---------------------------
 
 def one_per_stack(reads: Reads) -> dict[str, float]:
     return {REGION_SCOPE: 1}
-
-
-def elastic_ips_needed(reads: Reads) -> dict[str, float]:
-    return {REGION_SCOPE: reads.config.nat_count}  # one per NAT gateway
 
 
 # -- what a stack that exists still needs ----------------------------------------------------------
@@ -253,64 +182,23 @@ def still_by_kind(kind: str, count: Callable[["StackConfig"], int]):
     return still
 
 
-def standard_vcpus_still_needed(reads: Reads, held: Counter, need) -> dict[str, float]:
-    """An Auto Scaling Group that exists has its instances counted as they run; a stack without
-    one still needs them all (and the bastion's, if it has none yet)."""
-    config = reads.config
-    missing = []
-    if not held.get("auto_scaling_group"):
-        missing += [config.instance_type] * config.desired_capacity
-    if config.bastion and not held.get("step:bastion"):
-        missing.append(BASTION_INSTANCE_TYPE)
-    if not missing:
-        return {}
-    vcpus = reads.vcpus(missing)
-    owed = sum(vcpus.get(t, 0) for t in missing if is_standard(t))
-    return {REGION_SCOPE: owed} if owed else {}
+def registry_quotas() -> tuple[Quota, ...]:
+    """Every quota a step of the registry takes from (each step module declares its own)."""
+    from .registry import quotas as declared
+
+    return declared()
 
 
-def _one(config) -> int:
-    return 1
-
-
-def _per_nat_gateway(config) -> int:
-    return config.nat_count
-
-
-@dataclass(frozen=True)
-class Quota:
-    key: str
-    name: str                  # Service Quotas' own name for it
-    service_code: str
-    quota_code: str
-    usage: Callable[[Reads], dict[str, float]]    # in use, by scope
-    need: Callable[[Reads], dict[str, float]]     # taken by one new stack, by scope
-    # still(reads, holdings, need): what a stack that exists still takes, by scope
-    still: Callable[[Reads, Counter, Callable[[], dict[str, float]]], dict[str, float]]
-    unit: str = ""
-
-
-QUOTAS: tuple[Quota, ...] = (
-    Quota("vpcs", "VPCs per Region", "vpc", "L-F678F1CE", vpcs_in_use, one_per_stack,
-          still_by_kind("vpc", _one)),
-    # Each stack's VPC has its own internet gateway; the default is the same 5 as for VPCs.
-    Quota("internet_gateways", "Internet gateways per Region", "vpc", "L-A4707A72",
-          internet_gateways_in_use, one_per_stack, still_by_kind("internet_gateway", _one)),
-    Quota("elastic_ips", "EC2-VPC Elastic IPs", "ec2", "L-0263D0A3", elastic_ips_in_use, elastic_ips_needed,
-          still_by_kind("elastic_ip", _per_nat_gateway)),
-    Quota("nat_gateways", "NAT gateways per Availability Zone", "vpc", "L-FE5A380F",
-          nat_gateways_in_use, nat_gateways_needed, still_by_kind("nat_gateway", _per_nat_gateway)),
-    Quota("load_balancers", "Application Load Balancers per Region", "elasticloadbalancing", "L-53DA6B97",
-          load_balancers_in_use, one_per_stack, still_by_kind("load_balancer", _one)),
-    Quota("standard_vcpus", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", "ec2",
-          "L-1216C47A", standard_vcpus_in_use, standard_vcpus_needed, standard_vcpus_still_needed, unit="vCPUs"),
-)
+def __getattr__(name: str):
+    if name == "QUOTAS":
+        return registry_quotas()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def unfinished(reads: Reads, held: Counter) -> bool:
     """Whether a stack that exists still lacks something a quota counts (no call to AWS unless
     it lacks its instances: their vCPUs are looked up)."""
-    return any(quota.still(reads, held, lambda quota=quota: quota.need(reads)) for quota in QUOTAS)
+    return any(quota.still(reads, held, lambda quota=quota: quota.need(reads)) for quota in registry_quotas())
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -447,12 +335,13 @@ def quota_value(ctx: "RunContext", quota: Quota) -> tuple[float | None, str | No
 
 
 def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, existing=(),
-                 quotas: tuple[Quota, ...] = QUOTAS) -> QuotaReport:
+                 quotas: tuple[Quota, ...] | None = None) -> QuotaReport:
     """What `new_stacks` more stacks of `config` need in ctx.region against its quotas and
     current usage, once the stacks that exist (`existing`: their holdings) have what they still
     lack. Only reads. A quota that cannot be read (unknown to Service Quotas, or the credentials
     may not read quotas) is a warning, not counted; a usage read that fails stops the check (a
     count the tool cannot see must never pass for zero)."""
+    quotas = registry_quotas() if quotas is None else quotas
     reads = Reads(ctx, config)
     report = QuotaReport(region=ctx.region, wanted=new_stacks)
     finishing: set[int] = set()
@@ -504,6 +393,6 @@ def check_stack_instances(ctx: "RunContext", config: "StackConfig", app_instance
     launches instances minutes later and records the refusal as a scaling activity nobody reads.
     Only reads; a quota that cannot be read is a warning, as in the fleet."""
     adding = dataclasses.replace(config, desired_capacity=app_instances, bastion=bastion)
-    report = check_quotas(ctx, adding, 1, quotas=tuple(q for q in QUOTAS if q.key == "standard_vcpus"))
+    report = check_quotas(ctx, adding, 1, quotas=tuple(q for q in registry_quotas() if q.key == "standard_vcpus"))
     report.subject = subject
     return report

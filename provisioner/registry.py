@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from .errors import AmbiguousResource, ConfigError
+from .kinds import Iam, Listing, Quota
 
 if TYPE_CHECKING:
     from .config import StackConfig
@@ -38,6 +39,14 @@ class Step:
     # gone, and only those: a "not found" about something else (a target group the Auto Scaling
     # Group still names) is a failure, never "deleted". Every kind declares its own.
     gone_codes: ClassVar[frozenset[str]]
+    # What the rest of the tool knows of this kind, declared here (see provisioner/kinds.py):
+    # how the inventory lists it, what else it makes with the stack's tags, or (a relationship)
+    # the kind it is found through; the quotas it takes from; the IAM actions it needs.
+    listing: ClassVar[Listing | None] = None
+    also_makes: ClassVar[tuple[Listing, ...]] = ()
+    found_through: ClassVar[str | None] = None
+    quotas: ClassVar[tuple[Quota, ...]] = ()
+    iam: ClassVar[Iam] = Iam()
 
     def __init__(self, name: str | None = None, depends_on: Iterable[str] = (), may_hold: Iterable[str] = ()):
         self.name = name or self.kind.replace("_", "-")
@@ -145,10 +154,85 @@ class Ec2Step(Step):
                 if ctx.owns(i.get("Tags", []), self.name)]
 
 
+def load_steps() -> dict[str, type[Step]]:
+    """Every registered step class (importing the package registers every step module)."""
+    import steps  # noqa: F401
+
+    return REGISTRY
+
+
+_ORDER: dict[tuple, list] = {}
+
+
+def _in_plan_order() -> list[type[Step]]:
+    """The step classes in the order a stack with every option builds them (the VPC first), so
+    that `list` and the scans show a stack's resources from the network up."""
+    key = tuple(load_steps())
+    if key not in _ORDER:
+        from .config import StackConfig
+
+        first: dict[type, int] = {}
+        for n, step in enumerate(build_steps(StackConfig().superset()).values()):
+            first.setdefault(type(step), n)
+        _ORDER[key] = sorted(REGISTRY.values(), key=lambda cls: first.get(cls, len(first)))
+    return _ORDER[key]
+
+
+def listings() -> tuple[Listing, ...]:
+    """Every kind the inventory lists, once each: in plan order, each class's own listing before
+    what it also makes."""
+    found: dict[str, Listing] = {}
+    for cls in _in_plan_order():
+        for listing in ((cls.listing,) if cls.listing else ()) + tuple(cls.also_makes):
+            if found.setdefault(listing.kind, listing) is not listing:
+                raise ValueError(f"two listings declare the inventory kind {listing.kind!r} "
+                                 f"({cls.__name__} and another step): declare it once and import it")
+    return tuple(found.values())
+
+
+def declaration_problems(classes=None) -> list[str]:
+    """What a step class leaves out that the rest of the tool needs (empty when all is
+    declared): a kind `list` and `cleanup` cannot see keeps billing after a "clean" cleanup."""
+    from .kinds import Free
+
+    classes = list(load_steps().values()) if classes is None else list(classes)
+    listed = {listing.kind for listing in listings()}
+    for cls in classes:
+        listed.update(l.kind for l in ((cls.listing,) if cls.listing else ()) + tuple(cls.also_makes))
+    problems = []
+    for cls in classes:
+        where = f"step {cls.__name__} (kind {cls.kind}, {cls.__module__})"
+        if cls.listing is None and cls.found_through is None:
+            problems.append(f"{where} declares no inventory listing (`listing = Listing(...)`) and no "
+                            "`found_through`: `list`, `cleanup` and `reap` would never see its resources")
+        elif cls.listing is None and cls.found_through not in listed:
+            problems.append(f"{where} is found through {cls.found_through!r}, which no step lists")
+        for listing in ((cls.listing,) if cls.listing else ()) + tuple(cls.also_makes):
+            if listing.price is None:
+                problems.append(f"{where}: listing {listing.kind!r} declares no price (a rule, or FREE)")
+            elif not isinstance(listing.price, Free) and not listing.price_keys:
+                problems.append(f"{where}: listing {listing.kind!r} is priced but names no price keys")
+        if cls.iam.empty:
+            problems.append(f"{where} declares no IAM actions (`iam = Iam(create=..., read=..., delete=...)`)")
+        elif not cls.iam.delete and not cls.iam.read:
+            problems.append(f"{where} declares no IAM actions to read and delete its resource")
+        if not hasattr(cls, "gone_codes"):
+            problems.append(f"{where} declares no gone_codes")
+    return problems
+
+
+def quotas() -> tuple[Quota, ...]:
+    """Every Service Quota a step takes from, once each."""
+    found: dict[str, Quota] = {}
+    for cls in _in_plan_order():
+        for quota in cls.quotas:
+            found.setdefault(quota.key, quota)
+    return tuple(found.values())
+
+
 def build_steps(config: "StackConfig") -> dict[str, Step]:
     """Every step instance for this config, by name; checks that the graph is whole."""
-    import steps  # noqa: F401  (importing the package registers every step module)
-
+    load_steps()
     found: dict[str, Step] = {}
     for cls in REGISTRY.values():
         for step in cls.instances(config):

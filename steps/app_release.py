@@ -1,3 +1,4 @@
+from provisioner.kinds import Iam, actions
 import fnmatch
 import gzip
 import hashlib
@@ -118,6 +119,12 @@ class AppRelease(Step):
     # A missing key is a success in S3; a missing bucket takes its objects with it.
     gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Object"
+    found_through = "bucket"
+    iam = Iam(create=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
+              read=(actions("s3:GetObject", "s3:ListBucket", on=("arn:{partition}:s3:::{stack}-assets-*",
+                                                                  "arn:{partition}:s3:::{stack}-assets-*/*")),),
+              change=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
+              delete=(actions("s3:DeleteObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),))
     tagged = False
 
     def __init__(self):

@@ -1,6 +1,12 @@
+from provisioner.config import BASTION_INSTANCE_TYPE
+from provisioner.errors import ConfigError
+from provisioner.kinds import FREE, Iam, Listing, Quota, TAG_KEY_FILTER, actions
+from provisioner.quotas import REGION_SCOPE, RUNNING_STATES, is_standard
 from provisioner.context import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, Resource
 from provisioner.errors import DriftConflict
 from provisioner.registry import Step, register
+
+from .launch_template import INSTANCES, PASS_INSTANCE_ROLE, VOLUMES
 
 # Propagated to the instances at launch, so that any instance of the stack is found by its stack
 # tag even if launched from another template. Name, provision:step and created-at stay the
@@ -17,6 +23,62 @@ def _tag(item, key):
     return next((t["Value"] for t in item.get("Tags", []) if t["Key"] == key), None)
 
 
+GROUP_ARN = "arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{stack}-*"
+# The first group of an account makes Auto Scaling's service-linked role.
+AUTOSCALING_SERVICE_ROLE = actions(
+    "iam:CreateServiceLinkedRole", on="arn:{partition}:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/*",
+    condition={"StringEquals": {"iam:AWSServiceName": "autoscaling.amazonaws.com"}})
+
+
+def standard_vcpus_in_use(reads):
+    from collections import Counter
+
+    instances = reads.pages("ec2", "describe_instances", "Reservations[].Instances[]",
+                            Filters=[{"Name": "instance-state-name", "Values": list(RUNNING_STATES)}])
+    counted = Counter(i.get("InstanceType") for i in instances
+                      if i.get("State", {}).get("Name") in RUNNING_STATES and is_standard(i.get("InstanceType", "")))
+    vcpus = reads.vcpus(counted)
+    unknown = sorted(t for t in counted if t not in vcpus)
+    if unknown:
+        reads.warnings.append(f"EC2 does not describe instance type(s) {', '.join(unknown)} in {reads.ctx.region}: "
+                              f"the vCPUs of {sum(counted[t] for t in unknown)} running instance(s) are not counted")
+    return {REGION_SCOPE: sum(vcpus[t] * n for t, n in counted.items() if t in vcpus)}
+
+
+def standard_vcpus_needed(reads):
+    config = reads.config
+    types = [config.instance_type] + ([BASTION_INSTANCE_TYPE] if config.bastion else [])
+    vcpus = reads.vcpus(types)
+    if config.instance_type not in vcpus:
+        raise ConfigError(f"instance type {config.instance_type!r} does not exist in {reads.ctx.region}",
+                          hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small")
+    need = config.desired_capacity * vcpus[config.instance_type] if is_standard(config.instance_type) else 0
+    if config.bastion and is_standard(BASTION_INSTANCE_TYPE):
+        need += vcpus.get(BASTION_INSTANCE_TYPE, 0)
+    return {REGION_SCOPE: need}
+
+
+def standard_vcpus_still_needed(reads, held, need):
+    """A group that exists has its instances counted as they run; a stack without one still
+    needs them all (and the bastion's, if it has none yet)."""
+    config = reads.config
+    missing = []
+    if not held.get("auto_scaling_group"):
+        missing += [config.instance_type] * config.desired_capacity
+    if config.bastion and not held.get("step:bastion"):
+        missing.append(BASTION_INSTANCE_TYPE)
+    if not missing:
+        return {}
+    vcpus = reads.vcpus(missing)
+    owed = sum(vcpus.get(t, 0) for t in missing if is_standard(t))
+    return {REGION_SCOPE: owed} if owed else {}
+
+
+STANDARD_VCPUS = Quota("standard_vcpus", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", "ec2",
+                       "L-1216C47A", standard_vcpus_in_use, standard_vcpus_needed, standard_vcpus_still_needed,
+                       unit="vCPUs")
+
+
 @register
 class AutoScalingGroup(Step):
     """The app instances in both private subnets, registered in both target groups."""
@@ -26,6 +88,23 @@ class AutoScalingGroup(Step):
     # request; discovery has just found the group, so any error here means it may remain.
     gone_codes = frozenset()
     aws_type = "AWS::AutoScaling::AutoScalingGroup"
+    # An Auto Scaling Group "Delete in progress" is kept: its instances still run.
+    listing = Listing("auto_scaling_group", "autoscaling", "describe_auto_scaling_groups", "AutoScalingGroups",
+                      "AutoScalingGroupName", label="Auto Scaling Groups", params={"Filters": list(TAG_KEY_FILTER)},
+                      created_field="CreatedTime", price=FREE)
+    also_makes = (INSTANCES, VOLUMES)
+    # The bastion's vCPUs count here too (standard_vcpus_needed).
+    quotas = (STANDARD_VCPUS,)
+    iam = Iam(create=(actions("autoscaling:CreateAutoScalingGroup", "autoscaling:CreateOrUpdateTags", on=GROUP_ARN),
+                      actions("ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeLaunchTemplateVersions"),
+                      PASS_INSTANCE_ROLE, AUTOSCALING_SERVICE_ROLE),
+              read=(actions("autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes",
+                            "autoscaling:DescribeScalingActivities", "ec2:DescribeInstances"),),
+              change=(actions("autoscaling:UpdateAutoScalingGroup", "autoscaling:CreateOrUpdateTags",
+                              "autoscaling:StartInstanceRefresh", "autoscaling:AttachLoadBalancerTargetGroups",
+                              "autoscaling:DetachLoadBalancerTargetGroups", on=GROUP_ARN), PASS_INSTANCE_ROLE),
+              delete=(actions("autoscaling:UpdateAutoScalingGroup", "autoscaling:DeleteAutoScalingGroup", on=GROUP_ARN),
+                      actions("ec2:TerminateInstances", "ec2:DescribeInstances")))
 
     def __init__(self):
         super().__init__("auto-scaling-group", depends_on=("launch-template", "private-subnet-1-association", "private-subnet-2-association", "frontend-target-group", "backend-target-group"))

@@ -1,3 +1,4 @@
+from provisioner.kinds import Iam, actions
 from provisioner.config import BASTION_INSTANCE_TYPE
 from provisioner.context import Resource
 from provisioner.errors import AwsFailure
@@ -5,7 +6,8 @@ from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
 from .key_pair import key_pair_name
-from .launch_template import METADATA_OPTIONS, ROOT_DEVICE, instance_architecture, latest_ubuntu
+from .launch_template import (INSTANCES, METADATA_OPTIONS, PASS_INSTANCE_ROLE, ROOT_DEVICE, VOLUMES,
+                              instance_architecture, latest_ubuntu)
 
 # Canonical's Ubuntu 24.04 snapshot is 8 GiB; a root volume may not be smaller than its snapshot,
 # and a jump host needs no more.
@@ -31,6 +33,14 @@ class Bastion(Step):
     kind = "instance"
     gone_codes = frozenset({"InvalidInstanceID.NotFound"})
     aws_type = "AWS::EC2::Instance"
+    # An EC2 instance with its root volume, listed (and priced) as every instance of the stack.
+    listing = INSTANCES
+    also_makes = (VOLUMES,)
+    iam = Iam(create=(actions("ec2:RunInstances", "ec2:CreateTags"), PASS_INSTANCE_ROLE),
+              read=(actions("ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes"),
+                    actions("ssm:GetParameter", on="arn:{partition}:ssm:{region}::parameter/aws/service/canonical/*")),
+              change=(actions("ec2:StartInstances", "ec2:StopInstances", "ec2:CreateTags"),),
+              delete=(actions("ec2:TerminateInstances"),))
 
     def __init__(self):
         # The subnet's association with the public route table (and through it the internet

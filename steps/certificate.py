@@ -1,3 +1,4 @@
+from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 import datetime as dt
 
 from provisioner.context import Resource
@@ -56,6 +57,12 @@ def _utc(value) -> dt.datetime | None:
     return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
+# ACM's whole lists of both (botocore's model), so that no status or key type hides one from the
+# inventory (by default ACM lists RSA_1024 and RSA_2048 only).
+LISTED_STATUSES = ("PENDING_VALIDATION", "ISSUED", "INACTIVE", "EXPIRED", "VALIDATION_TIMED_OUT", "REVOKED", "FAILED")
+LISTED_KEY_TYPES = ("RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
+
+
 @register
 class Certificate(Step):
     """The HTTPS listener's certificate: self-signed and imported into ACM, or the one given with --certificate-arn."""
@@ -63,6 +70,17 @@ class Certificate(Step):
     kind = "certificate"
     gone_codes = frozenset({"ResourceNotFoundException"})
     aws_type = "AWS::CertificateManager::Certificate"
+    # Only an imported certificate can be the tool's own.
+    listing = Listing("certificate", "acm", "list_certificates", "CertificateSummaryList", "CertificateArn",
+                      label="ACM certificates",
+                      params={"CertificateStatuses": list(LISTED_STATUSES), "Includes": {"keyTypes": list(LISTED_KEY_TYPES)}},
+                      tags=ItemTags("list_tags_for_certificate", "CertificateArn", "Tags"), created_field="CreatedAt",
+                      candidate=lambda ctx, i: i.get("Type", "IMPORTED") == "IMPORTED",
+                      price=Free("an imported certificate costs nothing"))
+    iam = Iam(create=(actions("acm:ImportCertificate", "acm:AddTagsToCertificate"),),
+              read=(actions("acm:ListCertificates", "acm:DescribeCertificate", "acm:ListTagsForCertificate"),),
+              change=(actions("acm:AddTagsToCertificate"),),
+              delete=(actions("acm:DeleteCertificate"),))
 
     def __init__(self):
         super().__init__("certificate", depends_on=())

@@ -1,3 +1,4 @@
+from provisioner.kinds import FREE, Iam, ItemTags, Listing, actions
 import json
 
 from provisioner.context import Resource
@@ -68,6 +69,14 @@ def _canonical(value):
     return json.dumps(value, sort_keys=True)
 
 
+ROLE_ARN = "arn:{partition}:iam::{account}:role/provision/{stack}-{region}-web"
+
+
+def iam_of_region(ctx, stack: str, name: str) -> bool:
+    """IAM is global: the role (or profile) of this region's stack of that name."""
+    return name == f"{stack}-{ctx.region}-web"
+
+
 @register
 class InstanceRole(Step):
     """The app instances' role: read the release prefix, plus AmazonSSMManagedInstanceCore."""
@@ -76,6 +85,18 @@ class InstanceRole(Step):
     # Every call of the delete names the role: NoSuchEntity means the role went meanwhile.
     gone_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::Role"
+    listing = Listing("iam_role", "iam", "list_roles", "Roles", "RoleName", label="IAM roles",
+                      params={"PathPrefix": IAM_PATH}, tags=ItemTags("list_role_tags", "RoleName", "Tags"),
+                      created_field="CreateDate", candidate=lambda ctx, i: i["RoleName"].endswith(f"-{ctx.region}-web"),
+                      belongs=iam_of_region, price=FREE)
+    iam = Iam(create=(actions("iam:CreateRole", "iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
+                              on=ROLE_ARN),),
+              read=(actions("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+                            "iam:ListRoleTags", "iam:ListInstanceProfilesForRole", on=ROLE_ARN), actions("iam:ListRoles")),
+              change=(actions("iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+                              "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePolicy", on=ROLE_ARN),),
+              delete=(actions("iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy",
+                              "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", on=ROLE_ARN),))
 
     def __init__(self):
         super().__init__("instance-role", depends_on=("assets-bucket",))

@@ -1,9 +1,13 @@
+from provisioner.kinds import FREE, Iam, ItemTags, Listing, actions
 from provisioner.context import Resource
 from provisioner.errors import ConfigError
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
-from .iam_role import IAM_PATH, find_owned, iam_name
+from .iam_role import IAM_PATH, find_owned, iam_name, iam_of_region
+
+
+PROFILE_ARN = "arn:{partition}:iam::{account}:instance-profile/provision/{stack}-{region}-web"
 
 
 @register
@@ -13,6 +17,17 @@ class InstanceProfile(Step):
     kind = "instance_profile"
     gone_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::InstanceProfile"
+    listing = Listing("instance_profile", "iam", "list_instance_profiles", "InstanceProfiles", "InstanceProfileName",
+                      label="IAM instance profiles", params={"PathPrefix": IAM_PATH},
+                      tags=ItemTags("list_instance_profile_tags", "InstanceProfileName", "Tags"),
+                      created_field="CreateDate",
+                      candidate=lambda ctx, i: i["InstanceProfileName"].endswith(f"-{ctx.region}-web"),
+                      belongs=iam_of_region, price=FREE)
+    iam = Iam(create=(actions("iam:CreateInstanceProfile", "iam:TagInstanceProfile", on=PROFILE_ARN),),
+              read=(actions("iam:GetInstanceProfile", "iam:ListInstanceProfileTags", on=PROFILE_ARN),
+                    actions("iam:ListInstanceProfiles")),
+              change=(actions("iam:TagInstanceProfile", on=PROFILE_ARN),),
+              delete=(actions("iam:DeleteInstanceProfile", "iam:RemoveRoleFromInstanceProfile", on=PROFILE_ARN),))
 
     def __init__(self):
         super().__init__("instance-profile", depends_on=())

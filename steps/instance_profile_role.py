@@ -1,3 +1,4 @@
+from provisioner.kinds import Iam, actions
 from provisioner.context import Resource
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
@@ -12,6 +13,14 @@ class InstanceProfileRole(Step):
     # The profile or the role is gone, and with it their link.
     gone_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::InstanceProfile.Roles"
+    found_through = "instance_profile"
+    iam = Iam(create=(actions("iam:AddRoleToInstanceProfile",
+                              on="arn:{partition}:iam::{account}:instance-profile/provision/{stack}-{region}-web"),
+                      actions("iam:PassRole", on="arn:{partition}:iam::{account}:role/provision/{stack}-{region}-web",
+                              condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}})),
+              read=(actions("iam:GetInstanceProfile", on="arn:{partition}:iam::{account}:instance-profile/provision/{stack}-{region}-web"),),
+              delete=(actions("iam:RemoveRoleFromInstanceProfile",
+                              on="arn:{partition}:iam::{account}:instance-profile/provision/{stack}-{region}-web"),))
     tagged = False
 
     def __init__(self):

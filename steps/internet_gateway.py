@@ -1,4 +1,15 @@
+from provisioner.kinds import FREE, Iam, Quota, actions, ec2_listing
+from provisioner.quotas import REGION_SCOPE, one_per_stack, still_by_kind
 from provisioner.registry import Ec2Step, register
+
+
+def internet_gateways_in_use(reads):
+    return {REGION_SCOPE: len(reads.pages("ec2", "describe_internet_gateways", "InternetGateways"))}
+
+
+# Each stack's VPC has its own internet gateway; the default is the same 5 as for VPCs.
+INTERNET_GATEWAYS = Quota("internet_gateways", "Internet gateways per Region", "vpc", "L-A4707A72",
+                          internet_gateways_in_use, one_per_stack, still_by_kind("internet_gateway", lambda config: 1))
 
 
 @register
@@ -6,6 +17,12 @@ class InternetGateway(Ec2Step):
     kind = "internet_gateway"
     gone_codes = frozenset({"InvalidInternetGatewayID.NotFound"})
     aws_type = "AWS::EC2::InternetGateway"
+    listing = ec2_listing("internet_gateway", "describe_internet_gateways", "InternetGateways", "InternetGatewayId",
+                          price=FREE)
+    quotas = (INTERNET_GATEWAYS,)
+    iam = Iam(create=(actions("ec2:CreateInternetGateway", "ec2:CreateTags"),),
+              read=(actions("ec2:DescribeInternetGateways"),), change=(actions("ec2:CreateTags"),),
+              delete=(actions("ec2:DeleteInternetGateway"),))
     describe_operation, result_key = "describe_internet_gateways", "InternetGateways"
     id_field, id_filter, tag_resource_type = "InternetGatewayId", "internet-gateway-id", "internet-gateway"
 

@@ -1,3 +1,4 @@
+from provisioner.kinds import Iam, actions
 from provisioner.context import Resource
 from provisioner.errors import DriftConflict
 from provisioner.registry import Step, register
@@ -15,6 +16,9 @@ class InternetGatewayAttachment(Step):
     # Detached already, or the gateway or the VPC is gone and the attachment with it.
     gone_codes = frozenset({"Gateway.NotAttached", "InvalidInternetGatewayID.NotFound", "InvalidVpcID.NotFound"})
     aws_type = "AWS::EC2::VPCGatewayAttachment"
+    found_through = "internet_gateway"
+    iam = Iam(create=(actions("ec2:AttachInternetGateway"),), read=(actions("ec2:DescribeInternetGateways"),),
+              delete=(actions("ec2:DetachInternetGateway", "ec2:DescribeAddresses"),))
     tagged = False
 
     def __init__(self):

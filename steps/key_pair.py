@@ -1,3 +1,4 @@
+from provisioner.kinds import FREE, Iam, actions, ec2_listing
 import base64
 import hashlib
 
@@ -31,6 +32,9 @@ def fingerprints(public_key: str) -> set[str]:
             ":".join(sha256.hexdigest()[i:i + 2] for i in range(0, 64, 2))}
 
 
+KEY_PAIR_ARN = "arn:{partition}:ec2:{region}:{account}:key-pair/{stack}-*"
+
+
 @register
 class KeyPair(Ec2Step):
     """The stack's SSH key pair, with --bastion. The private key is made locally (ctx.keys, in the
@@ -45,6 +49,12 @@ class KeyPair(Ec2Step):
     kind = "key_pair"
     gone_codes = frozenset({"InvalidKeyPair.NotFound"})
     aws_type = "AWS::EC2::KeyPair"
+    # The bastion's SSH key pair.
+    listing = ec2_listing("key_pair", "describe_key_pairs", "KeyPairs", "KeyPairId", label="EC2 key pairs",
+                          created_field="CreateTime", price=FREE)
+    iam = Iam(create=(actions("ec2:ImportKeyPair", "ec2:CreateTags", on=KEY_PAIR_ARN),),
+              read=(actions("ec2:DescribeKeyPairs"),), change=(actions("ec2:CreateTags", on=KEY_PAIR_ARN),),
+              delete=(actions("ec2:DeleteKeyPair", on=KEY_PAIR_ARN),))
     describe_operation, result_key = "describe_key_pairs", "KeyPairs"
     id_field, id_filter, tag_resource_type = "KeyPairId", "key-pair-id", "key-pair"
 

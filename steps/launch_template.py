@@ -1,3 +1,5 @@
+from provisioner.kinds import FREE, Iam, PriceKey, actions, ec2_listing
+from provisioner.pricing import HOURS_PER_MONTH, price_of
 import base64
 import gzip
 import hashlib
@@ -7,6 +9,7 @@ from provisioner.retries import is_gone
 
 import userdata
 
+from .elastic_ip import PUBLIC_IPV4_HOUR
 from .key_pair import key_pair_name
 
 # Canonical publishes the current Ubuntu 24.04 LTS image of each architecture here.
@@ -45,6 +48,91 @@ def user_data_sha256(encoded: str | None) -> str | None:
     return hashlib.sha256(raw).hexdigest()
 
 
+# Instances (and their volumes) are made by the Auto Scaling Group and the bastion from what is
+# declared here; they carry the stack's tags, so the inventory lists them, and they bill.
+BILLING_INSTANCE_STATES = ("pending", "running")
+# A volume bills from creation until it is gone, attached or not.
+GONE_VOLUME_STATES = ("deleting", "deleted")
+VOLUME_TYPES = ("gp3", "gp2")
+
+
+def ec2_hourly(products, region, instance_types):
+    out = {}
+    for instance_type in instance_types:
+        offers = products("AmazonEC2", instanceType=instance_type, regionCode=region, operatingSystem="Linux",
+                          tenancy="Shared", preInstalledSw="NA", capacitystatus="Used")
+        out[instance_type] = price_of(offers, f"BoxUsage:{instance_type}")
+    return out
+
+
+def ebs_monthly(products, region, instance_types):
+    return {volume_type: price_of(products("AmazonEC2", productFamily="Storage", volumeApiName=volume_type,
+                                           regionCode=region), f"EBS:VolumeUsage.{volume_type}")
+            for volume_type in VOLUME_TYPES}
+
+
+EC2_HOUR = PriceKey("ec2_hour", "EC2", "hour", ec2_hourly, per="instance type",
+                    missing="the Price List API has no Linux On-Demand price for {type}; left out")
+EBS_GB_MONTH = PriceKey("ebs_gb_month", "EBS", "GB-month", ebs_monthly, per="volume type",
+                        required_types=VOLUME_TYPES)
+
+
+def instance_charges(item, prices, region):
+    detail = getattr(item, "detail", None) or {}
+    if detail.get("state", "running") not in BILLING_INSTANCE_STATES:
+        return [], []
+    rows, unpriced = [], []
+    instance_type = detail.get("instance_type")
+    rate = prices["ec2_hour"].get(instance_type) if instance_type else None
+    if rate is None:
+        unpriced.append(f"instance type {instance_type or '(unknown)'} has no price in {region}")
+    else:
+        rows.append((f"EC2 {instance_type}", 1, "instance", rate))
+    if detail.get("public_ip"):
+        # Auto-assigned public addresses (the bastion's) bill like Elastic IPs since 2024.
+        rows.append(("public IPv4 address (instance)", 1, "address", prices["public_ipv4_hour"]))
+    return rows, unpriced
+
+
+def volume_charges(item, prices, region):
+    detail = getattr(item, "detail", None) or {}
+    if detail.get("state") in GONE_VOLUME_STATES:
+        return [], []
+    volume_type, size = detail.get("volume_type"), detail.get("size_gb")
+    rate = prices["ebs_gb_month"].get(volume_type) if volume_type else None
+    if rate is None:
+        return [], [f"EBS volume type {volume_type or '(unknown)'} has no price in {region}"]
+    if not isinstance(size, (int, float)) or size <= 0:
+        return [], [f"EBS volume {getattr(item, 'id', None) or 'volume'}: not counted (size unknown)"]
+    return [(f"EBS {volume_type} (${rate:g}/GB-month)", size, "GB", rate / HOURS_PER_MONTH)], []
+
+
+def instance_detail(item):
+    detail = {"instance_type": item.get("InstanceType"), "state": item.get("State", {}).get("Name")}
+    if item.get("PublicIpAddress"):
+        # A public IPv4 address bills by the hour like an Elastic IP (the bastion has one).
+        detail["public_ip"] = item["PublicIpAddress"]
+    return detail
+
+
+def volume_detail(item):
+    return {"size_gb": item.get("Size"), "volume_type": item.get("VolumeType"), "state": item.get("State")}
+
+
+INSTANCES = ec2_listing("instance", "describe_instances", "Reservations[].Instances[]", "InstanceId",
+                        label="EC2 instances", created_field="LaunchTime", created_from_api=True,
+                        gone=lambda i: i.get("State", {}).get("Name") == "terminated", detail=instance_detail,
+                        price=instance_charges, price_keys=(EC2_HOUR, PUBLIC_IPV4_HOUR))
+VOLUMES = ec2_listing("volume", "describe_volumes", "Volumes", "VolumeId", label="EBS volumes",
+                      created_field="CreateTime", created_from_api=True,
+                      gone=lambda i: i.get("State") in GONE_VOLUME_STATES, detail=volume_detail,
+                      price=volume_charges, price_keys=(EBS_GB_MONTH,))
+
+# Launching with the stack's instance profile passes its role to EC2: only that role, only to EC2.
+PASS_INSTANCE_ROLE = actions("iam:PassRole", on="arn:{partition}:iam::{account}:role/provision/{stack}-{region}-web",
+                             condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}})
+
+
 @register
 class LaunchTemplate(Step):
     """What every app instance boots from: Ubuntu 24.04 LTS, IMDSv2 only, an encrypted gp3 root
@@ -58,6 +146,15 @@ class LaunchTemplate(Step):
     kind = "launch_template"
     gone_codes = frozenset({"InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"})
     aws_type = "AWS::EC2::LaunchTemplate"
+    listing = ec2_listing("launch_template", "describe_launch_templates", "LaunchTemplates", "LaunchTemplateId",
+                          created_field="CreateTime", price=FREE)
+    iam = Iam(create=(actions("ec2:CreateLaunchTemplate", "ec2:CreateTags"), PASS_INSTANCE_ROLE),
+              read=(actions("ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeImages",
+                            "ec2:DescribeInstanceTypes"),
+                    actions("ssm:GetParameter", on="arn:{partition}:ssm:{region}::parameter/aws/service/canonical/*")),
+              change=(actions("ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:CreateTags"),
+                      PASS_INSTANCE_ROLE),
+              delete=(actions("ec2:DeleteLaunchTemplate"),))
 
     def __init__(self, bastion: bool = False):
         super().__init__("launch-template", depends_on=(

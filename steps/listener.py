@@ -1,3 +1,4 @@
+from provisioner.kinds import ELB_TAGS, FREE, Iam, Listing, actions
 from provisioner.registry import register
 
 from .elbv2 import ElbStep, actions_value, described, forward, listener_on
@@ -10,6 +11,9 @@ REDIRECT_TO_HTTPS = [{"Type": "redirect", "RedirectConfig": {
     "StatusCode": "HTTP_301"}}]
 
 
+LISTENER_ARN = "arn:{partition}:elasticloadbalancing:{region}:{account}:listener/app/{stack}-*"
+
+
 @register
 class Listener(ElbStep):
     """HTTPS 443 (the certificate, default forward to the frontend) and HTTP 80 (301 to HTTPS)."""
@@ -17,6 +21,15 @@ class Listener(ElbStep):
     kind = "listener"
     gone_codes = frozenset({"ListenerNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::Listener"
+    listing = Listing("listener", "elbv2", "describe_listeners", "Listeners", "ListenerArn", tags=ELB_TAGS,
+                      parent="load_balancer", parent_param="LoadBalancerArn", price=FREE)
+    iam = Iam(create=(actions("elasticloadbalancing:CreateListener", "elasticloadbalancing:AddTags",
+                              on=(LISTENER_ARN, "arn:{partition}:elasticloadbalancing:{region}:{account}:"
+                                                "loadbalancer/app/{stack}-*")),),
+              read=(actions("elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeTags"),),
+              change=(actions("elasticloadbalancing:ModifyListener", "elasticloadbalancing:AddTags",
+                              on=LISTENER_ARN),),
+              delete=(actions("elasticloadbalancing:DeleteListener", on=LISTENER_ARN),))
     arn_key = "ListenerArn"
 
     def __init__(self, protocol: str, port: int, depends_on):

@@ -1,3 +1,4 @@
+from provisioner.kinds import Iam, actions
 from provisioner.registry import register
 
 from .elbv2 import ElbStep, actions_value, described, forward, listener_on
@@ -9,6 +10,10 @@ PRIORITY = "10"
 HTTPS_PORT = 443
 
 
+RULE_ARNS = ("arn:{partition}:elasticloadbalancing:{region}:{account}:listener-rule/app/{stack}-*",
+             "arn:{partition}:elasticloadbalancing:{region}:{account}:listener/app/{stack}-*")
+
+
 @register
 class ListenerRule(ElbStep):
     """/api/* on the HTTPS listener to the backend target group."""
@@ -16,6 +21,13 @@ class ListenerRule(ElbStep):
     kind = "listener_rule"
     gone_codes = frozenset({"RuleNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::ListenerRule"
+    # Deleted with its listener; tagged, but found through it.
+    found_through = "listener"
+    iam = Iam(create=(actions("elasticloadbalancing:CreateRule", "elasticloadbalancing:AddTags", on=RULE_ARNS),),
+              read=(actions("elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags"),),
+              change=(actions("elasticloadbalancing:ModifyRule", "elasticloadbalancing:SetRulePriorities",
+                              "elasticloadbalancing:AddTags", on=RULE_ARNS),),
+              delete=(actions("elasticloadbalancing:DeleteRule", on=RULE_ARNS),))
     arn_key = "RuleArn"
 
     def __init__(self):

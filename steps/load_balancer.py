@@ -1,6 +1,10 @@
+from provisioner.kinds import ELB_TAGS, Grant, Iam, Listing, PriceKey, Quota, UsageNote, actions
+from provisioner.pricing import price_of
+from provisioner.quotas import REGION_SCOPE, one_per_stack, still_by_kind
 from provisioner.errors import DriftConflict
 from provisioner.registry import register
 
+from .elastic_ip import PUBLIC_IPV4_HOUR
 from .elbv2 import ElbStep, described, load_balancer_name
 
 SUBNETS = ("public-subnet-1", "public-subnet-2")
@@ -14,6 +18,59 @@ ATTRIBUTES = {
 }
 
 
+LOAD_BALANCER_ARN = "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/app/{stack}-*"
+
+
+def _products(products, region):
+    return products("AWSELB", productFamily="Load Balancer-Application", regionCode=region)
+
+
+ALB_HOUR = PriceKey("alb_hour", "Application Load Balancer", "hour",
+                    lambda products, region, types: price_of(_products(products, region), "LoadBalancerUsage"))
+
+
+def capacity_units(products, region):
+    per_lcu = price_of(_products(products, region), "LCUUsage")
+    return None if per_lcu is None else f"${per_lcu:g} per LCU-hour (load balancer capacity units used)"
+
+
+def load_balancer_charges(item, prices, region):
+    detail = getattr(item, "detail", None) or {}
+    name = getattr(item, "id", None) or "load balancer"
+    lb_type = detail.get("type", "application")
+    if lb_type != "application":
+        return [], [f"{lb_type} load balancer {name} has no price in the table (only Application Load Balancers "
+                    "are priced)"]
+    rows = [("Application Load Balancer", 1, "load balancer", prices["alb_hour"])]
+    if detail.get("scheme", "internet-facing") != "internet-facing":
+        return rows, []
+    # An internet-facing ALB holds one public IPv4 address per zone, each billed like an EIP.
+    zones = detail.get("zones")
+    if isinstance(zones, int) and zones > 0:
+        return rows + [("public IPv4 address (load balancer)", zones, "address", prices["public_ipv4_hour"])], []
+    return rows, [f"load balancer {name}: its public IPv4 addresses are not counted (number of zones unknown)"]
+
+
+def load_balancer_detail(item):
+    return {"type": item.get("Type"), "scheme": item.get("Scheme"),
+            "zones": len(item.get("AvailabilityZones") or []), "vpc_id": item.get("VpcId"),
+            "dns_name": item.get("DNSName")}
+
+
+def load_balancers_in_use(reads):
+    balancers = reads.pages("elbv2", "describe_load_balancers", "LoadBalancers")
+    return {REGION_SCOPE: sum(1 for b in balancers if b.get("Type") == "application")}
+
+
+LOAD_BALANCERS = Quota("load_balancers", "Application Load Balancers per Region", "elasticloadbalancing",
+                       "L-53DA6B97", load_balancers_in_use, one_per_stack, still_by_kind("load_balancer", lambda c: 1))
+# The first load balancer of an account makes ELB's service-linked role.
+ELB_SERVICE_ROLE = actions(
+    "iam:CreateServiceLinkedRole",
+    on="arn:{partition}:iam::{account}:role/aws-service-role/elasticloadbalancing.amazonaws.com/*",
+    condition={"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}})
+
+
 @register
 class LoadBalancer(ElbStep):
     """The internet-facing Application Load Balancer over both public subnets."""
@@ -21,6 +78,20 @@ class LoadBalancer(ElbStep):
     kind = "load_balancer"
     gone_codes = frozenset({"LoadBalancerNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::LoadBalancer"
+    listing = Listing("load_balancer", "elbv2", "describe_load_balancers", "LoadBalancers", "LoadBalancerArn",
+                      tags=ELB_TAGS, created_field="CreatedTime", detail=load_balancer_detail,
+                      price=load_balancer_charges, price_keys=(ALB_HOUR, PUBLIC_IPV4_HOUR),
+                      usage_notes=(UsageNote("ALB LCU", capacity_units),))
+    quotas = (LOAD_BALANCERS,)
+    iam = Iam(create=(actions("elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:AddTags",
+                              "elasticloadbalancing:ModifyLoadBalancerAttributes", on=LOAD_BALANCER_ARN),
+                      ELB_SERVICE_ROLE),
+              read=(actions("elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTags",
+                            "elasticloadbalancing:DescribeLoadBalancerAttributes", "ec2:DescribeNetworkInterfaces"),),
+              change=(actions("elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:AddTags",
+                              "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
+                              on=LOAD_BALANCER_ARN),),
+              delete=(actions("elasticloadbalancing:DeleteLoadBalancer", on=LOAD_BALANCER_ARN),))
     arn_key = "LoadBalancerArn"
 
     def __init__(self):

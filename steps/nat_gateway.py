@@ -1,5 +1,62 @@
+from collections import Counter
+
+from provisioner.kinds import Iam, PriceKey, Quota, UsageNote, actions, ec2_listing
+from provisioner.pricing import price_of
+from provisioner.quotas import FILTER_VALUES_MAX, still_by_kind
 from provisioner.errors import DriftConflict
 from provisioner.registry import Ec2Step, register
+
+
+# Billed from creation until deleted; AWS lists the deleted ones for a while (no longer billing).
+BILLING_STATES = ("pending", "available")
+GONE_STATES = ("deleting", "deleted", "failed")
+
+
+def _products(products, region):
+    return products("AmazonEC2", productFamily="NAT Gateway", regionCode=region)
+
+
+NAT_GATEWAY_HOUR = PriceKey("nat_gateway_hour", "NAT gateway", "hour",
+                            lambda products, region, types: price_of(_products(products, region), "NatGateway-Hours"))
+
+
+def data_processing(products, region):
+    per_gb = price_of(_products(products, region), "NatGateway-Bytes")
+    return None if per_gb is None else f"${per_gb:g} per GB through a NAT gateway (both directions)"
+
+
+def nat_gateway_charges(item, prices, region):
+    if (getattr(item, "detail", None) or {}).get("state", "available") not in BILLING_STATES:
+        return [], []
+    return [("NAT gateway", 1, "gateway", prices["nat_gateway_hour"])], []
+
+
+def nat_gateway_detail(item):
+    return {"state": item.get("State"), "vpc_id": item.get("VpcId")}
+
+
+def nat_gateways_in_use(reads):
+    """Per zone, the zone of each gateway's subnet (the NAT gateway itself does not say)."""
+    gateways = reads.pages("ec2", "describe_nat_gateways", "NatGateways",
+                           Filters=[{"Name": "state", "Values": list(BILLING_STATES)}])
+    gateways = [g for g in gateways if g.get("State") in BILLING_STATES and g.get("SubnetId")]
+    subnet_ids = sorted({g["SubnetId"] for g in gateways})
+    zone_of = {}
+    for start in range(0, len(subnet_ids), FILTER_VALUES_MAX):
+        # A filter, not SubnetIds=: a subnet deleted meanwhile is left out, not an error.
+        for subnet in reads.pages("ec2", "describe_subnets", "Subnets", Filters=[
+                {"Name": "subnet-id", "Values": subnet_ids[start:start + FILTER_VALUES_MAX]}]):
+            zone_of[subnet["SubnetId"]] = subnet["AvailabilityZone"]
+    return dict(Counter(zone_of[g["SubnetId"]] for g in gateways if g["SubnetId"] in zone_of))
+
+
+def nat_gateways_needed(reads):
+    # One NAT gateway in the first zone, or one in each zone with --nat-per-az.
+    return {zone: 1 for zone in reads.zones[:reads.config.nat_count]}
+
+
+NAT_GATEWAYS = Quota("nat_gateways", "NAT gateways per Availability Zone", "vpc", "L-FE5A380F",
+                     nat_gateways_in_use, nat_gateways_needed, still_by_kind("nat_gateway", lambda c: c.nat_count))
 
 
 @register
@@ -11,6 +68,13 @@ class NatGateway(Ec2Step):
     kind = "nat_gateway"
     gone_codes = frozenset({"InvalidNatGatewayID.NotFound", "NatGatewayNotFound"})
     aws_type = "AWS::EC2::NatGateway"
+    listing = ec2_listing("nat_gateway", "describe_nat_gateways", "NatGateways", "NatGatewayId", label="NAT gateways",
+                          created_field="CreateTime", gone=lambda i: i.get("State") in GONE_STATES,
+                          detail=nat_gateway_detail, price=nat_gateway_charges, price_keys=(NAT_GATEWAY_HOUR,),
+                          usage_notes=(UsageNote("NAT data processing", data_processing),))
+    quotas = (NAT_GATEWAYS,)
+    iam = Iam(create=(actions("ec2:CreateNatGateway", "ec2:CreateTags"),), read=(actions("ec2:DescribeNatGateways"),),
+              change=(actions("ec2:CreateTags"),), delete=(actions("ec2:DeleteNatGateway"),))
     describe_operation, result_key = "describe_nat_gateways", "NatGateways"
     id_field, id_filter, tag_resource_type = "NatGatewayId", "nat-gateway-id", "natgateway"
 

@@ -1,3 +1,4 @@
+from provisioner.kinds import Iam, actions
 import hashlib
 import mimetypes
 
@@ -48,6 +49,12 @@ class ProductImages(Step):
     # The images live in the bucket: a missing bucket has none left.
     gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Object"
+    found_through = "bucket"
+    iam = Iam(create=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
+              read=(actions("s3:GetObject", "s3:ListBucket", on=("arn:{partition}:s3:::{stack}-assets-*",
+                                                                  "arn:{partition}:s3:::{stack}-assets-*/*")),),
+              change=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
+              delete=(actions("s3:DeleteObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),))
     tagged = False
 
     def __init__(self):

@@ -1,3 +1,4 @@
+from provisioner.kinds import FREE, Iam, actions, ec2_listing
 from provisioner.registry import Ec2Step, register
 
 DEFAULT_ROUTE = "0.0.0.0/0"
@@ -11,6 +12,11 @@ class RouteTable(Ec2Step):
     kind = "route_table"
     gone_codes = frozenset({"InvalidRouteTableID.NotFound"})
     aws_type = "AWS::EC2::RouteTable"
+    listing = ec2_listing("route_table", "describe_route_tables", "RouteTables", "RouteTableId", price=FREE)
+    iam = Iam(create=(actions("ec2:CreateRouteTable", "ec2:CreateTags", "ec2:CreateRoute"),),
+              read=(actions("ec2:DescribeRouteTables"),),
+              change=(actions("ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:CreateTags"),),
+              delete=(actions("ec2:DeleteRouteTable"),))
     describe_operation, result_key = "describe_route_tables", "RouteTables"
     id_field, id_filter, tag_resource_type = "RouteTableId", "route-table-id", "route-table"
 

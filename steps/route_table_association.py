@@ -1,3 +1,4 @@
+from provisioner.kinds import Iam, actions
 from provisioner.config import ZONE_COUNT
 from provisioner.context import Resource
 from provisioner.registry import Step, register
@@ -10,6 +11,9 @@ class RouteTableAssociation(Step):
     kind = "route_table_association"
     gone_codes = frozenset({"InvalidAssociationID.NotFound"})
     aws_type = "AWS::EC2::SubnetRouteTableAssociation"
+    found_through = "route_table"
+    iam = Iam(create=(actions("ec2:AssociateRouteTable"),), read=(actions("ec2:DescribeRouteTables"),),
+              change=(actions("ec2:ReplaceRouteTableAssociation"),), delete=(actions("ec2:DisassociateRouteTable"),))
     tagged = False
 
     def __init__(self, subnet: str, table: str, others: tuple[str, ...] = ()):

@@ -1,3 +1,6 @@
+import re
+
+from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 import json
 
 from provisioner.context import TAG_STACK, Resource
@@ -76,6 +79,19 @@ def _canonical(value):
     return value
 
 
+BUCKET_ARNS = ("arn:{partition}:s3:::{stack}-assets-*", "arn:{partition}:s3:::{stack}-assets-*/*")
+
+
+def _bucket_suffix(ctx) -> str:
+    # Without the account (a context that never asked STS), any account's form of the name.
+    account = re.escape(ctx.account) if ctx.account else r"\d{12}"
+    return rf"-assets-{account}-{re.escape(ctx.region)}"
+
+
+def _bucket_of_region(ctx, stack: str, name: str) -> bool:
+    return re.fullmatch(re.escape(stack) + _bucket_suffix(ctx), name) is not None
+
+
 @register
 class AssetsBucket(Step):
     """The product images (public read on images/ only) and the app releases (private, releases/)."""
@@ -83,6 +99,22 @@ class AssetsBucket(Step):
     kind = "s3_bucket"
     gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Bucket"
+    # S3 is global: buckets of other regions are dropped by name before their tags are read.
+    listing = Listing("bucket", "s3", "list_buckets", "Buckets", "Name", label="S3 buckets", created_field="CreationDate",
+                      tags=ItemTags("get_bucket_tagging", "Bucket", "TagSet", untagged_codes=frozenset({"NoSuchTagSet"})),
+                      candidate=lambda ctx, i: re.search(_bucket_suffix(ctx) + "$", i["Name"]) is not None,
+                      belongs=_bucket_of_region,
+                      price=Free("storage and requests bill by use (the usage-based notes)"))
+    iam = Iam(create=(actions("s3:CreateBucket", "s3:PutBucketTagging", "s3:PutBucketPublicAccessBlock",
+                              "s3:PutBucketOwnershipControls", "s3:PutEncryptionConfiguration", "s3:PutBucketPolicy",
+                              on=BUCKET_ARNS),),
+              read=(actions("s3:ListBucket", "s3:GetBucketTagging", "s3:GetBucketPublicAccessBlock",
+                            "s3:GetBucketPolicy", "s3:GetBucketOwnershipControls", "s3:GetEncryptionConfiguration",
+                            on=BUCKET_ARNS), actions("s3:ListAllMyBuckets")),
+              change=(actions("s3:PutBucketTagging", "s3:PutBucketPublicAccessBlock", "s3:PutBucketPolicy",
+                              "s3:PutEncryptionConfiguration", "s3:PutBucketOwnershipControls", on=BUCKET_ARNS),),
+              delete=(actions("s3:DeleteBucket", "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketVersions",
+                              "s3:DeleteObjectVersion", on=BUCKET_ARNS),))
 
     def __init__(self):
         super().__init__("assets-bucket", depends_on=())

@@ -1,3 +1,4 @@
+from provisioner.kinds import FREE, Iam, actions, ec2_listing
 from provisioner.registry import Ec2Step, register
 
 from .vpc import describe_eni, network_interfaces
@@ -15,6 +16,12 @@ class SecurityGroup(Ec2Step):
     kind = "security_group"
     gone_codes = frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"})
     aws_type = "AWS::EC2::SecurityGroup"
+    listing = ec2_listing("security_group", "describe_security_groups", "SecurityGroups", "GroupId", price=FREE)
+    iam = Iam(create=(actions("ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:AuthorizeSecurityGroupIngress"),),
+              read=(actions("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules",
+                            "ec2:DescribeNetworkInterfaces"),),
+              change=(actions("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:CreateTags"),),
+              delete=(actions("ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress"),))
     describe_operation, result_key = "describe_security_groups", "SecurityGroups"
     id_field, id_filter, tag_resource_type = "GroupId", "group-id", "security-group"
 

@@ -1,3 +1,4 @@
+from provisioner.kinds import FREE, Iam, actions, ec2_listing
 from provisioner.config import ZONE_COUNT
 from provisioner.errors import DriftConflict
 from provisioner.registry import Ec2Step, register
@@ -13,6 +14,11 @@ class Subnet(Ec2Step):
     kind = "subnet"
     gone_codes = frozenset({"InvalidSubnetID.NotFound"})
     aws_type = "AWS::EC2::Subnet"
+    listing = ec2_listing("subnet", "describe_subnets", "Subnets", "SubnetId", price=FREE)
+    iam = Iam(create=(actions("ec2:CreateSubnet", "ec2:CreateTags", "ec2:ModifySubnetAttribute"),),
+              read=(actions("ec2:DescribeSubnets", "ec2:DescribeNetworkInterfaces"),),
+              change=(actions("ec2:ModifySubnetAttribute", "ec2:CreateTags"),),
+              delete=(actions("ec2:DeleteSubnet"),))
     describe_operation, result_key = "describe_subnets", "Subnets"
     id_field, id_filter, tag_resource_type = "SubnetId", "subnet-id", "subnet"
 

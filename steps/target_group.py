@@ -1,3 +1,4 @@
+from provisioner.kinds import ELB_TAGS, FREE, Iam, Listing, actions
 from provisioner.errors import DriftConflict
 from provisioner.registry import register
 
@@ -21,6 +22,9 @@ DEREGISTRATION_DELAY = "30"
 DEREGISTRATION_KEY = "deregistration_delay.timeout_seconds"
 
 
+TARGET_GROUP_ARN = "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{stack}-*"
+
+
 @register
 class TargetGroup(ElbStep):
     """frontend (port 3000, health check /) and backend (port 5000, health check /api/health)."""
@@ -28,6 +32,16 @@ class TargetGroup(ElbStep):
     kind = "target_group"
     gone_codes = frozenset({"TargetGroupNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::TargetGroup"
+    listing = Listing("target_group", "elbv2", "describe_target_groups", "TargetGroups", "TargetGroupArn",
+                      tags=ELB_TAGS, price=FREE)
+    iam = Iam(create=(actions("elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:AddTags",
+                              "elasticloadbalancing:ModifyTargetGroupAttributes", on=TARGET_GROUP_ARN),),
+              read=(actions("elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTags",
+                            "elasticloadbalancing:DescribeTargetGroupAttributes",
+                            "elasticloadbalancing:DescribeTargetHealth"),),
+              change=(actions("elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:AddTags",
+                              "elasticloadbalancing:ModifyTargetGroupAttributes", on=TARGET_GROUP_ARN),),
+              delete=(actions("elasticloadbalancing:DeleteTargetGroup", on=TARGET_GROUP_ARN),))
     arn_key = "TargetGroupArn"
 
     def __init__(self, role: str, port: int, health_check_path: str, matcher: str):

@@ -1,7 +1,18 @@
+from provisioner.kinds import FREE, Iam, Quota, actions, ec2_listing
+from provisioner.quotas import REGION_SCOPE, one_per_stack, still_by_kind
 from provisioner.errors import DriftConflict
 from provisioner.registry import Ec2Step, register
 
 DNS_ATTRIBUTES = {"enableDnsSupport": "EnableDnsSupport", "enableDnsHostnames": "EnableDnsHostnames"}
+
+
+def vpcs_in_use(reads):
+    # Every VPC counts, the default VPC and other tools' too.
+    return {REGION_SCOPE: len(reads.pages("ec2", "describe_vpcs", "Vpcs"))}
+
+
+VPCS = Quota("vpcs", "VPCs per Region", "vpc", "L-F678F1CE", vpcs_in_use, one_per_stack,
+             still_by_kind("vpc", lambda config: 1))
 
 
 @register
@@ -9,6 +20,15 @@ class Vpc(Ec2Step):
     kind = "vpc"
     gone_codes = frozenset({"InvalidVpcID.NotFound"})
     aws_type = "AWS::EC2::VPC"
+    listing = ec2_listing("vpc", "describe_vpcs", "Vpcs", "VpcId", label="VPCs", price=FREE)
+    quotas = (VPCS,)
+    iam = Iam(create=(actions("ec2:CreateVpc", "ec2:CreateTags", "ec2:ModifyVpcAttribute",
+                              "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"),),
+              read=(actions("ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeSecurityGroups",
+                            "ec2:DescribeSecurityGroupRules", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"),),
+              change=(actions("ec2:ModifyVpcAttribute", "ec2:CreateTags", "ec2:RevokeSecurityGroupIngress",
+                              "ec2:RevokeSecurityGroupEgress"),),
+              delete=(actions("ec2:DeleteVpc"),))
     describe_operation, result_key = "describe_vpcs", "Vpcs"
     id_field, id_filter, tag_resource_type = "VpcId", "vpc-id", "vpc"
 

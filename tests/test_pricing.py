@@ -280,7 +280,7 @@ def test_provision_prices_variable_points_at_the_copy(tmp_path, monkeypatch):
 @pytest.mark.parametrize("content, why", [
     ("{not json", "not valid JSON"),
     (json.dumps({"source": "x", "as_of": "2026-11-20", "regions": {"us-east-1": {"alb_hour": 0.0225}}}),
-     "has no nat_gateway_hour"),
+     "nat_gateway_hour"),
     (json.dumps(refreshed_table(**{"us-east-1": {"nat_gateway_hour": -1}})), "not a positive number"),
     (json.dumps(refreshed_table(**{"us-east-1": {"ec2_hour": {"t3.micro": "cheap"}}})), "not a positive number"),
     (json.dumps({**refreshed_table(**{"us-east-1": {}}), "as_of": "yesterday"}), "not a YYYY-MM-DD date"),
@@ -365,9 +365,18 @@ def expect(stubber, service, price_list, next_token=None, token=None, **terms):
 
 
 def stub_region(stubber, region, prefix, figures, instance_types):
-    """The calls refresh makes for one region, in order, answered with `figures`."""
+    """The calls refresh makes for one region, in order (the price keys in the registry's order, each
+    Price List read once), answered with `figures`."""
     p = f"{prefix}-" if prefix else ""
     ec2 = "AmazonEC2"
+    # AmazonVPC answers over two pages; the public IPv4 charge is on the second.
+    ipv4 = f"{prefix or 'USE1'}-PublicIPv4:InUseAddress"
+    expect(stubber, "AmazonVPC", [
+        product("AmazonVPC", "VpcEndpoint", f"{prefix or 'USE1'}-VpcEndpoint-Hours", 0.01, region=region, sku="VPCE"),
+        product("AmazonVPC", "", f"{prefix or 'USE1'}-PublicIPv4:IdleAddress", 0.005, region=region, sku="IDLE"),
+    ], next_token="page-2", regionCode=region)
+    expect(stubber, "AmazonVPC", [product("AmazonVPC", "", ipv4, figures["ipv4"], region=region, sku="IPV4")],
+           token="page-2", regionCode=region)
     expect(stubber, ec2, [
         product(ec2, "NAT Gateway", f"{p}NatGateway-Hours", figures["nat"], region=region, sku="NATH"),
         product(ec2, "NAT Gateway", f"{p}NatGateway-Bytes", figures["nat_gb"], unit="GB", region=region, sku="NATB"),
@@ -381,18 +390,6 @@ def stub_region(stubber, region, prefix, figures, instance_types):
         product("AWSELB", "Load Balancer-Application", f"{p}LCUUsage", figures["lcu"], unit="LCU-Hrs",
                 region=region, sku="LCU", operation="LoadBalancing:Application"),
     ], productFamily="Load Balancer-Application", regionCode=region)
-    # AmazonVPC answers over two pages; the public IPv4 charge is on the second.
-    ipv4 = f"{prefix or 'USE1'}-PublicIPv4:InUseAddress"
-    expect(stubber, "AmazonVPC", [
-        product("AmazonVPC", "VpcEndpoint", f"{prefix or 'USE1'}-VpcEndpoint-Hours", 0.01, region=region, sku="VPCE"),
-        product("AmazonVPC", "", f"{prefix or 'USE1'}-PublicIPv4:IdleAddress", 0.005, region=region, sku="IDLE"),
-    ], next_token="page-2", regionCode=region)
-    expect(stubber, "AmazonVPC", [product("AmazonVPC", "", ipv4, figures["ipv4"], region=region, sku="IPV4")],
-           token="page-2", regionCode=region)
-    for volume_type in ("gp3", "gp2"):
-        expect(stubber, ec2, [product(ec2, "Storage", f"{p}EBS:VolumeUsage.{volume_type}", figures[volume_type],
-                                      unit="GB-Mo", region=region, sku=volume_type, volumeApiName=volume_type)],
-               productFamily="Storage", volumeApiName=volume_type, regionCode=region)
     for instance_type in instance_types:
         price = figures["ec2"].get(instance_type)
         listed = [] if price is None else [
@@ -401,6 +398,10 @@ def stub_region(stubber, region, prefix, figures, instance_types):
                     preInstalledSw="NA", capacitystatus="Used", licenseModel="No License required")]
         expect(stubber, ec2, listed, instanceType=instance_type, regionCode=region, operatingSystem="Linux",
                tenancy="Shared", preInstalledSw="NA", capacitystatus="Used")
+    for volume_type in ("gp3", "gp2"):
+        expect(stubber, ec2, [product(ec2, "Storage", f"{p}EBS:VolumeUsage.{volume_type}", figures[volume_type],
+                                      unit="GB-Mo", region=region, sku=volume_type, volumeApiName=volume_type)],
+               productFamily="Storage", volumeApiName=volume_type, regionCode=region)
 
 
 def pricing_client():
