@@ -1,7 +1,7 @@
 from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 import datetime as dt
 
-from provisioner.context import Resource
+from provisioner.context import TAG_STACK, Resource
 from provisioner.errors import ConfigError
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
@@ -93,7 +93,7 @@ class Certificate(Step):
             return [found] if found is not None else []
         if known_id:
             found = self._describe(ctx, known_id)
-            if found is not None:
+            if found is not None and not self._was_given(ctx, found):
                 ctx.claim(self.name, found.id, found.raw["Tags"], "certificate")
                 return [found]
         acm = ctx.client("acm")
@@ -110,6 +110,14 @@ class Certificate(Step):
                     if found is not None:
                         matches.append(found)
         return matches
+
+    def _was_given(self, ctx, found: Resource) -> bool:
+        """The state names the certificate the user gave (--certificate-arn) before: not the
+        stack's, never adopted or deleted, and no reason to stop; the stack's own is looked for
+        by its tags. A certificate with any stack's tags is judged by them, whatever the state says."""
+        known = ctx.resources.get(self.name)
+        untagged = not any(t.get("Key") == TAG_STACK for t in found.raw.get("Tags", []))
+        return untagged and known is not None and known.id == found.id and known.attrs.get("self_signed") is False
 
     def _describe(self, ctx, arn, tags=None) -> Resource | None:
         from botocore.exceptions import ClientError

@@ -125,6 +125,10 @@ class AssetsBucket(Step):
         return self._lookup(ctx, known_id, refuse=not ctx.read_only)
 
     def check_name(self, ctx, known_id):
+        if known_id and known_id == bucket_name(ctx):
+            # The state knows the bucket by its name: the lookup by that id (the ownership
+            # check before `up`, the walk of `plan`) refuses it if it is not the stack's.
+            return
         self._lookup(ctx, known_id, refuse=True)
 
     def _lookup(self, ctx, known_id, refuse: bool):
