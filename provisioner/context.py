@@ -200,8 +200,10 @@ class RunContext:
             self.reporter.step(self.current_step, state, detail)
 
     # -- time ----------------------------------------------------------------------------------
-    def timeout(self, key: str) -> float:
-        return TIMEOUTS.get(key, TIMEOUTS["default"]) * self.timeout_scale
+    def timeout(self, key: "str | float") -> float:
+        """Seconds: a key of the TIMEOUTS table, or a step's own figure; times --timeout-scale."""
+        base = key if isinstance(key, (int, float)) else TIMEOUTS.get(key, TIMEOUTS["default"])
+        return base * self.timeout_scale
 
     def sleep(self, seconds: float) -> None:
         """Every wait in the tool sleeps here, so Ctrl-C ends it at once."""
@@ -332,7 +334,7 @@ class RunContext:
                 hint="raise --timeout-scale to wait longer, or remove what blocks and run again",
             ) from e
 
-    def wait(self, service: str, waiter_name: str, *, what: str, timeout: str = "default", **params) -> None:
+    def wait(self, service: str, waiter_name: str, *, what: str, timeout: str | float = "default", **params) -> None:
         """Wait with a botocore waiter (or one of ours from waiters.py), polling every
         PROVISION_POLL_INTERVAL seconds up to the timeout table's deadline."""
         from botocore.exceptions import WaiterError

@@ -19,7 +19,7 @@ from typing import Callable
 
 from .context import Resource, RunContext
 from .errors import AwsFailure, ForeignResource, Interrupted, ProvisionError
-from .registry import Step, dependency_graph, lookup_graph
+from .registry import READY_NODE, Step, dependency_graph, has_ready, lookup_graph, up_graph
 from .retries import PERMISSION_CODES, error_code, error_message, hint_for
 from .state import StackState, StateFile
 
@@ -61,6 +61,32 @@ def refuse_foreign(results) -> None:
                               "was changed:\n  " + "\n  ".join(f.message for f in foreign), hint=foreign[0].hint)
 
 
+@dataclass
+class ReadyPhase:
+    """The second node of a step with a wait of its own on `up`: until it is in service."""
+
+    step: Step
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+
+def merge_ready(results: list[StepResult]) -> list[StepResult]:
+    """One result per step: a ready phase's time is its step's, and its failure the step's."""
+    merged: dict[str, StepResult] = {}
+    for result in results:
+        first = merged.get(result.name)
+        if first is None:
+            merged[result.name] = result
+            continue
+        first.seconds += result.seconds
+        if first.ok and not result.ok:
+            result.seconds, result.resource_id = first.seconds, result.resource_id or first.resource_id
+            merged[result.name] = result
+    return list(merged.values())
+
+
 class Engine:
     def __init__(self, ctx: RunContext, steps: dict[str, Step], state: StackState,
                  state_file: StateFile | None = None, workers: int = DEFAULT_WORKERS,
@@ -75,6 +101,8 @@ class Engine:
         self.workers = workers
         # What `up` found by the ids in state while checking they are the stack's (_check_claims).
         self._claimed: dict[str, Resource] = {}
+        # What each step's create-or-converge ended with, for its ready phase.
+        self._made: dict[str, StepResult] = {}
         for name, record in state.resources.items():
             if name in steps and record.get("id"):
                 ctx.resources[name] = Resource(id=record["id"], attrs=record.get("attrs", {}))
@@ -84,7 +112,11 @@ class Engine:
         self._check_names()
         self._claimed = self._check_claims({**self.steps, **self.retired})
         self._save()
-        results = self._walk(self._up_step, self.steps, dependency_graph(self.steps), active="creating")
+        # A step that has a wait of its own (a load balancer until active) is two nodes, so
+        # that what needs only its creation starts before it is ready.
+        nodes: dict[str, Step | ReadyPhase] = dict(self.steps)
+        nodes.update({READY_NODE.format(n): ReadyPhase(s) for n, s in self.steps.items() if has_ready(s)})
+        results = merge_ready(self._walk(self._up_node, nodes, up_graph(self.steps), active="creating"))
         if self.retired and all(r.ok for r in results):
             results += self._teardown(self.retired)
         self.state.outputs = self._outputs()
@@ -146,7 +178,21 @@ class Engine:
     def _known_id(self, step: Step) -> str | None:
         return self.state.resources.get(step.name, {}).get("id")
 
+    def _up_node(self, node) -> StepResult:
+        if not isinstance(node, ReadyPhase):
+            return self._up_step(node)
+        self.ctx.reporter.step(node.name, "waiting until ready")
+        node.step.ready(self.ctx, self.ctx.resources[node.name])
+        made = self._made[node.name]
+        # The step's own outcome again, for the live view (merge_ready keeps the first).
+        return StepResult(node.name, made.outcome, made.resource_id, detail=made.detail)
+
     def _up_step(self, step: Step) -> StepResult:
+        result = self._create_or_converge(step)
+        self._made[step.name] = result
+        return result
+
+    def _create_or_converge(self, step: Step) -> StepResult:
         resource = self._claimed.pop(step.name, None) or step.find(self.ctx, self._known_id(step))
         if resource is None:
             self.ctx.reporter.step(step.name, "creating")
@@ -253,17 +299,17 @@ class Engine:
         sorter.prepare()
         results: dict[str, StepResult] = {}
         for name in steps:
-            self.ctx.reporter.step(name, "waiting")
+            self.ctx.reporter.step(steps[name].name, "waiting")
         pool = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="step")
         running: dict[cf.Future, str] = {}
 
         def start_ready():
             for name in sorter.get_ready():
-                blockers = [d for d in graph[name] if not results[d].ok]
+                blockers = [steps[d].name for d in graph[name] if not results[d].ok]
                 if blockers:
                     why = "interrupted" if self.ctx.cancel.is_set() else f"{blockers[0]} did not finish"
-                    results[name] = StepResult(name, SKIPPED, detail=f"not started: {why}")
-                    self.ctx.reporter.step(name, SKIPPED, results[name].detail)
+                    results[name] = StepResult(steps[name].name, SKIPPED, detail=f"not started: {why}")
+                    self.ctx.reporter.step(steps[name].name, SKIPPED, results[name].detail)
                     sorter.done(name)
                     continue
                 running[pool.submit(self._run_one, fn, steps[name], active)] = name

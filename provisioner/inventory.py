@@ -1,8 +1,9 @@
 """What the tool has made in an account, read from AWS's own tags (never from local state), and
 what someone forgot that still bills.
 
-Each kind of resource is one declaration (Cloud Custodian style): the service, the describe call
-and where its items are, the id field, how its tags are read, which states mean "gone". `scan`
+Each kind of resource is one declaration (Cloud Custodian style), made by its step module
+(provisioner/kinds.py `Listing`): the service, the describe call and where its items are, the id
+field, how its tags are read, which states mean "gone". `scan`
 runs every declaration for one region; `forgotten` looks for the untagged things people commonly
 leave behind. Both only read.
 
@@ -15,11 +16,9 @@ read, and only imported ACM certificates can be the tool's.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
 
 import jmespath
 from botocore.exceptions import ClientError

@@ -10,6 +10,7 @@ the list of changes they made, and the engine does the rest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from .errors import AmbiguousResource, ConfigError
@@ -20,6 +21,30 @@ if TYPE_CHECKING:
     from .context import Resource, RunContext
 
 REGISTRY: dict[str, type["Step"]] = {}
+
+# How a step needs a dependency:
+READY = "ready"            # in service (a NAT gateway available), and held: `down` deletes this first
+CREATED = "created"        # its id or DNS name only (it may still be provisioning), and held
+IN_SERVICE = "in-service"  # in service when this starts, but holds nothing of it: `down` is not ordered by it
+
+
+@dataclass(frozen=True)
+class Dep:
+    step: str
+    needs: str = READY
+
+
+def created(step: str) -> Dep:
+    """A dependency on the other step's creation: this one starts as soon as its id (or DNS
+    name) exists, before it is ready (a distribution on a load balancer still provisioning)."""
+    return Dep(step, CREATED)
+
+
+def in_service(step: str) -> Dep:
+    """A dependency on the other step's readiness that holds nothing of it: `up` starts this
+    one once that one is in service (instances need the NAT route at boot); `down` deletes them
+    in any order (a route table association may go while the instances terminate)."""
+    return Dep(step, IN_SERVICE)
 
 
 def register(cls: type["Step"]) -> type["Step"]:
@@ -39,6 +64,13 @@ class Step:
     # gone, and only those: a "not found" about something else (a target group the Auto Scaling
     # Group still names) is a failure, never "deleted". Every kind declares its own.
     gone_codes: ClassVar[frozenset[str]]
+    # The codes with which AWS says a resource of this kind, made moments ago, is not visible yet
+    # to another call (a subnet to CreateNatGateway): retried as eventual consistency by every
+    # step, and "already gone" to a delete.
+    not_found_codes: ClassVar[frozenset[str]] = frozenset()
+    # Seconds (before --timeout-scale) that its own waits may take: turning available, going.
+    create_timeout: ClassVar[float] = 300
+    delete_timeout: ClassVar[float] = 300
     # What the rest of the tool knows of this kind, declared here (see provisioner/kinds.py):
     # how the inventory lists it, what else it makes with the stack's tags, or (a relationship)
     # the kind it is found through; the quotas it takes from; the IAM actions it needs.
@@ -48,9 +80,12 @@ class Step:
     quotas: ClassVar[tuple[Quota, ...]] = ()
     iam: ClassVar[Iam] = Iam()
 
-    def __init__(self, name: str | None = None, depends_on: Iterable[str] = (), may_hold: Iterable[str] = ()):
+    def __init__(self, name: str | None = None, depends_on: Iterable["str | Dep"] = (), may_hold: Iterable[str] = ()):
         self.name = name or self.kind.replace("_", "-")
-        self.depends_on = tuple(depends_on)
+        deps = [d if isinstance(d, Dep) else Dep(d) for d in depends_on]
+        self.depends_on = tuple(d.step for d in deps)
+        # How each dependency is needed (see Dep): by default ready, and held.
+        self.needs = {d.step: d.needs for d in deps}
         # Steps besides its dependencies whose resource this one's may hold in AWS, so that
         # teardown deletes this one first: found by tags (no state, another configuration), a
         # private subnet's association may point at any private route table.
@@ -86,6 +121,11 @@ class Step:
 
     def create(self, ctx: "RunContext") -> "Resource":
         raise NotImplementedError
+
+    def ready(self, ctx: "RunContext", resource: "Resource") -> None:
+        """After create or update on `up`: wait until the resource is in service (a load
+        balancer active). What depends on its creation only has started already. The default:
+        ready when created."""
 
     def update(self, ctx: "RunContext", resource: "Resource", apply: bool) -> list[str]:
         """Compare the live resource with the configuration; return one line per difference,
@@ -259,18 +299,42 @@ def plan_steps(config: "StackConfig") -> tuple[dict[str, Step], dict[str, Step]]
 
 def dependency_graph(all_steps: dict[str, Step], reverse: bool = False) -> dict[str, set[str]]:
     """graphlib's form {node: predecessors}. Reversed for teardown: a step is deleted only after
-    every step that depends on it."""
+    every step that depends on it and holds it (an in-service need holds nothing)."""
     graph: dict[str, set[str]] = {name: set() for name in all_steps}
     for step in all_steps.values():
         # Dependencies outside the set (a subset being torn down) are already settled.
         for dep in (d for d in step.depends_on if d in all_steps):
             if reverse:
-                graph[dep].add(step.name)
+                if step.needs.get(dep, READY) != IN_SERVICE:
+                    graph[dep].add(step.name)
             else:
                 graph[step.name].add(dep)
         if reverse:
             for held in (h for h in step.may_hold if h in all_steps):
                 graph[held].add(step.name)
+    return graph
+
+
+READY_NODE = "{}@ready"
+
+
+def has_ready(step: Step) -> bool:
+    return type(step).ready is not Step.ready
+
+
+def up_graph(all_steps: dict[str, Step]) -> dict[str, set[str]]:
+    """The graph `up` walks: a step whose readiness is a wait of its own (`ready`) is two nodes,
+    "<name>" (created) and "<name>@ready"; a dependency on its creation waits for the first,
+    any other for the second."""
+    graph: dict[str, set[str]] = {}
+    for step in all_steps.values():
+        preds = set()
+        for dep in (d for d in step.depends_on if d in all_steps):
+            other = all_steps[dep]
+            preds.add(dep if step.needs.get(dep) == CREATED or not has_ready(other) else READY_NODE.format(dep))
+        graph[step.name] = preds
+        if has_ready(step):
+            graph[READY_NODE.format(step.name)] = {step.name}
     return graph
 
 

@@ -10,6 +10,7 @@ but early (eventual consistency) or late (a dependency still going away). Retrie
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 # Seconds, before --timeout-scale. One table so that every wait in the tool is tuned in one place.
 TIMEOUTS: dict[str, float] = {
@@ -19,65 +20,65 @@ TIMEOUTS: dict[str, float] = {
     # A deleted NAT gateway or load balancer keeps its network interfaces for minutes; the
     # subnet, security group and internet gateway refuse to go until they are released.
     "dependency": 1200,
-    # NAT gateways take 1-5 minutes to become available and about a minute to be deleted.
-    "nat-gateway": 900,
-    # An Application Load Balancer is `provisioning` for 2-5 minutes.
-    "load-balancer": 600,
-    # Terminating an Auto Scaling Group's instances (shutdown, deregistration delay) takes minutes.
-    "instances-terminated": 900,
     # A new IAM instance profile is refused by EC2 and Auto Scaling for about 10 seconds,
     # occasionally a minute or two.
     "instance-profile": 180,
     "sandbox-start": 30,
 }
+# Each kind's own waits (a NAT gateway's 1-5 minutes to turn available) are its step's
+# `create_timeout` and `delete_timeout`, in seconds, scaled the same way.
 
 # The botocore retry mode for throttling: adaptive also rate-limits the client after a throttle,
 # which keeps many concurrent steps (and many stacks at once) under the account's API limits.
 BOTOCORE_RETRIES = {"mode": "adaptive", "total_max_attempts": 12}
 
 # "X not found" for a thing we created or were given moments ago. During create/update these
-# mean AWS has not finished propagating it; during delete they mean it is already gone.
-NOT_FOUND_CODES = frozenset({
-    "InvalidVpcID.NotFound",
-    "InvalidSubnetID.NotFound",
-    "InvalidInternetGatewayID.NotFound",
-    "InvalidRouteTableID.NotFound",
-    "InvalidAllocationID.NotFound",
-    "InvalidAssociationID.NotFound",
-    "InvalidGroup.NotFound",
-    "InvalidGroupId.NotFound",
+# mean AWS has not finished propagating it; during delete they mean it is already gone. Each
+# step declares its kind's codes (`not_found_codes`); these are the ones of no kind of ours.
+BASE_NOT_FOUND_CODES = frozenset({
+    # A network interface AWS made for a NAT gateway or load balancer, described as it goes.
     "InvalidNetworkInterfaceID.NotFound",
-    "InvalidNatGatewayID.NotFound",
-    "NatGatewayNotFound",
-    "InvalidInstanceID.NotFound",
-    "InvalidLaunchTemplateId.NotFound",
-    "InvalidLaunchTemplateName.NotFoundException",
-    "InvalidKeyPair.NotFound",
-    # IAM is eventually consistent across its own calls: a role created a moment ago can be
-    # unknown to AddRoleToInstanceProfile.
-    "NoSuchEntity",
-    # ELBv2: a target group, load balancer or listener created moments ago can be unknown to the
-    # next call (a listener forwarding to it, an attribute change), and a certificate imported
-    # into ACM moments ago is CertificateNotFound to CreateListener for a while.
-    "TargetGroupNotFound",
-    "LoadBalancerNotFound",
-    "ListenerNotFound",
-    "CertificateNotFound",
 })
-
-# Codes that, answered to a delete, mean there is nothing left to delete.
-GONE_CODES = NOT_FOUND_CODES | frozenset({
-    "Gateway.NotAttached",
+# Codes that, answered to a delete, mean there is nothing left to delete: every kind's
+# not-found codes and `gone_codes`, and these parts of resources (a rule, a route, an object).
+BASE_GONE_CODES = frozenset({
     "InvalidPermission.NotFound",
     "InvalidRoute.NotFound",
-    "NoSuchBucket",
     "NoSuchKey",
-    "LoadBalancerNotFound",
-    "TargetGroupNotFound",
-    "ListenerNotFound",
-    "RuleNotFound",
-    "ResourceNotFoundException",
 })
+_DERIVED: dict[tuple, tuple[frozenset, frozenset]] = {}
+
+
+def _derived() -> tuple[frozenset, frozenset]:
+    from .registry import load_steps
+
+    classes = load_steps()
+    key = tuple(classes)
+    if key not in _DERIVED:
+        not_found = BASE_NOT_FOUND_CODES.union(*(cls.not_found_codes for cls in classes.values()))
+        gone = not_found | BASE_GONE_CODES.union(*(cls.gone_codes for cls in classes.values()))
+        _DERIVED[key] = (frozenset(not_found), frozenset(gone))
+    return _DERIVED[key]
+
+
+def not_found_codes() -> frozenset:
+    """Every code meaning "not visible yet" (retried as eventual consistency after a create)."""
+    return _derived()[0]
+
+
+def gone_codes() -> frozenset:
+    """Every code meaning "already gone" (to a delete, or to a read of something deleted)."""
+    return _derived()[1]
+
+
+def __getattr__(name: str):
+    # The tables as they were, now read from the steps' declarations.
+    if name == "NOT_FOUND_CODES":
+        return not_found_codes()
+    if name == "GONE_CODES":
+        return gone_codes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PERMISSION_CODES = frozenset({
     "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError",
@@ -104,7 +105,7 @@ THROTTLE_STATUSES = frozenset({429, 503})
 
 @dataclass(frozen=True)
 class RetryCase:
-    codes: frozenset[str]
+    codes: frozenset[str] | Callable[[], frozenset[str]]   # or a function giving them
     timeout: str  # key into TIMEOUTS
     why: str
     # Only for the one condition AWS reports with a generic code (ValidationError): the part of
@@ -112,14 +113,15 @@ class RetryCase:
     message: str | None = None
 
     def matches(self, exc: BaseException) -> bool:
-        return error_code(exc) in self.codes and (self.message is None or self.message in error_message(exc))
+        codes = self.codes() if callable(self.codes) else self.codes
+        return error_code(exc) in codes and (self.message is None or self.message in error_message(exc))
 
 
 # The one table of "wait and try again". Call sites name a case; the case says which codes and
 # for how long. Deadlines come from TIMEOUTS (scaled by --timeout-scale).
 WAIT_AND_RETRY: dict[str, RetryCase] = {
     "eventual-consistency": RetryCase(
-        codes=NOT_FOUND_CODES, timeout="eventual-consistency",
+        codes=not_found_codes, timeout="eventual-consistency",
         why="AWS has not yet propagated a resource created moments ago"),
     "dependency": RetryCase(
         codes=frozenset({"DependencyViolation", "ResourceInUse", "ResourceInUseException",
@@ -175,7 +177,7 @@ def error_message(exc: BaseException) -> str:
 
 
 def is_gone(exc: BaseException) -> bool:
-    return error_code(exc) in GONE_CODES
+    return error_code(exc) in gone_codes()
 
 
 def hint_for(code: str | None) -> str | None:

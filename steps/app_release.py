@@ -1,4 +1,3 @@
-from provisioner.kinds import Iam, actions
 import fnmatch
 import gzip
 import hashlib
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from provisioner.context import Resource
 from provisioner.errors import ConfigError
+from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 

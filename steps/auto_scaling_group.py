@@ -1,10 +1,9 @@
 from provisioner.config import BASTION_INSTANCE_TYPE
-from provisioner.errors import ConfigError
-from provisioner.kinds import FREE, Iam, Listing, Quota, TAG_KEY_FILTER, actions
-from provisioner.quotas import REGION_SCOPE, RUNNING_STATES, is_standard
 from provisioner.context import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, Resource
-from provisioner.errors import DriftConflict
-from provisioner.registry import Step, register
+from provisioner.errors import ConfigError, DriftConflict
+from provisioner.kinds import FREE, TAG_KEY_FILTER, Iam, Listing, Quota, actions
+from provisioner.quotas import REGION_SCOPE, RUNNING_STATES, is_standard
+from provisioner.registry import Step, in_service, register
 
 from .launch_template import INSTANCES, PASS_INSTANCE_ROLE, VOLUMES
 
@@ -87,6 +86,8 @@ class AutoScalingGroup(Step):
     # Auto Scaling answers a missing group with a plain ValidationError, as it answers a bad
     # request; discovery has just found the group, so any error here means it may remain.
     gone_codes = frozenset()
+    # Terminating the group's instances (shutdown, deregistration delay) takes minutes.
+    delete_timeout = 900
     aws_type = "AWS::AutoScaling::AutoScalingGroup"
     # An Auto Scaling Group "Delete in progress" is kept: its instances still run.
     listing = Listing("auto_scaling_group", "autoscaling", "describe_auto_scaling_groups", "AutoScalingGroups",
@@ -107,7 +108,13 @@ class AutoScalingGroup(Step):
                       actions("ec2:TerminateInstances", "ec2:DescribeInstances")))
 
     def __init__(self):
-        super().__init__("auto-scaling-group", depends_on=("launch-template", "private-subnet-1-association", "private-subnet-2-association", "frontend-target-group", "backend-target-group"))
+        # The group holds its subnets, template and target groups. The subnets' routes through the
+        # NAT gateway are needed in service when it launches (the first boot downloads the app),
+        # but it holds nothing of them: `down` removes the routes and the NAT gateway while the
+        # instances terminate, not after.
+        super().__init__("auto-scaling-group", depends_on=(
+            "launch-template", "private-subnet-1", "private-subnet-2", "frontend-target-group", "backend-target-group",
+            in_service("private-subnet-1-association"), in_service("private-subnet-2-association")))
 
     @staticmethod
     def group_name(ctx):
@@ -287,10 +294,10 @@ class AutoScalingGroup(Step):
             ctx.retry("dependency", client.delete_auto_scaling_group, AutoScalingGroupName=name, ForceDelete=True)
         if instances:
             # The subnets and the web security group are refused while an instance shuts down.
-            ctx.wait("ec2", "InstancesTerminated", timeout="instances-terminated",
+            ctx.wait("ec2", "InstancesTerminated", timeout=self.delete_timeout,
                      Filters=[{"Name": "instance-id", "Values": sorted(instances)}],
                      what=f"{len(instances)} instance(s) to terminate")
-        ctx.wait("autoscaling", "AutoScalingGroupDeleted", AutoScalingGroupNames=[name], timeout="instances-terminated",
+        ctx.wait("autoscaling", "AutoScalingGroupDeleted", AutoScalingGroupNames=[name], timeout=self.delete_timeout,
                  what=f"Auto Scaling Group {name} to be deleted")
 
     # -- what others see -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-from provisioner.kinds import Iam, actions
 from provisioner.config import BASTION_INSTANCE_TYPE
 from provisioner.context import Resource
 from provisioner.errors import AwsFailure
+from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
@@ -32,6 +32,8 @@ class Bastion(Step):
 
     kind = "instance"
     gone_codes = frozenset({"InvalidInstanceID.NotFound"})
+    not_found_codes = frozenset({"InvalidInstanceID.NotFound"})
+    delete_timeout = 900
     aws_type = "AWS::EC2::Instance"
     # An EC2 instance with its root volume, listed (and priced) as every instance of the stack.
     listing = INSTANCES
@@ -189,7 +191,7 @@ class Bastion(Step):
         ctx.ec2.terminate_instances(InstanceIds=[instance_id])
         # Its security group and subnet are refused, and the internet gateway cannot be detached,
         # until the instance (and its interface, with the public address) is gone.
-        ctx.wait("ec2", "InstancesTerminated", timeout="instances-terminated",
+        ctx.wait("ec2", "InstancesTerminated", timeout=self.delete_timeout,
                  Filters=[{"Name": "instance-id", "Values": [instance_id]}],
                  what=f"bastion {instance_id} to terminate")
 

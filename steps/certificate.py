@@ -1,8 +1,8 @@
-from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 import datetime as dt
 
 from provisioner.context import TAG_STACK, Resource
 from provisioner.errors import ConfigError
+from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
@@ -69,6 +69,8 @@ class Certificate(Step):
 
     kind = "certificate"
     gone_codes = frozenset({"ResourceNotFoundException"})
+    # ELBv2's word for a certificate imported into ACM moments ago, to CreateListener.
+    not_found_codes = frozenset({"CertificateNotFound"})
     aws_type = "AWS::CertificateManager::Certificate"
     # Only an imported certificate can be the tool's own.
     listing = Listing("certificate", "acm", "list_certificates", "CertificateSummaryList", "CertificateArn",

@@ -44,6 +44,7 @@ class ElasticIp(Ec2Step):
 
     kind = "elastic_ip"
     gone_codes = frozenset({"InvalidAllocationID.NotFound"})
+    not_found_codes = frozenset({"InvalidAllocationID.NotFound"})
     aws_type = "AWS::EC2::EIP"
     listing = ec2_listing("elastic_ip", "describe_addresses", "Addresses", "AllocationId", label="Elastic IPs",
                           detail=elastic_ip_detail, price=elastic_ip_charges, price_keys=(PUBLIC_IPV4_HOUR,))

@@ -6,7 +6,6 @@ error (LoadBalancerNotFound...) rather than an empty list. No step is registered
 """
 
 from __future__ import annotations
-
 from typing import ClassVar
 
 from botocore.exceptions import ClientError

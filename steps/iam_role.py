@@ -1,8 +1,8 @@
-from provisioner.kinds import FREE, Iam, ItemTags, Listing, actions
 import json
 
 from provisioner.context import Resource
 from provisioner.errors import ConfigError
+from provisioner.kinds import FREE, Iam, ItemTags, Listing, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
@@ -84,6 +84,9 @@ class InstanceRole(Step):
     kind = "iam_role"
     # Every call of the delete names the role: NoSuchEntity means the role went meanwhile.
     gone_codes = frozenset({"NoSuchEntity"})
+    # IAM is eventually consistent across its own calls: a role made a moment ago can be unknown
+    # to AddRoleToInstanceProfile.
+    not_found_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::Role"
     listing = Listing("iam_role", "iam", "list_roles", "Roles", "RoleName", label="IAM roles",
                       params={"PathPrefix": IAM_PATH}, tags=ItemTags("list_role_tags", "RoleName", "Tags"),

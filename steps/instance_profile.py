@@ -1,6 +1,6 @@
-from provisioner.kinds import FREE, Iam, ItemTags, Listing, actions
 from provisioner.context import Resource
 from provisioner.errors import ConfigError
+from provisioner.kinds import FREE, Iam, ItemTags, Listing, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
@@ -16,6 +16,7 @@ class InstanceProfile(Step):
 
     kind = "instance_profile"
     gone_codes = frozenset({"NoSuchEntity"})
+    not_found_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::InstanceProfile"
     listing = Listing("instance_profile", "iam", "list_instance_profiles", "InstanceProfiles", "InstanceProfileName",
                       label="IAM instance profiles", params={"PathPrefix": IAM_PATH},

@@ -1,5 +1,5 @@
-from provisioner.kinds import Iam, actions
 from provisioner.context import Resource
+from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 

@@ -16,6 +16,7 @@ INTERNET_GATEWAYS = Quota("internet_gateways", "Internet gateways per Region", "
 class InternetGateway(Ec2Step):
     kind = "internet_gateway"
     gone_codes = frozenset({"InvalidInternetGatewayID.NotFound"})
+    not_found_codes = frozenset({"InvalidInternetGatewayID.NotFound"})
     aws_type = "AWS::EC2::InternetGateway"
     listing = ec2_listing("internet_gateway", "describe_internet_gateways", "InternetGateways", "InternetGatewayId",
                           price=FREE)

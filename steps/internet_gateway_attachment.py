@@ -1,6 +1,6 @@
-from provisioner.kinds import Iam, actions
 from provisioner.context import Resource
 from provisioner.errors import DriftConflict
+from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 
 from .vpc import describe_eni, network_interfaces

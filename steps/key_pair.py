@@ -1,10 +1,10 @@
-from provisioner.kinds import FREE, Iam, actions, ec2_listing
 import base64
 import hashlib
 
 from botocore.exceptions import ClientError
 
 from provisioner.errors import ConfigError, DriftConflict
+from provisioner.kinds import FREE, Iam, actions, ec2_listing
 from provisioner.registry import Ec2Step, register
 from provisioner.retries import error_code
 
@@ -48,6 +48,7 @@ class KeyPair(Ec2Step):
 
     kind = "key_pair"
     gone_codes = frozenset({"InvalidKeyPair.NotFound"})
+    not_found_codes = frozenset({"InvalidKeyPair.NotFound"})
     aws_type = "AWS::EC2::KeyPair"
     # The bastion's SSH key pair.
     listing = ec2_listing("key_pair", "describe_key_pairs", "KeyPairs", "KeyPairId", label="EC2 key pairs",

@@ -1,13 +1,12 @@
-from provisioner.kinds import FREE, Iam, PriceKey, actions, ec2_listing
-from provisioner.pricing import HOURS_PER_MONTH, price_of
 import base64
 import gzip
 import hashlib
 
-from provisioner.registry import Step, register
-from provisioner.retries import is_gone
-
 import userdata
+from provisioner.kinds import FREE, Iam, PriceKey, actions, ec2_listing
+from provisioner.pricing import HOURS_PER_MONTH, price_of
+from provisioner.registry import Step, in_service, register
+from provisioner.retries import is_gone
 
 from .elastic_ip import PUBLIC_IPV4_HOUR
 from .key_pair import key_pair_name
@@ -145,6 +144,7 @@ class LaunchTemplate(Step):
 
     kind = "launch_template"
     gone_codes = frozenset({"InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"})
+    not_found_codes = frozenset({"InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"})
     aws_type = "AWS::EC2::LaunchTemplate"
     listing = ec2_listing("launch_template", "describe_launch_templates", "LaunchTemplates", "LaunchTemplateId",
                           created_field="CreateTime", price=FREE)
@@ -157,9 +157,11 @@ class LaunchTemplate(Step):
               delete=(actions("ec2:DeleteLaunchTemplate"),))
 
     def __init__(self, bastion: bool = False):
+        # The instances fetch the release and the images at boot: needed in service, not held (the
+        # bucket may be emptied while the instances terminate).
         super().__init__("launch-template", depends_on=(
-            "web-security-group", "instance-profile", "instance-profile-role", "app-release", "product-images",
-            *(("key-pair",) if bastion else ())))
+            "web-security-group", "instance-profile", "instance-profile-role", in_service("app-release"),
+            in_service("product-images"), *(("key-pair",) if bastion else ())))
 
     @classmethod
     def instances(cls, config):

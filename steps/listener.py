@@ -20,6 +20,7 @@ class Listener(ElbStep):
 
     kind = "listener"
     gone_codes = frozenset({"ListenerNotFound"})
+    not_found_codes = frozenset({"ListenerNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::Listener"
     listing = Listing("listener", "elbv2", "describe_listeners", "Listeners", "ListenerArn", tags=ELB_TAGS,
                       parent="load_balancer", parent_param="LoadBalancerArn", price=FREE)

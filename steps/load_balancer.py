@@ -1,7 +1,7 @@
-from provisioner.kinds import ELB_TAGS, Grant, Iam, Listing, PriceKey, Quota, UsageNote, actions
+from provisioner.errors import DriftConflict
+from provisioner.kinds import ELB_TAGS, Iam, Listing, PriceKey, Quota, UsageNote, actions
 from provisioner.pricing import price_of
 from provisioner.quotas import REGION_SCOPE, one_per_stack, still_by_kind
-from provisioner.errors import DriftConflict
 from provisioner.registry import register
 
 from .elastic_ip import PUBLIC_IPV4_HOUR
@@ -77,6 +77,9 @@ class LoadBalancer(ElbStep):
 
     kind = "load_balancer"
     gone_codes = frozenset({"LoadBalancerNotFound"})
+    not_found_codes = frozenset({"LoadBalancerNotFound"})
+    # An Application Load Balancer is `provisioning` for 2-5 minutes.
+    create_timeout = delete_timeout = 600
     aws_type = "AWS::ElasticLoadBalancingV2::LoadBalancer"
     listing = Listing("load_balancer", "elbv2", "describe_load_balancers", "LoadBalancers", "LoadBalancerArn",
                       tags=ELB_TAGS, created_field="CreatedTime", detail=load_balancer_detail,
@@ -125,11 +128,17 @@ class LoadBalancer(ElbStep):
         # Attributes can be set while it is still provisioning.
         ctx.retry("eventual-consistency", elb.modify_load_balancer_attributes, LoadBalancerArn=arn,
                   Attributes=[{"Key": k, "Value": v} for k, v in ATTRIBUTES.items()])
-        self._wait_active(ctx, arn)
+        # Returned while it is still provisioning: its ARN and DNS name exist, and what needs
+        # only those (`created("load-balancer")`) starts now; `ready` waits until it is active.
         return self.created(self.by_arn(ctx, arn)[0], tags)
 
+    def ready(self, ctx, resource):
+        if resource.raw.get("State", {}).get("Code") != "active":
+            self._wait_active(ctx, resource.id)
+            resource.raw["State"] = {"Code": "active"}
+
     def _wait_active(self, ctx, arn):
-        ctx.wait("elbv2", "load_balancer_available", LoadBalancerArns=[arn], timeout="load-balancer",
+        ctx.wait("elbv2", "load_balancer_available", LoadBalancerArns=[arn], timeout=self.create_timeout,
                  what="load balancer to become active (2-5 minutes on AWS)")
 
     def update(self, ctx, resource, apply):
@@ -140,11 +149,9 @@ class LoadBalancer(ElbStep):
                 f"{balancer.get('Type')}, the stack needs an internet-facing application load balancer; "
                 "neither can be changed in place",
                 hint="delete it (or `provision down`) and run `provision up` again")
+        # Adopted mid-creation (an interrupted run): `ready` finishes the wait the last run started.
         changes = super().update(ctx, resource, apply)
         elb = ctx.client("elbv2")
-        if balancer.get("State", {}).get("Code") == "provisioning" and apply:
-            # Adopted mid-creation (an interrupted run): finish the wait the last run started.
-            self._wait_active(ctx, resource.id)
         live = {a["Key"]: a["Value"] for a in
                 elb.describe_load_balancer_attributes(LoadBalancerArn=resource.id)["Attributes"]}
         differ = {k: v for k, v in ATTRIBUTES.items() if live.get(k) != v}
@@ -168,7 +175,7 @@ class LoadBalancer(ElbStep):
     def delete(self, ctx, resource):
         elb = ctx.client("elbv2")
         elb.delete_load_balancer(LoadBalancerArn=resource.id)
-        ctx.wait("elbv2", "load_balancers_deleted", LoadBalancerArns=[resource.id], timeout="load-balancer",
+        ctx.wait("elbv2", "load_balancers_deleted", LoadBalancerArns=[resource.id], timeout=self.delete_timeout,
                  what="load balancer to be deleted")
         # Its network interfaces outlive it by minutes, and until they are released AWS refuses to
         # delete its subnets and security group (DependencyViolation). They are named after it:

@@ -1,9 +1,9 @@
 from collections import Counter
 
+from provisioner.errors import DriftConflict
 from provisioner.kinds import Iam, PriceKey, Quota, UsageNote, actions, ec2_listing
 from provisioner.pricing import price_of
 from provisioner.quotas import FILTER_VALUES_MAX, still_by_kind
-from provisioner.errors import DriftConflict
 from provisioner.registry import Ec2Step, register
 
 
@@ -67,6 +67,9 @@ class NatGateway(Ec2Step):
 
     kind = "nat_gateway"
     gone_codes = frozenset({"InvalidNatGatewayID.NotFound", "NatGatewayNotFound"})
+    not_found_codes = frozenset({"InvalidNatGatewayID.NotFound", "NatGatewayNotFound"})
+    # NAT gateways take 1-5 minutes to become available and about a minute to be deleted.
+    create_timeout = delete_timeout = 900
     aws_type = "AWS::EC2::NatGateway"
     listing = ec2_listing("nat_gateway", "describe_nat_gateways", "NatGateways", "NatGatewayId", label="NAT gateways",
                           created_field="CreateTime", gone=lambda i: i.get("State") in GONE_STATES,
@@ -120,12 +123,12 @@ class NatGateway(Ec2Step):
         return changes
 
     def _wait_available(self, ctx, nat_id):
-        ctx.wait("ec2", "nat_gateway_available", NatGatewayIds=[nat_id], timeout="nat-gateway",
+        ctx.wait("ec2", "nat_gateway_available", NatGatewayIds=[nat_id], timeout=self.create_timeout,
                  what="NAT gateway to become available (1-5 minutes on AWS)")
 
     def delete(self, ctx, resource):
         ctx.ec2.delete_nat_gateway(NatGatewayId=resource.id)
-        ctx.wait("ec2", "nat_gateway_deleted", NatGatewayIds=[resource.id], timeout="nat-gateway",
+        ctx.wait("ec2", "nat_gateway_deleted", NatGatewayIds=[resource.id], timeout=self.delete_timeout,
                  what="NAT gateway to be deleted (about a minute on AWS)")
 
     def outputs(self, resource):

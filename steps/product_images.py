@@ -1,8 +1,8 @@
-from provisioner.kinds import Iam, actions
 import hashlib
 import mimetypes
 
 from provisioner.context import Resource
+from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 

@@ -11,6 +11,7 @@ class RouteTable(Ec2Step):
 
     kind = "route_table"
     gone_codes = frozenset({"InvalidRouteTableID.NotFound"})
+    not_found_codes = frozenset({"InvalidRouteTableID.NotFound"})
     aws_type = "AWS::EC2::RouteTable"
     listing = ec2_listing("route_table", "describe_route_tables", "RouteTables", "RouteTableId", price=FREE)
     iam = Iam(create=(actions("ec2:CreateRouteTable", "ec2:CreateTags", "ec2:CreateRoute"),),

@@ -1,6 +1,6 @@
-from provisioner.kinds import Iam, actions
 from provisioner.config import ZONE_COUNT
 from provisioner.context import Resource
+from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 
 
@@ -10,6 +10,7 @@ class RouteTableAssociation(Step):
 
     kind = "route_table_association"
     gone_codes = frozenset({"InvalidAssociationID.NotFound"})
+    not_found_codes = frozenset({"InvalidAssociationID.NotFound"})
     aws_type = "AWS::EC2::SubnetRouteTableAssociation"
     found_through = "route_table"
     iam = Iam(create=(actions("ec2:AssociateRouteTable"),), read=(actions("ec2:DescribeRouteTables"),),

@@ -1,10 +1,9 @@
-import re
-
-from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 import json
+import re
 
 from provisioner.context import TAG_STACK, Resource
 from provisioner.errors import ConfigError
+from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 from provisioner.registry import Step, register
 from provisioner.retries import PERMISSION_CODES, error_code
 

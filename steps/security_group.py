@@ -15,6 +15,7 @@ class SecurityGroup(Ec2Step):
 
     kind = "security_group"
     gone_codes = frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"})
+    not_found_codes = frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"})
     aws_type = "AWS::EC2::SecurityGroup"
     listing = ec2_listing("security_group", "describe_security_groups", "SecurityGroups", "GroupId", price=FREE)
     iam = Iam(create=(actions("ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:AuthorizeSecurityGroupIngress"),),

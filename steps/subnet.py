@@ -1,6 +1,6 @@
-from provisioner.kinds import FREE, Iam, actions, ec2_listing
 from provisioner.config import ZONE_COUNT
 from provisioner.errors import DriftConflict
+from provisioner.kinds import FREE, Iam, actions, ec2_listing
 from provisioner.registry import Ec2Step, register
 
 from .vpc import describe_eni, network_interfaces
@@ -13,6 +13,7 @@ class Subnet(Ec2Step):
 
     kind = "subnet"
     gone_codes = frozenset({"InvalidSubnetID.NotFound"})
+    not_found_codes = frozenset({"InvalidSubnetID.NotFound"})
     aws_type = "AWS::EC2::Subnet"
     listing = ec2_listing("subnet", "describe_subnets", "Subnets", "SubnetId", price=FREE)
     iam = Iam(create=(actions("ec2:CreateSubnet", "ec2:CreateTags", "ec2:ModifySubnetAttribute"),),

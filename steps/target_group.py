@@ -1,5 +1,5 @@
-from provisioner.kinds import ELB_TAGS, FREE, Iam, Listing, actions
 from provisioner.errors import DriftConflict
+from provisioner.kinds import ELB_TAGS, FREE, Iam, Listing, actions
 from provisioner.registry import register
 
 from .elbv2 import ElbStep, described
@@ -31,6 +31,8 @@ class TargetGroup(ElbStep):
 
     kind = "target_group"
     gone_codes = frozenset({"TargetGroupNotFound"})
+    # A target group made moments ago can be unknown to a listener forwarding to it.
+    not_found_codes = frozenset({"TargetGroupNotFound"})
     aws_type = "AWS::ElasticLoadBalancingV2::TargetGroup"
     listing = Listing("target_group", "elbv2", "describe_target_groups", "TargetGroups", "TargetGroupArn",
                       tags=ELB_TAGS, price=FREE)

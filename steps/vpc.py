@@ -1,6 +1,6 @@
+from provisioner.errors import DriftConflict
 from provisioner.kinds import FREE, Iam, Quota, actions, ec2_listing
 from provisioner.quotas import REGION_SCOPE, one_per_stack, still_by_kind
-from provisioner.errors import DriftConflict
 from provisioner.registry import Ec2Step, register
 
 DNS_ATTRIBUTES = {"enableDnsSupport": "EnableDnsSupport", "enableDnsHostnames": "EnableDnsHostnames"}
@@ -19,6 +19,7 @@ VPCS = Quota("vpcs", "VPCs per Region", "vpc", "L-F678F1CE", vpcs_in_use, one_pe
 class Vpc(Ec2Step):
     kind = "vpc"
     gone_codes = frozenset({"InvalidVpcID.NotFound"})
+    not_found_codes = frozenset({"InvalidVpcID.NotFound"})
     aws_type = "AWS::EC2::VPC"
     listing = ec2_listing("vpc", "describe_vpcs", "Vpcs", "VpcId", label="VPCs", price=FREE)
     quotas = (VPCS,)

@@ -246,3 +246,33 @@ def test_list_counts_every_resource_of_a_stack_with_every_option_and_cleanup_lea
     assert cleaned.exit_code == 0, cleaned.output
     assert "0 resources left" in cleaned.text
     assert json.loads(cli("list", "--json", state_dir=state_dir).stdout)["stacks"] == []
+
+
+def test_the_retry_tables_are_the_steps_codes_and_lose_none_of_the_old_ones():
+    from provisioner import retries
+
+    # What the one hand-kept table held before the steps declared their codes.
+    before = {"InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidInternetGatewayID.NotFound",
+              "InvalidRouteTableID.NotFound", "InvalidAllocationID.NotFound", "InvalidAssociationID.NotFound",
+              "InvalidGroup.NotFound", "InvalidGroupId.NotFound", "InvalidNetworkInterfaceID.NotFound",
+              "InvalidNatGatewayID.NotFound", "NatGatewayNotFound", "InvalidInstanceID.NotFound",
+              "InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException",
+              "InvalidKeyPair.NotFound", "NoSuchEntity", "TargetGroupNotFound", "LoadBalancerNotFound",
+              "ListenerNotFound", "CertificateNotFound"}
+    assert retries.not_found_codes() == before
+    assert retries.gone_codes() >= before | {"Gateway.NotAttached", "InvalidPermission.NotFound",
+                                             "InvalidRoute.NotFound", "NoSuchBucket", "NoSuchKey", "RuleNotFound",
+                                             "ResourceNotFoundException"}
+    # A step's own gone codes count as gone everywhere (a made-up kind's too).
+    assert all(step.gone_codes <= retries.gone_codes() for step in registry.load_steps().values())
+
+
+def test_a_kinds_own_wait_is_its_step_figure_scaled(monkeypatch):
+    from steps.nat_gateway import NatGateway
+
+    from provisioner.context import RunContext as Ctx
+    from provisioner.config import StackConfig
+
+    ctx = Ctx(stack="t", region=REGION, config=StackConfig(), timeout_scale=2)
+    assert ctx.timeout(NatGateway.create_timeout) == 1800
+    assert ctx.timeout("dependency") == 2400
