@@ -23,7 +23,11 @@ def common_options(f):
     @account_options
     @functools.wraps(f)
     def wrapper(opts, stack, **kwargs):
+        from click.core import ParameterSource
+
         opts.stack = stack
+        # A stack file's name counts only when neither --stack nor PROVISION_STACK gave one.
+        opts.stack_given = click.get_current_context().get_parameter_source("stack") != ParameterSource.DEFAULT
         return f(opts, **kwargs)
 
     return wrapper
@@ -53,58 +57,51 @@ def account_options(f):
     return wrapper
 
 
-def shape_options(f):
-    """Options that shape the stack; remembered in the state file, so a later `up` needs none."""
+def shape_options(f=None, *, stack_file: bool = True):
+    """Options that shape the stack (provisioner/options.py, each declared once); remembered in
+    the state file, so a later `up` needs none. With `stack_file`, also `-f FILE`: a stack file
+    whose values the flags override."""
 
-    @click.option("--vpc-cidr", help="VPC CIDR [10.0.0.0/16].")
-    @click.option("--public-subnets", metavar="CIDR,CIDR", help="Public subnet CIDRs [10.0.1.0/24,10.0.2.0/24].")
-    @click.option("--private-subnets", metavar="CIDR,CIDR", help="Private subnet CIDRs [10.0.11.0/24,10.0.12.0/24].")
-    @click.option("--nat-per-az/--single-nat", default=None,
-                  help="One NAT gateway per zone (resilient, twice the cost) or one shared [single].")
-    @click.option("--instance-type", help="EC2 instance type of the app instances [t3.micro].")
-    @click.option("--ami", help="AMI id [the latest Ubuntu 24.04 LTS, from AWS's public SSM parameter].")
-    @click.option("--min", "min_size", type=int, help="Auto Scaling Group minimum [1].")
-    @click.option("--desired", "desired_capacity", type=int, help="Instances to run [2].")
-    @click.option("--max", "max_size", type=int, help="Auto Scaling Group maximum [4].")
-    @click.option("--grace-period", type=int, metavar="SECONDS",
-                  help="Health check grace period; must cover the first boot's build [600].")
-    @click.option("--domain", help="Name on the self-signed certificate [<stack>.example.com].")
-    @click.option("--certificate-arn", help="Use this ACM certificate (same region as the stack) "
-                                            "instead of a self-signed one.")
-    @click.option("--ttl", metavar="DURATION",
-                  help="Expire the stack after this long (e.g. 4h, 90m, 2d; `never` to clear): "
-                       "`provision reap` deletes expired stacks.")
-    @click.option("--expires-at", metavar="TIME", help="Expire the stack at this time (ISO 8601, UTC if no zone).")
-    @click.option("--bastion/--no-bastion", default=None,
-                  help="A small SSH jump host in a public subnet, for `provision exec` and `provision ssh` "
-                       "[no bastion].")
-    @click.option("--ssh-cidr", metavar="CIDR",
-                  help="Who may SSH to the bastion, e.g. 203.0.113.7/32 (asked for at a terminal; "
-                       "0.0.0.0/0 is never assumed).")
-    @click.option("--allow-wide-ssh", is_flag=True, default=None,
-                  help="Accept an --ssh-cidr wider than /16 (such as 0.0.0.0/0, the whole internet); "
-                       "remembered with that CIDR.")
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            from .options import OPTIONS
+
+            values = {o.key: kwargs.pop(o.key) for o in OPTIONS}
+            path = kwargs.pop("stack_file", None)
+            opts = args[0] if args else None
+
+            def overrides():
+                from .stackfile import apply
+
+                return apply(opts, values, path)
+
+            return f(*args, overrides=overrides, **kwargs)
+
+        from .options import click_options
+
+        wrapped = click_options(wrapper)
+        return file_option(wrapped, place_only=False) if stack_file else wrapped
+
+    return decorate(f) if f is not None else decorate
+
+
+def file_option(f, place_only: bool = True):
+    """`-f FILE`: a stack file (`provision init`). For commands without shape options (`down`,
+    `status`), only its stack name and region are used (and the whole file is checked)."""
+
+    @click.option("-f", "--file", "stack_file", metavar="FILE", type=click.Path(dir_okay=False),
+                  help="A stack file (`provision init` writes one); command-line options override it.")
     @functools.wraps(f)
-    def wrapper(*args, vpc_cidr, public_subnets, private_subnets, nat_per_az, instance_type, ami, min_size,
-                desired_capacity, max_size, grace_period, domain, certificate_arn, ttl, expires_at, bastion,
-                ssh_cidr, allow_wide_ssh, **kwargs):
-        from .config import normalize_ssh_cidr, parse_cidr_pair
-        from .expiry import expiry_from_options
+    def wrapper(*args, stack_file=None, **kwargs):
+        if not place_only:
+            return f(*args, stack_file=stack_file, **kwargs)
+        if stack_file:
+            from .stackfile import apply
 
-        def overrides():
-            return {"vpc_cidr": vpc_cidr,
-                    "public_subnet_cidrs": parse_cidr_pair(public_subnets, "--public-subnets"),
-                    "private_subnet_cidrs": parse_cidr_pair(private_subnets, "--private-subnets"),
-                    "nat_per_az": nat_per_az, "instance_type": instance_type, "ami": ami,
-                    "min_size": min_size, "desired_capacity": desired_capacity, "max_size": max_size,
-                    "grace_period": grace_period, "domain": domain, "certificate_arn": certificate_arn,
-                    "expires_at": expiry_from_options(ttl, expires_at), "bastion": bastion,
-                    "ssh_cidr": normalize_ssh_cidr(ssh_cidr) if ssh_cidr is not None else None,
-                    # The permission is for the CIDR it came with: a new --ssh-cidr without the
-                    # flag drops it, and no flag and no CIDR keep what the stack was built with.
-                    "allow_wide_ssh": True if allow_wide_ssh else (False if ssh_cidr is not None else None)}
-
-        return f(*args, overrides=overrides, **kwargs)
+            # The whole file is checked as `up` would check it; only its place is used.
+            _overrides_or_exit(args[0], lambda: apply(args[0], {}, stack_file))
+        return f(*args, **kwargs)
 
     return wrapper
 
@@ -116,6 +113,7 @@ def main():
 
     \b
     provision up --sandbox      everything, against the built-in emulator
+    provision init              a commented stack file (stack.toml) to edit; up -f stack.toml
     provision plan              what `up` would do, changing nothing
     provision up                the real thing, with your usual AWS credentials
     provision status            a live view of every resource and instance
@@ -177,7 +175,28 @@ def policy(opts, overrides, as_json, account):
 
 
 @main.command()
+@click.option("--preset", default="stylesphere", show_default=True, metavar="NAME",
+              help="The shape to start from (`--preset list` names them).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.argument("file", default="stack.toml", required=False)
+def init(preset, force, file):
+    """Write a commented stack file (FILE, default stack.toml; - for standard output)."""
+    from .errors import ConfigError
+    from .stackfile import cmd_init
+    from .ui import ConsoleReporter
+
+    reporter = ConsoleReporter()
+    try:
+        code = cmd_init(reporter, preset, file, force)
+    except ConfigError as e:
+        reporter.error(e.message, e.hint)
+        code = e.exit_code
+    raise SystemExit(code)
+
+
+@main.command()
 @common_options
+@file_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(opts, as_json):
     """Live view of every resource of the stack (read-only)."""
@@ -198,6 +217,7 @@ def outputs(opts, as_json):
 
 @main.command()
 @common_options
+@file_option
 def down(opts):
     """Delete every resource the stack created, found by state and by tags."""
     from .runner import cmd_down
@@ -387,7 +407,7 @@ def roster_options(f):
 @fleet.command("up")
 @account_options
 @roster_options
-@shape_options
+@shape_options(stack_file=False)
 @click.option("--parallel", type=click.IntRange(1, 32), default=6, show_default=True,
               help="Stacks built at the same time (one shared API rate limit for all).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the instances to turn healthy.")

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import StackConfig, validate_stack_name
 from .context import RunContext
@@ -37,6 +37,10 @@ class GlobalOptions:
     verbose: bool
     yes: bool
     timeout_scale: float
+    # Whether --stack (or PROVISION_STACK) named the stack: a stack file's name counts otherwise.
+    stack_given: bool = True
+    # What the command line overrides of a stack file, for `plan` to say.
+    shape_notes: list = field(default_factory=list)
 
 
 def poll_interval(sandbox: bool) -> float:
@@ -102,6 +106,8 @@ class Run:
         self.state_file.check_dir()
         saved = self.state_file.read()  # a corrupt file stops us before any AWS call
         built = StackConfig.from_dict(saved.config if saved else {})
+        # The shape the stack was last built with (`plan` shows what changes since).
+        self.built = built if saved is not None and saved.resources else None
         self.config = built.merged(overrides or {})
         if ask_ssh_cidr and self.config.bastion and not self.config.ssh_cidr and at_terminal():
             self.config.ssh_cidr = ask_for_ssh_cidr()
@@ -393,9 +399,34 @@ def cmd_plan(opts: GlobalOptions, reporter: ConsoleReporter, overrides: dict) ->
     with reporter.live(f"plan: {run.where()}"):
         results = run.engine(run.config).plan()
     reporter.summary(results, f"plan: {run.where()} (nothing was changed)", time.monotonic() - reporter.started)
+    for note in opts.shape_notes:
+        reporter.out.print(note, highlight=False)
+    shape = shape_changes(run.built, run.config)
+    if shape:
+        reporter.out.print("Shape changes since the stack was last built:", highlight=False)
+        for line in shape:
+            reporter.out.print(f"  {line}", highlight=False)
     reporter.changes(results)
     reporter.failures(results)
     return exit_code_for(results)
+
+
+def shape_changes(built: StackConfig | None, config: StackConfig) -> list[str]:
+    """The options whose value differs from the shape the stack was built with, by key."""
+    from .options import OPTIONS
+
+    if built is None:
+        return []
+    lines = []
+    for option in OPTIONS:
+        name = option.field or ("expires_at" if option.key == "expires_at" else None)
+        if name is None:
+            continue
+        before, after = getattr(built, name), getattr(config, name)
+        if before != after:
+            lines.append(f"{option.key}: {before if before is not None else '(none)'} -> "
+                         f"{after if after is not None else '(none)'}")
+    return lines
 
 
 def app_health(run: Run):
