@@ -9,11 +9,10 @@ from pathlib import Path
 
 from provisioner.context import Resource
 from provisioner.errors import ConfigError
-from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
-from .s3_bucket import RELEASES_PREFIX
+from .s3_bucket import OBJECT_IAM, RELEASES_PREFIX
 
 APP_DIR_ENV = "PROVISION_APP_DIR"
 COMPOSE_FILE = "docker-compose.yml"
@@ -120,11 +119,7 @@ class AppRelease(Step):
     gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Object"
     found_through = "bucket"
-    iam = Iam(create=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
-              read=(actions("s3:GetObject", "s3:ListBucket", on=("arn:{partition}:s3:::{stack}-assets-*",
-                                                                  "arn:{partition}:s3:::{stack}-assets-*/*")),),
-              change=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
-              delete=(actions("s3:DeleteObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),))
+    iam = OBJECT_IAM
     tagged = False
 
     def __init__(self):

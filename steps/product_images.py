@@ -2,12 +2,11 @@ import hashlib
 import mimetypes
 
 from provisioner.context import Resource
-from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
 from provisioner.retries import error_code
 
 from .app_release import app_dir
-from .s3_bucket import IMAGES_PREFIX, delete_objects
+from .s3_bucket import IMAGES_PREFIX, OBJECT_IAM, delete_objects
 
 # Browsers and the storefront cache the images for a day; a changed image gets new bytes under
 # the same name, and a day's staleness is fine for a catalogue demo.
@@ -50,11 +49,7 @@ class ProductImages(Step):
     gone_codes = frozenset({"NoSuchBucket"})
     aws_type = "AWS::S3::Object"
     found_through = "bucket"
-    iam = Iam(create=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
-              read=(actions("s3:GetObject", "s3:ListBucket", on=("arn:{partition}:s3:::{stack}-assets-*",
-                                                                  "arn:{partition}:s3:::{stack}-assets-*/*")),),
-              change=(actions("s3:PutObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),),
-              delete=(actions("s3:DeleteObject", on="arn:{partition}:s3:::{stack}-assets-*/*"),))
+    iam = OBJECT_IAM
     tagged = False
 
     def __init__(self):

@@ -79,6 +79,11 @@ def _canonical(value):
 
 
 BUCKET_ARNS = ("arn:{partition}:s3:::{stack}-assets-*", "arn:{partition}:s3:::{stack}-assets-*/*")
+# What the steps that put objects in the bucket (the release, the images) need.
+OBJECT_IAM = Iam(create=(actions("s3:PutObject", on=BUCKET_ARNS[1]),),
+                 read=(actions("s3:GetObject", "s3:ListBucket", on=BUCKET_ARNS),),
+                 change=(actions("s3:PutObject", on=BUCKET_ARNS[1]),),
+                 delete=(actions("s3:DeleteObject", on=BUCKET_ARNS[1]),))
 
 
 def _bucket_suffix(ctx) -> str:
