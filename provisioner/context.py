@@ -125,19 +125,22 @@ class RunContext:
                     self._session = boto3.session.Session(**kwargs)
             return self._session
 
-    def client(self, service: str):
+    def client(self, service: str, region: str | None = None):
+        """The run's client of a service, in the stack's region or in `region` (a CloudFront
+        certificate must live in us-east-1), with the run's hooks, retries and rate limit."""
         session = self.session
+        key = service if region in (None, self.region) else f"{service}@{region}"
         # boto3 sessions are not thread-safe for client creation; the clients themselves are.
         # One lock for every context: contexts of several regions may share a session (and
         # with it botocore's loaded service models, the slow part of making a client).
         with CLIENT_CREATION_LOCK:
-            if service not in self._clients:
+            if key not in self._clients:
                 from botocore.config import Config
 
                 config = Config(retries=dict(BOTOCORE_RETRIES), max_pool_connections=16,
                                 connect_timeout=10, read_timeout=60,
                                 user_agent_extra=f"provision/{__version__}")
-                kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
+                kwargs: dict[str, Any] = {"region_name": region or self.region, "config": config}
                 if self.endpoint_url:
                     kwargs["endpoint_url"] = self.endpoint_url
                 client = session.client(service, **kwargs)
@@ -148,8 +151,8 @@ class RunContext:
                     # call waits for a token like any other.
                     client.meta.events.register("before-send", self._take_token)
                     client.meta.events.register("needs-retry", self._saw_response)
-                self._clients[service] = client
-            return self._clients[service]
+                self._clients[key] = client
+            return self._clients[key]
 
     @property
     def ec2(self):

@@ -14,6 +14,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from graphlib import TopologicalSorter
 from typing import Callable
 
@@ -25,13 +26,46 @@ from .state import StackState, StateFile
 
 DEFAULT_WORKERS = 8
 
-# Outcomes a step can end with, per command.
-CREATED, KEPT, UPDATED, DELETED, ABSENT = "created", "kept", "updated", "deleted", "absent"
-FAILED, SKIPPED, INTERRUPTED = "failed", "skipped", "interrupted"
-WILL_CREATE, WILL_UPDATE, WILL_DELETE, NO_CHANGE = "create", "update", "delete", "no change"
-PRESENT, MISSING = "present", "missing"
-DONE_OK = {CREATED, KEPT, UPDATED, DELETED, ABSENT, WILL_CREATE, WILL_UPDATE, WILL_DELETE, NO_CHANGE,
-           PRESENT, MISSING}
+class Outcome(str, Enum):
+    """What a step ended with, per command. A str, so that it prints, compares and serialises as
+    its word ("created"); `.ok` and `.changed` say what the callers used to retype."""
+
+    CREATED = "created"
+    KEPT = "kept"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    ABSENT = "absent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+    WILL_CREATE = "create"
+    WILL_UPDATE = "update"
+    WILL_DELETE = "delete"
+    NO_CHANGE = "no change"
+    PRESENT = "present"
+    MISSING = "missing"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @property
+    def ok(self) -> bool:
+        """Done as asked (a plan or a status counts, whatever it found)."""
+        return self not in (Outcome.FAILED, Outcome.SKIPPED, Outcome.INTERRUPTED)
+
+    @property
+    def changed(self) -> bool:
+        """Changed something in AWS."""
+        return self in (Outcome.CREATED, Outcome.UPDATED, Outcome.DELETED)
+
+
+CREATED, KEPT, UPDATED, DELETED, ABSENT = (Outcome.CREATED, Outcome.KEPT, Outcome.UPDATED, Outcome.DELETED,
+                                           Outcome.ABSENT)
+FAILED, SKIPPED, INTERRUPTED = Outcome.FAILED, Outcome.SKIPPED, Outcome.INTERRUPTED
+WILL_CREATE, WILL_UPDATE, WILL_DELETE, NO_CHANGE = (Outcome.WILL_CREATE, Outcome.WILL_UPDATE, Outcome.WILL_DELETE,
+                                                    Outcome.NO_CHANGE)
+PRESENT, MISSING = Outcome.PRESENT, Outcome.MISSING
+DONE_OK = {o for o in Outcome if o.ok}
 
 
 @dataclass
@@ -45,9 +79,16 @@ class StepResult:
     error: ProvisionError | None = None
     resources: list[Resource] = field(default_factory=list)
 
+    def __post_init__(self):
+        self.outcome = Outcome(self.outcome)
+
     @property
     def ok(self) -> bool:
-        return self.outcome in DONE_OK
+        return self.outcome.ok
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome.changed
 
 
 def refuse_foreign(results) -> None:

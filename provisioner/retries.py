@@ -186,3 +186,17 @@ def hint_for(code: str | None) -> str | None:
     if code in CREDENTIAL_CODES:
         return "the credentials are invalid or expired; refresh them (e.g. `aws sso login`) or try --sandbox"
     return HINTS.get(code or "")
+
+
+def lookup(fn: Callable, *args, gone: frozenset | None = None, **kwargs):
+    """fn(*args, **kwargs), or None when AWS answers that what it names does not exist: one of
+    `gone`, or of every kind's gone codes (a read of a deleted or never-made resource). "Not
+    found" means absent here, and nowhere else needs the try/except."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return fn(*args, **kwargs)
+    except ClientError as e:
+        if error_code(e) in (gone if gone is not None else gone_codes()):
+            return None
+        raise

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .config import StackConfig, validate_stack_name
 from .context import RunContext
-from .engine import CREATED, DELETED, FAILED, INTERRUPTED, UPDATED, Engine
+from .engine import DELETED, FAILED, INTERRUPTED, Engine
 from .errors import (EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, Interrupted,
                      ProvisionError)
 from .keys import KeyStore
@@ -186,7 +186,7 @@ def exit_code_for(results) -> int:
     failures = [r.error for r in results if r.outcome == FAILED and r.error is not None]
     if not failures:
         return EXIT_OK
-    changed = any(r.outcome in (CREATED, UPDATED, DELETED) for r in results)
+    changed = any(r.changed for r in results)
     # Refused credentials or permissions before anything changed: a precondition, like bad input.
     if not changed and all(f.code in PERMISSION_CODES or f.code in CREDENTIAL_CODES
                            or f.exit_code == EXIT_USAGE for f in failures):

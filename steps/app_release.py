@@ -10,7 +10,7 @@ from pathlib import Path
 from provisioner.context import Resource
 from provisioner.errors import ConfigError
 from provisioner.registry import Step, register
-from provisioner.retries import error_code
+from provisioner.retries import lookup
 
 from .s3_bucket import OBJECT_IAM, RELEASES_PREFIX
 
@@ -130,8 +130,6 @@ class AppRelease(Step):
         return archive, hashlib.sha256(archive).hexdigest()
 
     def find_all(self, ctx, known_id):
-        from botocore.exceptions import ClientError
-
         bucket = ctx.dep("assets-bucket")
         if bucket is None:
             return []
@@ -143,12 +141,10 @@ class AppRelease(Step):
             key = known_id
         if not key:
             return []
-        try:
-            head = ctx.client("s3").head_object(Bucket=bucket.id, Key=key)
-        except ClientError as e:
-            if error_code(e) in ("404", "NoSuchKey", "NoSuchBucket"):
-                return []
-            raise
+        head = lookup(ctx.client("s3").head_object, Bucket=bucket.id, Key=key,
+                      gone=frozenset({"404", "NoSuchKey", "NoSuchBucket"}))
+        if head is None:
+            return []
         # A changed app has another key: it is not found, and create uploads it. The previous
         # release stays until `down` empties the bucket, for instances still launched from it.
         return [self._resource(bucket.id, key, head["ContentLength"])]

@@ -4,7 +4,7 @@ from provisioner.context import TAG_STACK, Resource
 from provisioner.errors import ConfigError
 from provisioner.kinds import Free, Iam, ItemTags, Listing, actions
 from provisioner.registry import Step, register
-from provisioner.retries import error_code
+from provisioner.retries import lookup
 
 # A year, like a public certificate; `up` re-imports into the same ARN once fewer than
 # RENEW_BEFORE days are left, so the listener never serves an expired one.
@@ -122,18 +122,12 @@ class Certificate(Step):
         return untagged and known is not None and known.id == found.id and known.attrs.get("self_signed") is False
 
     def _describe(self, ctx, arn, tags=None) -> Resource | None:
-        from botocore.exceptions import ClientError
-
         acm = ctx.client("acm")
-        try:
-            certificate = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-            if tags is None:
-                tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-        except ClientError as e:
-            if error_code(e) == "ResourceNotFoundException":
-                return None
-            raise
-        return self._resource(ctx, certificate, tags)
+        described = lookup(acm.describe_certificate, CertificateArn=arn, gone=self.gone_codes)
+        if tags is None and described is not None:
+            listed = lookup(acm.list_tags_for_certificate, CertificateArn=arn, gone=self.gone_codes)
+            described, tags = (described, listed.get("Tags", [])) if listed is not None else (None, None)
+        return self._resource(ctx, described["Certificate"], tags) if described is not None else None
 
     def _resource(self, ctx, certificate, tags) -> Resource:
         not_after = _utc(certificate.get("NotAfter"))

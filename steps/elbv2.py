@@ -12,19 +12,15 @@ from botocore.exceptions import ClientError
 
 from provisioner.context import Resource
 from provisioner.registry import Step
-from provisioner.retries import is_gone
+from provisioner.retries import is_gone, lookup
 
 DESCRIBE_TAGS_LIMIT = 20
 
 
 def described(fn, key: str, **params) -> list[dict]:
     """The items of a describe call, or [] when what it names does not exist."""
-    try:
-        return fn(**params)[key]
-    except ClientError as e:
-        if is_gone(e):  # LoadBalancerNotFound and friends: what it names does not exist
-            return []
-        raise
+    found = lookup(fn, **params)   # LoadBalancerNotFound and friends: what it names does not exist
+    return found[key] if found is not None else []
 
 
 def with_tags(ctx, items: list[dict], arn_key: str) -> list[dict]:

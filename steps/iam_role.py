@@ -4,7 +4,7 @@ from provisioner.context import Resource
 from provisioner.errors import ConfigError
 from provisioner.kinds import FREE, Iam, ItemTags, Listing, actions
 from provisioner.registry import Step, register
-from provisioner.retries import error_code
+from provisioner.retries import error_code, lookup
 
 from .s3_bucket import RELEASES_PREFIX, bucket_arn, bucket_name, partition
 
@@ -32,12 +32,9 @@ def find_owned(ctx, step: str, known_id: str | None, get) -> dict | None:
     from botocore.exceptions import ClientError
 
     for name in dict.fromkeys(n for n in (known_id, iam_name(ctx)) if n):
-        try:
-            entity = get(name)
-        except ClientError as e:
-            if error_code(e) == "NoSuchEntity":
-                continue
-            raise
+        entity = lookup(get, name, gone=frozenset({"NoSuchEntity"}))
+        if entity is None:
+            continue
         if name == known_id:
             ctx.claim(step, name, entity.get("Tags", []), "IAM")
         if ctx.owns(entity.get("Tags", []), step):

@@ -1,7 +1,7 @@
 from provisioner.context import Resource
 from provisioner.kinds import Iam, actions
 from provisioner.registry import Step, register
-from provisioner.retries import error_code
+from provisioner.retries import lookup
 
 
 @register
@@ -27,17 +27,13 @@ class InstanceProfileRole(Step):
         super().__init__("instance-profile-role", depends_on=("instance-role", "instance-profile"))
 
     def find_all(self, ctx, known_id):
-        from botocore.exceptions import ClientError
-
         profile = ctx.dep("instance-profile")
         if profile is None:
             return []
-        try:
-            roles = ctx.client("iam").get_instance_profile(InstanceProfileName=profile.id)["InstanceProfile"]["Roles"]
-        except ClientError as e:
-            if error_code(e) == "NoSuchEntity":
-                return []
-            raise
+        found = lookup(ctx.client("iam").get_instance_profile, InstanceProfileName=profile.id, gone=self.gone_codes)
+        if found is None:
+            return []
+        roles = found["InstanceProfile"]["Roles"]
         return [self._resource(profile.id, r["RoleName"]) for r in roles]
 
     def _resource(self, profile, role):

@@ -6,7 +6,7 @@ import userdata
 from provisioner.kinds import FREE, Iam, PriceKey, actions, ec2_listing
 from provisioner.pricing import HOURS_PER_MONTH, price_of
 from provisioner.registry import Step, in_service, register
-from provisioner.retries import is_gone
+from provisioner.retries import lookup
 
 from .elastic_ip import PUBLIC_IPV4_HOUR
 from .key_pair import key_pair_name
@@ -177,15 +177,9 @@ class LaunchTemplate(Step):
 
     # -- find ------------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
-        from botocore.exceptions import ClientError
-
         if known_id:
-            try:
-                items = ctx.ec2.describe_launch_templates(LaunchTemplateIds=[known_id])["LaunchTemplates"]
-            except ClientError as e:
-                if not is_gone(e):
-                    raise
-                items = []
+            found = lookup(ctx.ec2.describe_launch_templates, LaunchTemplateIds=[known_id])
+            items = found["LaunchTemplates"] if found else []
             for item in items:
                 ctx.claim(self.name, item["LaunchTemplateId"], item.get("Tags", []), "launch template")
             if items:

@@ -132,3 +132,31 @@ def test_a_plain_dependency_is_needed_ready_and_held():
     steps = build_steps(StackConfig())
     assert steps["https-listener"].needs["load-balancer"] == "ready"
     assert in_service("x").needs == "in-service" and created("x").needs == "created"
+
+
+def test_a_client_of_another_region_keeps_the_runs_hooks():
+    ctx = RunContext(stack="deps", region=REGION, config=StackConfig())
+    other = ctx.client("acm", region="eu-west-1")
+    assert other.meta.region_name == "eu-west-1" and ctx.client("acm", region="eu-west-1") is other
+    assert ctx.client("acm").meta.region_name == REGION and ctx.client("acm", region=REGION) is ctx.client("acm")
+    assert other.meta.events is not ctx.client("acm").meta.events
+
+
+def test_lookup_makes_not_found_absent_and_nothing_else():
+    import pytest
+    from botocore.exceptions import ClientError
+
+    from provisioner.retries import lookup
+
+    def refuse(code):
+        def call(**_):
+            raise ClientError({"Error": {"Code": code, "Message": "x"}}, "GetRole")
+        return call
+
+    assert lookup(refuse("NoSuchEntity"), RoleName="r") is None
+    assert lookup(refuse("LoadBalancerNotFound")) is None         # every kind's gone codes by default
+    assert lookup(lambda **kw: kw, RoleName="r") == {"RoleName": "r"}
+    with pytest.raises(ClientError):
+        lookup(refuse("AccessDenied"))
+    with pytest.raises(ClientError):
+        lookup(refuse("NoSuchEntity"), gone=frozenset({"NoSuchBucket"}))
