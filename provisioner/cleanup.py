@@ -26,7 +26,7 @@ from .errors import (EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, AwsFailure, ConfigErro
 from .expiry import NEVER, describe_expiry, expiry_phrase, humanize, now as utc_now_dt, parse_tag
 from .keys import KeyStore
 from .registry import plan_steps
-from .runner import Connection, GlobalOptions, confirm, guarded
+from .connection import Connection, GlobalOptions, confirm, guarded
 from .state import StackState, StateFile
 from .ui import ConsoleReporter
 

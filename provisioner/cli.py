@@ -48,7 +48,7 @@ def account_options(f):
                   help="Multiply every wait's deadline (e.g. 2 for a slow region).")
     @functools.wraps(f)
     def wrapper(region, profile, state_dir, sandbox, verbose, yes, timeout_scale, **kwargs):
-        from .runner import GlobalOptions
+        from .connection import GlobalOptions
 
         opts = GlobalOptions(stack="", region=region, profile=profile, state_dir=state_dir,
                              sandbox=sandbox, verbose=verbose, yes=yes, timeout_scale=timeout_scale)
@@ -169,7 +169,7 @@ def plan(opts, overrides):
 def policy(opts, overrides, as_json, account):
     """The least-privilege IAM policy for this stack's shape (up, plan, status, down, list)."""
     from .policy import cmd_policy
-    from .runner import guarded
+    from .connection import guarded
 
     guarded(cmd_policy)(opts, _overrides_or_exit(opts, overrides), as_json, account)
 

@@ -28,7 +28,7 @@ from .context import Reporter, RunContext
 from .engine import CREATED, DELETED, FAILED, INTERRUPTED, KEPT, SKIPPED, UPDATED
 from .errors import EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Interrupted, ProvisionError
 from .retries import THROTTLE_CODES, THROTTLE_STATUSES
-from .runner import Connection, GlobalOptions, guarded
+from .connection import Connection, GlobalOptions, guarded
 from .ui import STYLES, ConsoleReporter, fmt_seconds
 
 # Stacks built at once. Each is an engine of up to 8 workers; the shared limiter, not this
@@ -352,7 +352,7 @@ def cmd_fleet_up(opts: GlobalOptions, reporter: ConsoleReporter, roster_path: st
     from .cleanup import finished
     from .guard import check_account
     from .pricing import money
-    from .runner import confirm
+    from .connection import confirm
     from .state import check_state_dir
 
     check_state_dir(Path(opts.state_dir))   # once for the class, before any AWS call

@@ -165,7 +165,7 @@ def cmd_policy(opts, reporter, overrides: dict, as_json: bool, account: str | No
 
     from .config import StackConfig, validate_stack_name
     from .errors import ConfigError, ProvisionError
-    from .runner import Connection
+    from .connection import Connection
     from .state import StateFile
 
     validate_stack_name(opts.stack)

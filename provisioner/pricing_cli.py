@@ -11,7 +11,7 @@ from .config import DEFAULT_INSTANCE_TYPE, ZONE_COUNT, StackConfig
 from .errors import EXIT_OK, ConfigError
 from .pricing import (PRICING_REGION, PriceBook, PriceTableError, RegionPrices, cost_line, estimate, load_prices,
                       merge_tables, price_keys, read_table, refresh, user_prices_path, write_prices)
-from .runner import GlobalOptions, guarded
+from .connection import GlobalOptions, guarded
 from .ui import ConsoleReporter
 
 DEFAULT_REGION = "us-east-1"
