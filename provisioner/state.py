@@ -59,6 +59,8 @@ def check_state_dir(directory: Path) -> None:
     existing = directory
     while not existing.is_dir():
         if existing.exists() or existing.is_symlink():
+            if existing.is_dir():
+                break   # made meanwhile by another run (a fleet's stacks share the directory)
             what = "a file" if existing.is_file() else "not a directory"
             if existing == directory:
                 raise ConfigError(f"the state directory {directory} is {what}", hint=STATE_DIR_HINT)

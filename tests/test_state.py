@@ -297,3 +297,23 @@ def test_locks_of_different_stacks_are_independent(sf):
     other = StateFile(sf.dir, "lab-2")
     with sf.lock(), other.lock():
         assert sf.lock_path.exists() and other.lock_path.exists()
+
+
+def test_a_state_directory_made_meanwhile_by_another_run_is_accepted(tmp_path, monkeypatch):
+    """A fleet's stacks check the shared directory at once: one of them may create it between
+    another's "is it a directory?" and "does something exist there?"."""
+    from pathlib import Path
+
+    from provisioner.state import check_state_dir
+
+    target = tmp_path / "state"
+    real_exists = Path.exists
+
+    def exists(self, *args, **kwargs):
+        if self == target and not target.is_dir():
+            target.mkdir()   # the other run, just now
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    check_state_dir(target)
+    assert target.is_dir()
