@@ -15,6 +15,7 @@ from what each step declares (provisioner/kinds.py: `iam`, `listing`), never wri
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from typing import Iterable
 
@@ -59,12 +60,18 @@ def iam_actions(signing_name: str, operation: str) -> tuple[str, ...]:
     return OPERATION_ACTIONS.get((signing_name, operation)) or (f"{signing_name}:{operation}",)
 
 
+@functools.lru_cache(maxsize=None)
+def _model(service: str):
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
+
+
 def _api_name(service: str, method: str) -> tuple[str, str]:
     """(signing name, API operation) of a boto3 client method, from botocore's model alone."""
-    import botocore.session
     from botocore import xform_name
 
-    model = botocore.session.get_session().get_service_model(service)
+    model = _model(service)
     for name in model.operation_names:
         if xform_name(name) == method:
             return model.signing_name, name
