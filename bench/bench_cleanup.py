@@ -37,7 +37,7 @@ from bench_engine import (READ_LATENCY, REGION, ZONES, aws_like_delays, isolate_
 
 
 def build_stacks(names, state_dir, strict):
-    from provisioner.config import StackConfig
+    from provisioner.shape.config import StackConfig
     from stacks import Stack
 
     for name in names:
@@ -49,8 +49,8 @@ def hooked_cli(strict, hooks):
     """The CLI in-process, every context it makes talking through the strict rules and hooks."""
     from click.testing import CliRunner
 
-    from provisioner.cli import main
-    from provisioner.runner import Connection
+    from provisioner.cli.main import main
+    from provisioner.commands.runner import Connection
     from stacks import make_session
 
     original = Connection.context
@@ -73,9 +73,9 @@ def hooked_cli(strict, hooks):
 def bench_scan(counts, scale, state_root):
     from moto import mock_aws
 
-    from provisioner.config import StackConfig
-    from provisioner.context import RunContext
-    from provisioner.inventory import scan
+    from provisioner.shape.config import StackConfig
+    from provisioner.engine.context import RunContext
+    from provisioner.account.inventory import scan
     from stacks import make_session
     from strict import StrictAws
 
@@ -143,7 +143,7 @@ def main() -> None:
     home = isolate_environment()
     os.environ["XDG_CONFIG_HOME"] = str(Path(home) / "config")
     os.chdir(ROOT)
-    from provisioner import emulator
+    from provisioner.sandbox import emulator
 
     emulator.apply()
     state_root = tempfile.mkdtemp(prefix="state-", dir=home)

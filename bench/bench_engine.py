@@ -102,7 +102,7 @@ def aws_like_delays(scale: float):
 def latency_hook(scale: float, counter: Counter | None = None):
     """A `before-parameter-build` handler: every AWS call sleeps its AWS-like latency. That
     event fires for every call (unlike before-call, which StrictAws's refusals short-circuit)."""
-    from provisioner.context import is_mutating
+    from provisioner.engine.context import is_mutating
 
     def handler(model, **_):
         op = model.name
@@ -121,7 +121,7 @@ class CallLog:
     """A Reporter that keeps every AWS call with the step that made it."""
 
     def __init__(self):
-        from provisioner.context import Reporter
+        from provisioner.engine.context import Reporter
 
         class _Reporter(Reporter):
             def __init__(inner):
@@ -141,8 +141,8 @@ class Harness:
 
     def __init__(self, state_dir: str, strict, hooks=(), poll: float = 0.02, config=None,
                  write_state: bool = True):
-        from provisioner.config import StackConfig
-        from provisioner.state import StateFile
+        from provisioner.shape.config import StackConfig
+        from provisioner.engine.state import StateFile
 
         self.state_file = StateFile(state_dir, STACK)
         self.strict = strict
@@ -172,11 +172,11 @@ class Harness:
         return make_session(self.strict, self.hooks)
 
     def engine(self, superset: bool = False):
-        from provisioner.config import StackConfig
-        from provisioner.context import RunContext
-        from provisioner.engine import Engine
-        from provisioner.registry import build_steps
-        from provisioner.state import StackState
+        from provisioner.shape.config import StackConfig
+        from provisioner.engine.context import RunContext
+        from provisioner.engine.engine import Engine
+        from provisioner.engine.registry import build_steps
+        from provisioner.engine.state import StackState
 
         state = self.state_file.load_for(ACCOUNT, REGION) if self.write_state else self.memory_state
         config = StackConfig.from_dict(state.config) if state and state.config else self.config
@@ -210,8 +210,8 @@ class Harness:
             return results
 
         def run_one(*args, **kwargs):
-            from provisioner.engine import ReadyPhase
-            from provisioner.registry import READY_NODE
+            from provisioner.engine.engine import ReadyPhase
+            from provisioner.engine.registry import READY_NODE
 
             step = next(a for a in args if hasattr(a, "depends_on") or isinstance(a, ReadyPhase))
             # A step's wait until ready (on `up`) is a node of its own in the walk's graph.
@@ -249,7 +249,7 @@ def warm_moto():
 # --------------------------------------------------------------------------------------------
 def walk_graph(steps: dict, active: str) -> dict[str, set[str]]:
     """The graph the engine walks for `creating`, `finding` (down's lookups) or `deleting`."""
-    from provisioner.registry import dependency_graph, lookup_graph, up_graph
+    from provisioner.engine.registry import dependency_graph, lookup_graph, up_graph
 
     if active == "finding":
         return lookup_graph(steps)
@@ -292,7 +292,7 @@ def dispatch_lags(graph: dict[str, set[str]], spans: dict[str, tuple[float, floa
 def bench_noop_up(state_root: str) -> dict:
     from moto import mock_aws
 
-    from provisioner.context import is_mutating
+    from provisioner.engine.context import is_mutating
     from strict import StrictAws
 
     with mock_aws():
@@ -342,7 +342,7 @@ def bench_noop_up(state_root: str) -> dict:
 # 2. provision --help
 # --------------------------------------------------------------------------------------------
 HEAVY_MODULES = ["boto3", "botocore", "rich", "moto", "tenacity", "paramiko", "cryptography",
-                 "provisioner.engine", "provisioner.runner", "provisioner.context"]
+                 "provisioner.engine.engine", "provisioner.commands.runner", "provisioner.engine.context"]
 
 
 def _median_run(argv: list[str], runs: int, env: dict) -> tuple[float, int]:
@@ -360,9 +360,9 @@ def bench_help(runs: int) -> dict:
     figures: dict = {}
     print(f"\n== 2. `provision --help` start-up (median of {runs} runs, fresh interpreter each) ==")
     figures["python_bare"], _ = _median_run([sys.executable, "-c", "pass"], runs, env)
-    figures["python_m"], code = _median_run([sys.executable, "-m", "provisioner.cli", "--help"], runs, env)
+    figures["python_m"], code = _median_run([sys.executable, "-m", "provisioner.cli.main", "--help"], runs, env)
     print(f"python -c pass (interpreter alone)        {figures['python_bare'] * 1000:7.1f} ms")
-    print(f"python -m provisioner.cli --help          {figures['python_m'] * 1000:7.1f} ms  (exit {code})")
+    print(f"python -m provisioner.cli.main --help          {figures['python_m'] * 1000:7.1f} ms  (exit {code})")
     on_path = shutil.which("provision")
     figures["console_script"] = figures["console_script_direct"] = None
     if on_path:
@@ -380,7 +380,7 @@ def bench_help(runs: int) -> dict:
         print("provision: not on PATH (pip install -e . to get the console script)")
 
     probe = ("import sys, json, io, contextlib\n"
-             "from provisioner import cli\n"
+             "from provisioner.cli import main as cli\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n"
              "    try:\n"
              "        cli.main(['--help'])\n"
@@ -395,7 +395,7 @@ def bench_help(runs: int) -> dict:
     figures["modules_loaded"] = loaded
     print("imported by --help: " + ", ".join(f"{m}={'yes' if v else 'no'}" for m, v in loaded.items()))
 
-    imp = subprocess.run([sys.executable, "-X", "importtime", "-m", "provisioner.cli", "--help"],
+    imp = subprocess.run([sys.executable, "-X", "importtime", "-m", "provisioner.cli.main", "--help"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
     top = []
     for line in imp.stderr.splitlines():
@@ -435,7 +435,7 @@ def bench_waits(state_root: str, scale: float, reps: int, poll: float, nat_per_a
                 write_state: bool = True) -> dict:
     from moto import mock_aws
 
-    from provisioner.config import StackConfig
+    from provisioner.shape.config import StackConfig
     from strict import StrictAws
 
     runs = []
@@ -571,8 +571,10 @@ def main() -> None:
         print("!! the machine is busy: timings (the overhead percentages most) will be noisy; "
               "run again when it is idle")
 
-    from provisioner import __version__, emulator
-    from provisioner.engine import DEFAULT_WORKERS
+    from provisioner import __version__
+
+    from provisioner.sandbox import emulator
+    from provisioner.engine.engine import DEFAULT_WORKERS
 
     emulator.apply()
     import boto3
@@ -596,8 +598,8 @@ def main() -> None:
           f"{0.5 * scale * 1000:.0f}-{2 * scale * 1000:.0f} ms; reads {READ_LATENCY:g} s -> "
           f"{READ_LATENCY * scale * 1000:.0f} ms")
     single = bench_waits(state_root, scale, args.reps, args.poll, nat_per_az=False)
-    from provisioner.config import StackConfig
-    from provisioner.registry import build_steps
+    from provisioner.shape.config import StackConfig
+    from provisioner.engine.registry import build_steps
 
     default_steps = len(build_steps(StackConfig(zones=list(ZONES))))
     all_steps = len(build_steps(StackConfig(zones=list(ZONES)).superset()))
@@ -627,7 +629,7 @@ def main() -> None:
         ("no-op up: wall (moto, no delays)", f"{noop['wall']:.3f} s", ""),
     ]
     if help_figures:
-        rows.append(("--help: python -m provisioner.cli", f"{help_figures['python_m'] * 1000:.0f} ms", "< 300 ms"))
+        rows.append(("--help: python -m provisioner.cli.main", f"{help_figures['python_m'] * 1000:.0f} ms", "< 300 ms"))
         if help_figures.get("console_script") is not None:
             rows.append(("--help: provision (on PATH)", f"{help_figures['console_script'] * 1000:.0f} ms",
                          "< 300 ms"))

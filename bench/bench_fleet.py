@@ -17,10 +17,10 @@ It prints figures; it asserts nothing about timing. Two parts:
    bucket (default 20 requests/s, a bucket of 40; --account-rate, --account-burst) answers 503
    RequestLimitExceeded to the requests beyond it, as tests/test_retries.py's ThrottleFirst does.
    `fleet up --no-wait` of N students with the limiter at its normal rate
-   (provisioner.fleet.FLEET_API_RATE), then with the limiter effectively off (rate 1e6, never
+   (provisioner.commands.fleet.FLEET_API_RATE), then with the limiter effectively off (rate 1e6, never
    slowing down): throttled answers, failed stacks, wall time, the limiter's lowest rate.
 
-Everything runs in-process on moto with provisioner.emulator applied and the strict fixture of
+Everything runs in-process on moto with provisioner.sandbox.emulator applied and the strict fixture of
 tests/strict.py, through the CLI's own code (click's test runner), with the same latency hook as
 bench_engine.py. The emulator's service quotas are raised in this process so that the class fits
 the quota preflight (moto's defaults are a new account's: 5 VPCs, 5 Elastic IPs per region).
@@ -63,7 +63,7 @@ def write_roster(directory: str, students: int) -> str:
 def raise_quotas(students: int) -> None:
     """Room for the class in the emulator's Service Quotas (the preflight reads them), as an
     account raised for a class would have; the default 5 VPCs per region fit 4 stacks."""
-    from provisioner import emulator
+    from provisioner.sandbox import emulator
 
     room = float(students + 5)
     # The emulator names the services of the quotas it answers itself; moto's own answers `vpc`.
@@ -85,7 +85,7 @@ class CallCounter:
     per retried attempt), as (stack, operation); the way tests/test_fleet.py's `calls` does."""
 
     def __init__(self):
-        from provisioner.context import RunContext
+        from provisioner.engine.context import RunContext
 
         self.seen: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -105,18 +105,18 @@ class CallCounter:
         return seen
 
     def restore(self):
-        from provisioner.context import RunContext
+        from provisioner.engine.context import RunContext
 
         RunContext._before_call = self.original
 
 
 class LimiterSpy:
-    """Keeps every provisioner.fleet.RateLimiter made (one per `fleet up`). `rate`: the next ones
+    """Keeps every provisioner.commands.fleet.RateLimiter made (one per `fleet up`). `rate`: the next ones
     start at this rate instead of the fleet's; `steady`: they never slow down on a throttled
     answer (floor = ceiling), counting the throttles all the same."""
 
     def __init__(self):
-        from provisioner import fleet
+        from provisioner.commands import fleet
 
         self.made: list = []
         self.rate: float | None = None
@@ -133,7 +133,7 @@ class LimiterSpy:
         fleet.RateLimiter.__init__ = init
 
     def restore(self):
-        from provisioner import fleet
+        from provisioner.commands import fleet
 
         fleet.RateLimiter.__init__ = self.original
 
@@ -263,13 +263,13 @@ def show_failure(label: str, result) -> None:
 def bench_fleet_up(students: int, scale: float, state_root: str, limiter_rate: float | None) -> dict:
     from moto import mock_aws
 
-    from provisioner.context import is_mutating
+    from provisioner.engine.context import is_mutating
     from strict import StrictAws
 
     print(f"\n== 1. fleet up of {students} students with AWS-like waits, scaled by {scale:g} "
           f"(NAT {NAT_CREATE:g} s -> {NAT_CREATE * scale:.2g} s, load balancer {ALB_CREATE:g} s -> "
           f"{ALB_CREATE * scale:.2g} s, reads {READ_LATENCY * scale * 1000:.0f} ms), waiting for health ==")
-    from provisioner.fleet import FLEET_API_RATE
+    from provisioner.commands.fleet import FLEET_API_RATE
 
     if limiter_rate is None:
         print(f"the fleet's limiter at its own {FLEET_API_RATE:g} calls/s of wall-clock time "
@@ -349,7 +349,7 @@ def bench_throttling(students: int, scale: float, rate: float, burst: float, sta
                      bucket_first: bool = False) -> dict:
     from moto import mock_aws
 
-    from provisioner import fleet
+    from provisioner.commands import fleet
     from strict import StrictAws
 
     print(f"\n== 2. fleet up --no-wait of {students} students against an account limit of {rate:g} requests/s "
@@ -439,8 +439,8 @@ def main() -> None:
     if load > 0.5 * cpus:
         print("!! the machine is busy: timings will be noisy; run again when it is idle")
 
-    from provisioner import emulator
-    from provisioner.fleet import FLEET_API_RATE
+    from provisioner.sandbox import emulator
+    from provisioner.commands.fleet import FLEET_API_RATE
 
     emulator.apply()
     throttle_students = args.throttle_students or args.students

@@ -8,7 +8,7 @@ import os
 import pytest
 from moto import mock_aws
 
-from provisioner import emulator
+from provisioner.sandbox import emulator
 
 from stacks import POLL, REGION, Stack
 from strict import StrictAws

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import boto3
 
-from provisioner.config import StackConfig
-from provisioner.context import TAG_STACK, RunContext
-from provisioner.engine import Engine
-from provisioner.keys import KeyStore
-from provisioner.registry import plan_steps
-from provisioner.state import StackState, StateFile
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import TAG_STACK, RunContext
+from provisioner.engine.engine import Engine
+from provisioner.commands.keys import KeyStore
+from provisioner.engine.registry import plan_steps
+from provisioner.engine.state import StackState, StateFile
 
 from strict import StrictAws
 
@@ -91,7 +91,7 @@ class Stack:
         return self.engine(only=only).status()
 
     def mutating_calls(self):
-        from provisioner.context import is_mutating
+        from provisioner.engine.context import is_mutating
 
         return [c for c in self.last_ctx.calls if is_mutating(c[1])]
 

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 
-from provisioner import cleanup as cleanup_module
-from provisioner.config import StackConfig
-from provisioner.context import TAG_EXPIRES_AT, TAG_OWNER
-from provisioner.runner import Connection
+from provisioner.commands import cleanup as cleanup_module
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import TAG_EXPIRES_AT, TAG_OWNER
+from provisioner.commands.runner import Connection
 
 from stacks import ACCOUNT, REGION, ZONES, count_tagged, make_session, tagged_leftovers
 from test_cli import cli, inject, refuse, state_dir  # noqa: F401  (fixtures)
@@ -47,7 +47,7 @@ def strict_cli(strict, monkeypatch):
 
 def build(make_stack, monkeypatch, name, created: datetime, expires_at: str | None = None, owner=OWNER):
     """A whole stack, as if built at `created` (its created-at tags say so)."""
-    monkeypatch.setattr("provisioner.context.utc_now", lambda: stamp(created))
+    monkeypatch.setattr("provisioner.engine.context.utc_now", lambda: stamp(created))
     stack = make_stack(name, owner=owner, config=StackConfig(zones=list(ZONES), expires_at=expires_at))
     results = stack.up()
     assert all(r.ok for r in results), [(r.name, r.detail) for r in results if not r.ok]
@@ -284,8 +284,8 @@ def test_up_with_ttl_stamps_every_resource_and_extends_it(moto_aws, state_dir):
     assert result.exit_code == 0, result.output
     assert "It expires in 3h 59m" in result.text or "It expires in 4h" in result.text
     assert "This stack costs about $" in result.text and "/day) while it is up" in result.text
-    from provisioner.context import RunContext
-    from provisioner.inventory import scan
+    from provisioner.engine.context import RunContext
+    from provisioner.account.inventory import scan
 
     def expiries():
         ctx = RunContext(stack="lab-t", region=REGION, config=StackConfig())

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from stacks import ACCOUNT, NETWORK_RESOURCES, REGION, live_network_resources, live_resources, tagged_leftovers
-from provisioner.cli import main
-from provisioner.config import STACK_NAME_MAX
-from provisioner.context import RunContext, is_mutating
-from provisioner.state import StackState, StateFile
+from provisioner.cli.main import main
+from provisioner.shape.config import STACK_NAME_MAX
+from provisioner.engine.context import RunContext, is_mutating
+from provisioner.engine.state import StackState, StateFile
 
 COMMANDS = ["up", "plan", "status", "outputs", "down"]
 GLOBAL_OPTIONS = ["--stack", "--region", "--profile", "--state-dir", "--sandbox", "--verbose", "--yes"]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import threading
 
-from provisioner.config import StackConfig
-from provisioner.context import Resource, RunContext
-from provisioner.engine import Engine
-from provisioner.registry import (Step, build_steps, created, dependency_graph, in_service, up_graph)
-from provisioner.state import StackState
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import Resource, RunContext
+from provisioner.engine.engine import Engine
+from provisioner.engine.registry import (Step, build_steps, created, dependency_graph, in_service, up_graph)
+from provisioner.engine.state import StackState
 
 from stacks import REGION
 
@@ -146,7 +146,7 @@ def test_lookup_makes_not_found_absent_and_nothing_else():
     import pytest
     from botocore.exceptions import ClientError
 
-    from provisioner.retries import lookup
+    from provisioner.engine.retries import lookup
 
     def refuse(code):
         def call(**_):

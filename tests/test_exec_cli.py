@@ -10,8 +10,8 @@ import stat
 
 import pytest
 
-from provisioner import remote_cli
-from provisioner.keys import KeyStore
+from provisioner.cli import remote as remote_cli
+from provisioner.commands.keys import KeyStore
 
 from stacks import REGION
 from test_cli import cli, run, state_dir  # noqa: F401  (fixtures)
@@ -135,7 +135,7 @@ def test_bastion_without_a_cidr_is_refused_rather_than_open_to_the_world(moto_aw
 def test_at_a_terminal_up_asks_for_the_cidr_and_remembers_it(moto_aws, state_dir, monkeypatch):
     import json
 
-    monkeypatch.setattr("provisioner.runner.at_terminal", lambda: True)
+    monkeypatch.setattr("provisioner.commands.runner.at_terminal", lambda: True)
     result = cli("up", "--yes", "--no-wait", "--bastion", state_dir=state_dir, input="198.51.100.7\n")
     assert result.exit_code == 0, result.output
     assert "SSH to the bastion from which addresses?" in result.output

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from provisioner.errors import ConfigError
-from provisioner.expiry import (NEVER, describe_expiry, expiry_from_options, expiry_phrase, humanize, parse_duration,
+from provisioner.engine.errors import ConfigError
+from provisioner.account.expiry import (NEVER, describe_expiry, expiry_from_options, expiry_phrase, humanize, parse_duration,
                                 parse_tag, parse_time)
-from provisioner.guard import allowed_accounts, check_account
+from provisioner.account.guard import allowed_accounts, check_account
 
 AT = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -15,10 +15,10 @@ import threading
 import boto3
 import pytest
 
-from provisioner.context import TAG_ROSTER, TAG_STUDENT, RunContext, is_mutating
-from provisioner.errors import Interrupted
-from provisioner.fleet import RateLimiter
-from provisioner.runner import Connection
+from provisioner.engine.context import TAG_ROSTER, TAG_STUDENT, RunContext, is_mutating
+from provisioner.engine.errors import Interrupted
+from provisioner.commands.fleet import RateLimiter
+from provisioner.commands.runner import Connection
 
 from stacks import REGION, count_tagged, make_session
 from test_cli import cli, refuse, state_dir  # noqa: F401  (fixtures)

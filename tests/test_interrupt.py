@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from stacks import count_tagged, outcomes, tagged_leftovers
-from provisioner.errors import Interrupted
-from provisioner.state import StateFile
+from provisioner.engine.errors import Interrupted
+from provisioner.engine.state import StateFile
 
 
 class CtrlCOnce:
@@ -55,8 +55,8 @@ def test_ctrl_c_during_down_then_down_again(make_stack):
 
 
 def test_cli_exits_130_on_interrupt(moto_aws, tmp_path, monkeypatch):
-    from provisioner import engine
-    from provisioner.cli import main
+    from provisioner.engine import engine
+    from provisioner.cli.main import main
 
     def interrupted(self):
         raise Interrupted()
@@ -71,8 +71,8 @@ def test_cli_exits_130_on_interrupt(moto_aws, tmp_path, monkeypatch):
 def test_up_uses_the_state_another_run_saved_while_it_waited_for_the_lock(moto_aws, tmp_path, monkeypatch):
     """Run B reads the state, run A finishes and saves, then B takes the lock: B must build on
     A's state (keep everything), not on what it read before."""
-    from provisioner import runner
-    from provisioner.cli import main
+    from provisioner.commands import runner
+    from provisioner.cli.main import main
 
     state_dir = str(tmp_path / "state")
     args = ["up", "--region", "us-east-1", "--state-dir", state_dir, "--yes"]

@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from provisioner.config import StackConfig
-from provisioner.context import TAG_STACK, RunContext
-from provisioner.errors import AwsFailure
-from provisioner.inventory import BY_KIND, KINDS, SCANNERS, Found, forgotten, regions, scan
-from provisioner.registry import REGISTRY
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import TAG_STACK, RunContext
+from provisioner.engine.errors import AwsFailure
+from provisioner.account.inventory import BY_KIND, KINDS, SCANNERS, Found, forgotten, regions, scan
+from provisioner.engine.registry import REGISTRY
 
 from stacks import ACCOUNT, REGION, count_tagged, live_resources, make_session
 from strict_base import refuse

@@ -10,11 +10,11 @@ import threading
 import boto3
 import pytest
 
-from provisioner import registry
-from provisioner.context import TAG_STACK, RunContext
-from provisioner.kinds import Iam, ItemTags, Listing, PriceKey, actions
-from provisioner.policy import allows, iam_actions
-from provisioner.registry import Step
+from provisioner.engine import registry
+from provisioner.engine.context import TAG_STACK, RunContext
+from provisioner.engine.kinds import Iam, ItemTags, Listing, PriceKey, actions
+from provisioner.account.policy import allows, iam_actions
+from provisioner.engine.registry import Step
 
 from stacks import REGION
 from test_cli import cli, state_dir  # noqa: F401  (fixtures)
@@ -43,7 +43,7 @@ class AlertTopic(Step):
         super().__init__("alert-topic")
 
     def find_all(self, ctx, known_id):
-        from provisioner.context import Resource
+        from provisioner.engine.context import Resource
 
         sns = ctx.client("sns")
         found = []
@@ -56,7 +56,7 @@ class AlertTopic(Step):
         return found
 
     def create(self, ctx):
-        from provisioner.context import Resource
+        from provisioner.engine.context import Resource
 
         arn = ctx.client("sns").create_topic(Name=f"{ctx.stack}-alerts", Tags=ctx.tags(self.name))["TopicArn"]
         return Resource(id=arn, attrs={}, raw={"TopicArn": arn})
@@ -88,8 +88,8 @@ def test_a_step_class_alone_is_listed_priced_allowed_and_cleaned_up(made_up_kind
     stack = next(s for s in listed["stacks"] if s["stack"] == "news")
     without = json.loads(cli("list", "--json", state_dir=state_dir).stdout)  # same call, same figure
     assert stack["cost_per_hour"] == next(s for s in without["stacks"] if s["stack"] == "news")["cost_per_hour"]
-    from provisioner.inventory import Found
-    from provisioner.pricing import estimate, load_packaged
+    from provisioner.account.inventory import Found
+    from provisioner.account.pricing import estimate, load_packaged
 
     line = estimate([Found("news", REGION, "alert_topic", "arn", {}, None)], REGION, load_packaged())
     assert [(l.label, l.hourly) for l in line.lines] == [("alert topic", 0.25)]
@@ -144,7 +144,7 @@ def test_every_registered_step_declares_what_the_tool_needs():
 
 
 def test_the_packaged_price_table_has_every_declared_figure():
-    from provisioner.pricing import load_packaged, price_keys
+    from provisioner.account.pricing import load_packaged, price_keys
 
     book = load_packaged()
     for key in price_keys():
@@ -224,7 +224,7 @@ def test_policy_without_credentials_names_any_account_with_a_warning(state_dir, 
 def test_list_counts_every_resource_of_a_stack_with_every_option_and_cleanup_leaves_none(hooks, state_dir):  # noqa: F811
     from pathlib import Path
 
-    from provisioner.config import StackConfig
+    from provisioner.shape.config import StackConfig
 
     every = ("--bastion", "--ssh-cidr", "203.0.113.7/32", "--nat-per-az")
     built = cli("up", "--stack", "every", "--no-wait", *every, state_dir=state_dir)
@@ -249,7 +249,7 @@ def test_list_counts_every_resource_of_a_stack_with_every_option_and_cleanup_lea
 
 
 def test_the_retry_tables_are_the_steps_codes_and_lose_none_of_the_old_ones():
-    from provisioner import retries
+    from provisioner.engine import retries
 
     # What the one hand-kept table held before the steps declared their codes.
     before = {"InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidInternetGatewayID.NotFound",
@@ -268,10 +268,10 @@ def test_the_retry_tables_are_the_steps_codes_and_lose_none_of_the_old_ones():
 
 
 def test_a_kinds_own_wait_is_its_step_figure_scaled(monkeypatch):
-    from steps.nat_gateway import NatGateway
+    from steps.network.nat_gateway import NatGateway
 
-    from provisioner.context import RunContext as Ctx
-    from provisioner.config import StackConfig
+    from provisioner.engine.context import RunContext as Ctx
+    from provisioner.shape.config import StackConfig
 
     ctx = Ctx(stack="t", region=REGION, config=StackConfig(), timeout_scale=2)
     assert ctx.timeout(NatGateway.create_timeout) == 1800

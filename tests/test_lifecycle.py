@@ -9,10 +9,10 @@ import time
 import pytest
 
 from stacks import count_tagged, outcomes, tagged_leftovers
-from provisioner.config import StackConfig
-from provisioner.errors import Interrupted
+from provisioner.shape.config import StackConfig
+from provisioner.engine.errors import Interrupted
 
-from provisioner.registry import build_steps
+from provisioner.engine.registry import build_steps
 
 ALL_STEPS = len(build_steps(StackConfig(zones=["us-east-1a", "us-east-1b"])))
 
@@ -219,7 +219,7 @@ class Crash:
         self.after, self.seen, self.crashed = after, 0, False
 
     def __call__(self, model, **_):
-        from provisioner.context import is_mutating
+        from provisioner.engine.context import is_mutating
 
         if self.crashed:
             raise Interrupted()

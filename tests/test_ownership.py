@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from provisioner.context import TAG_STACK, is_mutating
+from provisioner.engine.context import TAG_STACK, is_mutating
 
 from stacks import REGION, live_resources
 from test_cli import cli, refuse, state_dir  # noqa: F401  (fixtures)

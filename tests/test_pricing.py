@@ -17,11 +17,11 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from provisioner import pricing
-from provisioner.errors import AwsFailure, ConfigError
-from provisioner.pricing import (REQUIRED_KEYS, Estimate, cost_line, estimate, load_packaged, load_prices,
+from provisioner.account import pricing
+from provisioner.engine.errors import AwsFailure, ConfigError
+from provisioner.account.pricing import (REQUIRED_KEYS, Estimate, cost_line, estimate, load_packaged, load_prices,
                                  merge_tables, money, refresh, usage_is, validate_table, write_prices)
-from provisioner.runner import GlobalOptions
+from provisioner.commands.runner import GlobalOptions
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -519,7 +519,7 @@ def options(tmp_path, **overrides):
 
 
 def run_prices(tmp_path, *args, **kwargs):
-    from provisioner.pricing_cli import cmd_prices
+    from provisioner.commands.prices import cmd_prices
 
     opts = options(tmp_path, **kwargs.pop("opts", {}))
     with pytest.raises(SystemExit) as exited:
@@ -593,7 +593,7 @@ def test_refresh_writes_the_user_copy(tmp_path, monkeypatch, capsys):
         asked.update(regions=regions, types=instance_types, region=ctx.region)
         return {**refreshed_table(**{"eu-west-1": {"ec2_hour": {"t3.micro": 0.0115}}}), "as_of": "2026-11-22"}
 
-    monkeypatch.setattr("provisioner.pricing_cli.refresh", fake_refresh)
+    monkeypatch.setattr("provisioner.commands.prices.refresh", fake_refresh)
     assert run_prices(tmp_path, "eu-west-1", refresh=True, instance_types=("m5.large",)) == 0
     assert asked["regions"] == ["eu-west-1"] and asked["region"] == "us-east-1"
     assert "m5.large" in asked["types"] and "t3.micro" in asked["types"]
@@ -605,7 +605,7 @@ def test_refresh_writes_the_user_copy(tmp_path, monkeypatch, capsys):
     assert load_prices().region("eu-west-1").ec2_hour == {"t3.micro": 0.0115}
 
     # Without --region it refreshes every region the table has, and keeps what it wrote before.
-    monkeypatch.setattr("provisioner.pricing_cli.refresh", lambda ctx, regions, types: (
+    monkeypatch.setattr("provisioner.commands.prices.refresh", lambda ctx, regions, types: (
         asked.update(regions=regions) or {**refreshed_table(**{"us-east-1": {}}), "as_of": "2026-11-23"}))
     assert run_prices(tmp_path, refresh=True, as_json=True) == 0
     assert asked["regions"] == ["eu-central-1", "eu-west-1", "us-east-1", "us-east-2", "us-west-2"]
@@ -620,7 +620,7 @@ def test_refresh_access_denied_is_a_clear_error(tmp_path, monkeypatch, capsys):
     stubber.add_client_error("get_products", "AccessDeniedException", "User is not authorized to perform "
                              "pricing:GetProducts", http_status_code=400)
     stubber.activate()
-    monkeypatch.setattr("provisioner.context.RunContext.client", lambda self, service: client)
+    monkeypatch.setattr("provisioner.engine.context.RunContext.client", lambda self, service: client)
     assert run_prices(tmp_path, refresh=True) == 2
     err = capsys.readouterr().err
     assert "access denied for pricing:GetProducts" in err and "Traceback" not in err
@@ -635,7 +635,7 @@ def test_refresh_through_the_run_context(tmp_path, monkeypatch, capsys):
     figures = {**AP_SOUTH_1, "ec2": {"t3.micro": 0.0112}}
     stub_region(stubber, "ap-south-1", "APS3", figures, types)
     stubber.activate()
-    monkeypatch.setattr("provisioner.context.RunContext.client", lambda self, service: client)
+    monkeypatch.setattr("provisioner.engine.context.RunContext.client", lambda self, service: client)
     assert run_prices(tmp_path, "ap-south-1", refresh=True) == 0
     stubber.assert_no_pending_responses()
     out = capsys.readouterr().out

@@ -10,11 +10,11 @@ from collections import Counter
 import boto3
 import pytest
 
-from provisioner.config import StackConfig
-from provisioner.context import RunContext, is_mutating
-from provisioner.emulator import EMULATOR_SERVICE_QUOTAS
-from provisioner.errors import AwsFailure, ConfigError
-from provisioner.quotas import (BASTION_INSTANCE_TYPE, QUOTAS, QuotaLine, QuotaReport, check_quotas,
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import RunContext, is_mutating
+from provisioner.sandbox.emulator import EMULATOR_SERVICE_QUOTAS
+from provisioner.engine.errors import AwsFailure, ConfigError
+from provisioner.account.quotas import (BASTION_INSTANCE_TYPE, QUOTAS, QuotaLine, QuotaReport, check_quotas,
                                 increase_command, is_standard)
 
 from stacks import ACCOUNT, REGION, ZONES, make_session
@@ -241,7 +241,7 @@ def test_a_half_built_stack_still_takes_what_it_lacks(moto_aws):
 
 
 def test_a_stack_that_has_everything_owes_nothing_and_costs_no_call(moto_aws):
-    from provisioner.quotas import Reads, unfinished
+    from provisioner.account.quotas import Reads, unfinished
 
     ctx = context()
     whole = Counter({"vpc": 1, "internet_gateway": 1, "elastic_ip": 2, "nat_gateway": 2, "load_balancer": 1,

@@ -11,9 +11,9 @@ import boto3
 import pytest
 
 import steps
-from provisioner.config import StackConfig
-from provisioner.context import TAG_CREATED_AT, TAG_STACK, TAG_STEP
-from provisioner.registry import REGISTRY, Step, build_steps, dependency_graph
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import TAG_CREATED_AT, TAG_STACK, TAG_STEP
+from provisioner.engine.registry import REGISTRY, Step, build_steps, dependency_graph
 
 CONFIGS = {"default": StackConfig(zones=["us-east-1a", "us-east-1b"]),
            "nat-per-az": StackConfig(zones=["us-east-1a", "us-east-1b"], nat_per_az=True)}
@@ -55,18 +55,29 @@ def test_every_kind_declares_the_codes_that_mean_it_is_gone():
 
 def test_one_resource_type_per_module():
     modules = {}
-    for info in pkgutil.iter_modules(steps.__path__):
-        module = importlib.import_module(f"steps.{info.name}")
+    for info in pkgutil.walk_packages(steps.__path__, prefix="steps."):
+        module = importlib.import_module(info.name)
         kinds = [c.kind for c in vars(module).values()
                  if inspect.isclass(c) and issubclass(c, Step) and c.__module__ == module.__name__
                  and getattr(c, "kind", None) in REGISTRY]
         modules[info.name] = kinds
-        assert len(kinds) <= 1, f"steps/{info.name}.py registers {kinds}"
+        assert len(kinds) <= 1, f"{info.name.replace('.', '/')}.py registers {kinds}"
     assert sorted(k for kinds in modules.values() for k in kinds) == sorted(REGISTRY)
 
 
+def test_step_modules_sit_in_a_tier_package():
+    """The folder list shows the architecture: every step module lives in a tier (steps/network/,
+    steps/edge/, ...), never loose at the top, and every tier says in its docstring what it holds."""
+    for info in pkgutil.walk_packages(steps.__path__, prefix="steps."):
+        module = importlib.import_module(info.name)
+        if info.ispkg:
+            assert (module.__doc__ or "").strip(), f"{info.name} has no docstring saying what the tier holds"
+        else:
+            assert info.name.count(".") == 2, f"{info.name}: a step module belongs in a tier package"
+
+
 def test_derived_names_fit_aws_limits():
-    from provisioner.config import AWS_NAME_LIMIT, LONGEST_NAME_SUFFIX, STACK_NAME_MAX
+    from provisioner.shape.config import AWS_NAME_LIMIT, LONGEST_NAME_SUFFIX, STACK_NAME_MAX
 
     longest = "a" * STACK_NAME_MAX
     assert len(longest + LONGEST_NAME_SUFFIX) == AWS_NAME_LIMIT

@@ -1,4 +1,4 @@
-"""provisioner.remote against a real OpenSSH server on loopback (tests/sshd.py).
+"""provisioner.commands.remote against a real OpenSSH server on loopback (tests/sshd.py).
 
 One sshd serves as the bastion and, reached again from itself through a direct-tcpip channel, as the
 targets (under different names, as instance ids would be); a second sshd gives a target a host key
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import ConfigError
-from provisioner.keys import KeyStore
-from provisioner.remote import (Endpoint, ExecResult, HostKeyChanged, Jump, RemoteError, interactive_shell,
+from provisioner.engine.errors import ConfigError
+from provisioner.commands.keys import KeyStore
+from provisioner.commands.remote import (Endpoint, ExecResult, HostKeyChanged, Jump, RemoteError, interactive_shell,
                                 run_commands)
 
 from sshd import Sshd, free_port, keygen, require_openssh

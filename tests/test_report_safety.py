@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from provisioner.fleet import csv_cell, markdown_cell
+from provisioner.commands.fleet import csv_cell, markdown_cell
 
 from test_cli import cli, state_dir  # noqa: F401  (fixtures)
 

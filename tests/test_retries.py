@@ -132,7 +132,7 @@ def test_a_wrong_teardown_order_is_caught_by_the_strict_fixture(make_stack, stri
     """If the NAT gateway did not declare its subnet and the gateway attachment as dependencies,
     `down` would delete them while the gateway still exists. Real AWS refuses; so does the strict
     fixture, and the test sees it."""
-    from steps.nat_gateway import NatGateway
+    from steps.network.nat_gateway import NatGateway
 
     stack = make_stack()
     stack.up()

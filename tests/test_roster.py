@@ -9,9 +9,9 @@ import string
 
 import pytest
 
-from provisioner.config import STACK_NAME_MAX, validate_stack_name
-from provisioner.errors import ConfigError
-from provisioner.roster import (load_roster, roster_name_from, roster_prefix, slugify, stack_name_for,
+from provisioner.shape.config import STACK_NAME_MAX, validate_stack_name
+from provisioner.engine.errors import ConfigError
+from provisioner.commands.roster import (load_roster, roster_name_from, roster_prefix, slugify, stack_name_for,
                                 stack_names, validate_roster_name)
 
 

@@ -14,11 +14,11 @@ import stat
 import boto3
 import pytest
 
-from provisioner.config import StackConfig
-from provisioner.context import is_mutating
-from provisioner.errors import ConfigError
-from provisioner.keys import KeyStore
-from provisioner.state import StackState, StateFile
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import is_mutating
+from provisioner.engine.errors import ConfigError
+from provisioner.commands.keys import KeyStore
+from provisioner.engine.state import StackState, StateFile
 
 from stacks import ACCOUNT, REGION, make_session, outcomes
 from test_cli import cli, refuse, state_dir  # noqa: F401  (the state_dir fixture)

@@ -19,7 +19,7 @@ def provision(tmp_path):
     env.pop("AWS_SECRET_ACCESS_KEY", None)
 
     def run(*args, check=True, extra_env=None):
-        result = subprocess.run([sys.executable, "-m", "provisioner.cli", *args], env={**env, **(extra_env or {})},
+        result = subprocess.run([sys.executable, "-m", "provisioner.cli.main", *args], env={**env, **(extra_env or {})},
                                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         if check:
             assert result.returncode == 0, (args, result.stdout, result.stderr)
@@ -69,7 +69,7 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
 
 def test_a_reader_that_goes_away_does_not_stop_the_run(provision, tmp_path):
     """`provision up 2>&1 | head -2`: once the pipe closes, the run must still finish."""
-    proc = subprocess.Popen([sys.executable, "-m", "provisioner.cli", "up", "--sandbox"], env=provision.env,
+    proc = subprocess.Popen([sys.executable, "-m", "provisioner.cli.main", "up", "--sandbox"], env=provision.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     proc.stdout.readline()
     proc.stdout.close()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import StackConfig
-from provisioner.context import RunContext, is_mutating
-from provisioner.options import OPTIONS, markdown_table
-from provisioner.stackfile import presets, preset_values, render
+from provisioner.shape.config import StackConfig
+from provisioner.engine.context import RunContext, is_mutating
+from provisioner.shape.options import OPTIONS, markdown_table
+from provisioner.shape.stackfile import presets, preset_values, render
 
 from stacks import REGION
 from test_cli import cli, run, state_dir  # noqa: F401  (fixtures)
@@ -27,7 +27,7 @@ FLAGS = ["--vpc-cidr", "--public-subnets", "--private-subnets", "--nat-per-az", 
 
 
 def test_the_click_options_are_exactly_the_declared_flags():
-    from provisioner.cli import main
+    from provisioner.cli.main import main
 
     for command in ("up", "plan", "policy"):
         params = main.commands[command].params
@@ -47,7 +47,7 @@ def test_every_user_field_of_the_config_has_one_declaration():
 def test_the_readme_table_is_the_generated_one():
     readme = (ROOT / "README.md").read_text()
     table = re.search(r"<!-- options table: generated -->\n(.*?)<!-- end of options table -->", readme, re.S)
-    assert table and table.group(1) == markdown_table(), "README's options table: run python3 -m provisioner.options"
+    assert table and table.group(1) == markdown_table(), "README's options table: run python3 -m provisioner.shape.options"
 
 
 @pytest.mark.parametrize("preset", sorted(presets()))
@@ -55,7 +55,7 @@ def test_each_preset_renders_to_a_file_that_validates(tmp_path, state_dir, prese
     path = tmp_path / "stack.toml"
     result = run("init", "--preset", preset, str(path))
     assert result.exit_code == 0, result.output
-    from provisioner.stackfile import file_overrides, load
+    from provisioner.shape.stackfile import file_overrides, load
 
     loaded = load(str(path))
     assert loaded.values == preset_values(preset)

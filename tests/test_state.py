@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from provisioner import state as state_mod
-from provisioner.errors import EXIT_USAGE, StateError
-from provisioner.state import SCHEMA_VERSION, StackState, StateFile
+from provisioner.engine import state as state_mod
+from provisioner.engine.errors import EXIT_USAGE, StateError
+from provisioner.engine.state import SCHEMA_VERSION, StackState, StateFile
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -304,7 +304,7 @@ def test_a_state_directory_made_meanwhile_by_another_run_is_accepted(tmp_path, m
     another's "is it a directory?" and "does something exist there?"."""
     from pathlib import Path
 
-    from provisioner.state import check_state_dir
+    from provisioner.engine.state import check_state_dir
 
     target = tmp_path / "state"
     real_exists = Path.exists

@@ -15,12 +15,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from provisioner.config import StackConfig, normalize_ssh_cidr
-from provisioner.context import TAG_STACK, TAG_STEP
-from provisioner.errors import ConfigError
-from provisioner.inventory import scan
-from provisioner.pricing import estimate, load_packaged
-from provisioner.registry import build_steps
+from provisioner.shape.config import StackConfig, normalize_ssh_cidr
+from provisioner.engine.context import TAG_STACK, TAG_STEP
+from provisioner.engine.errors import ConfigError
+from provisioner.account.inventory import scan
+from provisioner.account.pricing import estimate, load_packaged
+from provisioner.engine.registry import build_steps
 
 from stacks import ACCOUNT, REGION, ZONES, make_session, outcomes, tagged_leftovers
 from strict_base import _Http
@@ -332,7 +332,7 @@ def test_a_stack_without_bastion_has_no_key_and_no_extra_steps(make_stack):
 # -- the account scan and its price -----------------------------------------------------------------
 
 def test_scan_finds_the_key_pair_and_the_bastion_and_prices_its_address(built):
-    from provisioner.context import RunContext
+    from provisioner.engine.context import RunContext
 
     ctx = RunContext(stack="whoever", region=REGION, config=StackConfig(), session_factory=lambda: make_session())
     ctx.account = ACCOUNT

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import userdata
-from provisioner.context import TAG_STACK, TAG_STEP, is_mutating
+from provisioner.engine.context import TAG_STACK, TAG_STEP, is_mutating
 from stacks import REGION, make_session, outcomes, tagged_leftovers
 
 ONLY = ["auto-scaling-group"]
@@ -143,7 +143,7 @@ def test_auto_scaling_group_by_value(built):
 
 
 def test_second_up_changes_nothing_and_does_not_re_resolve_the_ami(built, monkeypatch):
-    from steps.launch_template import LaunchTemplate
+    from steps.compute.launch_template import LaunchTemplate
 
     def newer_ubuntu(*_):  # a new Canonical release must not churn the fleet
         raise AssertionError("the AMI was looked up again")

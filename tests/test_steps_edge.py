@@ -249,7 +249,7 @@ def test_found_again_by_tags_without_state(make_stack):
 
 
 def test_another_stacks_edge_is_not_ours(make_stack):
-    from provisioner.config import StackConfig
+    from provisioner.shape.config import StackConfig
 
     a = make_stack("lab-a")
     b = make_stack("lab-b", config=StackConfig(
@@ -328,7 +328,7 @@ def test_a_listener_someone_else_made_is_not_adopted(make_stack):
 def test_what_blocks_a_subnet_names_the_load_balancers_interfaces(make_stack, strict, monkeypatch):
     """A load balancer the stack does not know (made by hand in its subnets) keeps `down` from
     deleting the subnets: after the deadline the message names its interfaces."""
-    from provisioner import retries
+    from provisioner.engine import retries
 
     monkeypatch.setitem(retries.TIMEOUTS, "dependency", 0.3)
     strict.delays.alb_delete = strict.delays.alb_eni_release = 0.05

@@ -169,7 +169,7 @@ class CrashBefore:
         self.operation, self.crashed = operation, False
 
     def __call__(self, model, **_):
-        from provisioner.errors import Interrupted
+        from provisioner.engine.errors import Interrupted
 
         if self.crashed or model.name == self.operation:
             self.crashed = True

@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import steps.certificate as certificate_step
-from provisioner.errors import ConfigError
-from provisioner.preflight import check_certificate
+import steps.edge.certificate as certificate_step
+from provisioner.engine.errors import ConfigError
+from provisioner.account.preflight import check_certificate
 
 from stacks import ACCOUNT, REGION, make_session, outcomes
 

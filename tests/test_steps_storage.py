@@ -14,11 +14,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-import steps.s3_bucket as s3_bucket
-from provisioner.errors import ConfigError
-from steps.app_release import app_dir, pack_app
-from steps.product_images import CACHE_CONTROL, content_type
-from steps.s3_bucket import bucket_name, images_base_url
+import steps.storage.s3_bucket as s3_bucket
+from provisioner.engine.errors import ConfigError
+from steps.storage.app_release import app_dir, pack_app
+from steps.storage.product_images import CACHE_CONTROL, content_type
+from steps.storage.s3_bucket import bucket_name, images_base_url
 
 from stacks import ACCOUNT, REGION, make_session, outcomes
 

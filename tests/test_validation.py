@@ -11,16 +11,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import steps  # noqa: F401  (registers the steps)
-from provisioner.config import StackConfig, normalize_ssh_cidr, validate_domain, validate_stack_name
-from provisioner.context import TAG_STUDENT, RunContext
-from provisioner.errors import ConfigError
-from provisioner.expiry import MAX_DURATION, expiry_from_options, format_time, parse_duration, validate_expiry
-from provisioner.guard import allowed_accounts
-from provisioner.preflight import caller_account, resolve_region
-from provisioner.registry import build_steps
-from provisioner.remote_cli import check_ids
-from provisioner.roster import load_roster, validate_roster_name
-from provisioner.tags import TAG_VALUE_MAX, fit_tag_value, tag_problem
+from provisioner.shape.config import StackConfig, normalize_ssh_cidr, validate_domain, validate_stack_name
+from provisioner.engine.context import TAG_STUDENT, RunContext
+from provisioner.engine.errors import ConfigError
+from provisioner.account.expiry import MAX_DURATION, expiry_from_options, format_time, parse_duration, validate_expiry
+from provisioner.account.guard import allowed_accounts
+from provisioner.account.preflight import caller_account, resolve_region
+from provisioner.engine.registry import build_steps
+from provisioner.cli.remote import check_ids
+from provisioner.commands.roster import load_roster, validate_roster_name
+from provisioner.shape.tags import TAG_VALUE_MAX, fit_tag_value, tag_problem
 
 from stacks import REGION
 from test_cli import cli, write_state, state_dir  # noqa: F401  (fixtures)

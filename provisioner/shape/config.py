@@ -1,0 +1,292 @@
+"""What a stack is made of, validated before anything touches AWS."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from provisioner.engine.errors import ConfigError
+
+DEFAULT_STACK = "stylesphere"
+
+# The longest name the tool derives from a stack is a target group's, "<stack>-frontend", and
+# ELBv2 caps target group (and load balancer) names at 32 characters.
+LONGEST_NAME_SUFFIX = "-frontend"
+AWS_NAME_LIMIT = 32
+STACK_NAME_MAX = AWS_NAME_LIMIT - len(LONGEST_NAME_SUFFIX)
+# Every input pattern here is anchored with \A...\Z and used with fullmatch: `$` also matches
+# before a trailing newline, so `--stack $'abc\n'` passed and built 21 resources before AWS
+# refused the name. ASCII classes only: `\d` takes any script's digits ("١", "１"), and
+# IGNORECASE would let the Kelvin sign pass as k and a dotless ı as i.
+# Lower case only: the stack name also goes into the S3 bucket name, which allows no capitals.
+# ELBv2 names may not start or end with a hyphen; S3 rejects consecutive ones next to dots.
+STACK_NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*\Z")
+
+ZONE_COUNT = 2
+
+DEFAULT_INSTANCE_TYPE = "t3.micro"
+# The bastion (`--bastion`) only relays SSH: the smallest current general-purpose type.
+BASTION_INSTANCE_TYPE = "t3.micro"
+# ACM refuses a certificate whose Common Name is longer than 64 characters.
+CERTIFICATE_CN_MAX = 64
+# The ASG's health check grace period must cover the first boot (Docker install and both image
+# builds on a micro instance); see userdata.DEFAULT_GRACE_PERIOD_SECONDS.
+DEFAULT_GRACE_PERIOD = 600
+MIN_GRACE_PERIOD = 300
+MAX_GRACE_PERIOD = 7200
+INSTANCE_TYPE_RE = re.compile(r"\A[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+\Z")
+AMI_RE = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+CERTIFICATE_ARN_RE = re.compile(
+    r"\Aarn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):(?P<account>[0-9]{12}):certificate/[0-9a-f-]{36}\Z")
+DNS_LABEL_RE = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+SSH_CIDR_HINT = "--ssh-cidr 203.0.113.7/32 (your address; `curl https://checkip.amazonaws.com`)"
+# The widest SSH source the bastion takes without --allow-wide-ssh: a /16 (65,536 addresses, a
+# campus or a provider's block). Wider is a good part of the internet, whose scanners find an
+# open port 22 within minutes of the bastion getting its public address.
+WIDEST_SSH_PREFIX = 16
+
+
+@dataclass
+class StackConfig:
+    """Everything `up` needs to know about the stack's shape. Saved in the state file so that
+    later commands (and a later `up` without flags) use what the stack was built with."""
+
+    vpc_cidr: str = "10.0.0.0/16"
+    public_subnet_cidrs: list[str] = field(default_factory=lambda: ["10.0.1.0/24", "10.0.2.0/24"])
+    private_subnet_cidrs: list[str] = field(default_factory=lambda: ["10.0.11.0/24", "10.0.12.0/24"])
+    nat_per_az: bool = False
+    # Filled in at preflight from the region's available zones, then kept stable in state.
+    zones: list[str] = field(default_factory=list)
+    # The compute and edge tier.
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    ami: str | None = None               # None: the latest Ubuntu 24.04 LTS, from SSM at create time
+    min_size: int = 1
+    desired_capacity: int = 2
+    max_size: int = 4
+    domain: str | None = None            # None: <stack>.example.com (the self-signed certificate's name)
+    certificate_arn: str | None = None   # None: a self-signed certificate imported into ACM
+    grace_period: int = DEFAULT_GRACE_PERIOD
+    # When `provision reap` may delete the stack: "YYYY-MM-DDTHH:MM:SSZ" (UTC), "never", or None
+    # (not set here: an expiry tag already on the resources is left as it is).
+    expires_at: str | None = None
+    # Remote diagnostics: a bastion in a public subnet, reachable on SSH from `ssh_cidr` only.
+    bastion: bool = False
+    ssh_cidr: str | None = None
+    # --allow-wide-ssh: the user knows that ssh_cidr is wider than a /16. Kept with that CIDR (a
+    # later plain `up` needs no flag); a new --ssh-cidr given without the flag clears it.
+    allow_wide_ssh: bool = False
+    # Classroom fleets: the roster a stack was made from and its student, as tags (`list`,
+    # `cleanup --roster` and `fleet` find a class's stacks by them).
+    roster: str | None = None
+    student: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StackConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def merged(self, overrides: dict) -> "StackConfig":
+        """This config with the options the user gave on the command line (None = not given)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def replacements(self, new: "StackConfig") -> list[str]:
+        """What `new` changes that AWS cannot change in place (a VPC's or subnet's CIDR)."""
+        fields = {"vpc_cidr": "--vpc-cidr", "public_subnet_cidrs": "--public-subnets",
+                  "private_subnet_cidrs": "--private-subnets"}
+        return [f"{option} {getattr(self, name)} -> {getattr(new, name)}"
+                for name, option in fields.items() if getattr(self, name) != getattr(new, name)]
+
+    def superset(self) -> "StackConfig":
+        """The config whose steps include every optional resource, so that `down` looks for
+        all of them whatever the stack was last built with."""
+        # Without --certificate-arn, the certificate step looks for the stack's own (tagged,
+        # self-signed) certificate, also one left from before an ARN was given, and never
+        # for the user's certificate, which is not the stack's to delete.
+        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True)
+
+    @property
+    def nat_count(self) -> int:
+        return ZONE_COUNT if self.nat_per_az else 1
+
+    def domain_for(self, stack: str) -> str:
+        return self.domain or f"{stack}.example.com"
+
+    def certificate_region(self) -> str | None:
+        match = CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn or "")
+        return match.group("region") if match else None
+
+    def validate(self) -> None:
+        try:
+            vpc = ipaddress.IPv4Network(self.vpc_cidr)
+        except ValueError as e:
+            raise ConfigError(f"invalid VPC CIDR {self.vpc_cidr!r}: {e}") from None
+        # ipaddress also reads "10.0.0.0/016" and "10.0.0.0/255.255.0.0"; EC2 gets the text as
+        # typed, so only the form ipaddress writes back goes through.
+        if str(vpc) != self.vpc_cidr:
+            raise ConfigError(f"VPC CIDR {self.vpc_cidr!r} is not written as a network", hint=f"--vpc-cidr {vpc}")
+        if not 16 <= vpc.prefixlen <= 28:
+            raise ConfigError(
+                f"VPC CIDR {self.vpc_cidr} has prefix /{vpc.prefixlen}; AWS allows /16 to /28")
+        if not vpc.is_private:
+            raise ConfigError(f"VPC CIDR {self.vpc_cidr} is not a private (RFC 1918) range",
+                              hint="use a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+        subnets: list[tuple[str, ipaddress.IPv4Network]] = []
+        for tier, cidrs in (("public", self.public_subnet_cidrs), ("private", self.private_subnet_cidrs)):
+            if len(cidrs) != ZONE_COUNT:
+                raise ConfigError(f"{tier} subnets: need exactly {ZONE_COUNT} CIDRs (one per zone), got {len(cidrs)}")
+            for cidr in cidrs:
+                try:
+                    net = ipaddress.IPv4Network(cidr)
+                except ValueError as e:
+                    raise ConfigError(f"invalid {tier} subnet CIDR {cidr!r}: {e}") from None
+                if str(net) != cidr:
+                    raise ConfigError(f"{tier} subnet CIDR {cidr!r} is not written as a network",
+                                      hint=f"--{tier}-subnets with {net}")
+                if not net.subnet_of(vpc):
+                    raise ConfigError(f"{tier} subnet {cidr} is not inside the VPC CIDR {vpc}")
+                if not 16 <= net.prefixlen <= 28:
+                    raise ConfigError(f"{tier} subnet {cidr} has prefix /{net.prefixlen}; AWS allows /16 to /28")
+                for other_name, other in subnets:
+                    if net.overlaps(other):
+                        raise ConfigError(f"{tier} subnet {cidr} overlaps {other_name} subnet {other}")
+                subnets.append((tier, net))
+        self.validate_compute()
+
+    def validate_tags(self) -> None:
+        """The values that become tags on every resource, against AWS's tag rules: EC2 takes
+        nearly anything, and the first refusal (ACM, IAM, ELBv2) would come a score of resources
+        in. A fleet's roster and student are checked line by line when the roster is read; this
+        also covers a state file written by hand or by an older version. Not part of validate():
+        `down` and `status` must still work on a stack saved with such a value."""
+        from provisioner.engine.resource import TAG_EXPIRES_AT, TAG_ROSTER, TAG_STUDENT
+        from provisioner.shape.tags import check_tag_value
+
+        for key, value, label in ((TAG_ROSTER, self.roster, "roster"), (TAG_STUDENT, self.student, "student"),
+                                  (TAG_EXPIRES_AT, self.expires_at, "expiry")):
+            check_tag_value(key, value, f"the stack's {label}",
+                            hint="the state file holds it (edited, or from an older version); `provision down` "
+                                 "still removes a stack saved with it")
+
+    def validate_compute(self) -> None:
+        if not INSTANCE_TYPE_RE.fullmatch(self.instance_type or ""):
+            raise ConfigError(f"invalid instance type {self.instance_type!r}",
+                              hint="use an EC2 instance type such as t3.micro, t3.small or m7i.large")
+        if self.ami is not None and not AMI_RE.fullmatch(self.ami):
+            raise ConfigError(f"invalid AMI id {self.ami!r}", hint="an AMI id looks like ami-0123456789abcdef0")
+        for name, value in (("--min", self.min_size), ("--desired", self.desired_capacity), ("--max", self.max_size)):
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a whole number of instances, 0 or more (got {value!r})")
+        if self.max_size < 1:
+            raise ConfigError("--max must be at least 1")
+        if self.min_size > self.max_size:
+            raise ConfigError(f"--min {self.min_size} is larger than --max {self.max_size}")
+        if not self.min_size <= self.desired_capacity <= self.max_size:
+            raise ConfigError(
+                f"--desired {self.desired_capacity} is outside --min {self.min_size} .. --max {self.max_size}",
+                hint="the Auto Scaling Group refuses a desired capacity outside its minimum and maximum")
+        if not isinstance(self.grace_period, int) or not MIN_GRACE_PERIOD <= self.grace_period <= MAX_GRACE_PERIOD:
+            raise ConfigError(
+                f"--grace-period {self.grace_period!r} must be {MIN_GRACE_PERIOD} to {MAX_GRACE_PERIOD} seconds",
+                hint="the first boot (Docker, both image builds) takes minutes; shorter grace periods "
+                     "replace instances that are still building")
+        if self.domain is not None:
+            validate_domain(self.domain)
+        from provisioner.account.expiry import validate_expiry
+
+        validate_expiry(self.expires_at)
+        if self.ssh_cidr is not None:
+            normalized = normalize_ssh_cidr(self.ssh_cidr)
+            if normalized != self.ssh_cidr:
+                raise ConfigError(f"--ssh-cidr {self.ssh_cidr!r} is not written as a network",
+                                  hint=f"--ssh-cidr {normalized}")
+        if self.bastion and not self.ssh_cidr:
+            raise ConfigError("--bastion needs --ssh-cidr, the addresses SSH is allowed from; refusing to guess "
+                              "0.0.0.0/0 (the whole internet)", hint=SSH_CIDR_HINT)
+        if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn):
+            raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
+                              hint="an ACM certificate ARN looks like "
+                                   "arn:aws:acm:us-east-1:123456789012:certificate/<uuid>")
+
+    def check_ssh_exposure(self) -> str | None:
+        """Refuse a bastion whose SSH rule is wider than a /16 unless --allow-wide-ssh was
+        given; with it, the warning to show. Not part of validate(): `up` and `plan` check it,
+        while `down`, `status` and the rest must still work on a stack saved with such a rule."""
+        if not self.bastion or not self.ssh_cidr:
+            return None
+        network = ipaddress.IPv4Network(self.ssh_cidr)
+        if network.prefixlen >= WIDEST_SSH_PREFIX:
+            return None
+        reach = "the whole internet" if network.prefixlen == 0 else f"{network.num_addresses:,} addresses"
+        if not self.allow_wide_ssh:
+            raise ConfigError(f"--ssh-cidr {self.ssh_cidr} opens the bastion's SSH port to {reach}; refusing "
+                              f"anything wider than /{WIDEST_SSH_PREFIX} without --allow-wide-ssh",
+                              hint=f"{SSH_CIDR_HINT}, or add --allow-wide-ssh if that range is really meant")
+        return (f"the bastion accepts SSH from {self.ssh_cidr} ({reach}, --allow-wide-ssh); "
+                "your own address/32 is safer")
+
+
+def validate_domain(domain: str) -> str:
+    """A name the self-signed certificate can carry as its Common Name and SAN."""
+    name = domain[2:] if domain.startswith("*.") else domain
+    labels = name.split(".")
+    if (domain != domain.lower() or len(labels) < 2 or not all(DNS_LABEL_RE.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()):
+        raise ConfigError(f"invalid domain {domain!r}",
+                          hint="use a lower-case DNS name such as shop.example.com")
+    if len(domain) > CERTIFICATE_CN_MAX:
+        raise ConfigError(f"domain {domain!r} is {len(domain)} characters; a certificate's Common Name "
+                          f"holds at most {CERTIFICATE_CN_MAX}")
+    return domain
+
+
+def normalize_ssh_cidr(value: str | None) -> str | None:
+    """The bastion's SSH source as a network: a bare IPv4 address becomes its /32
+    ("203.0.113.7" -> "203.0.113.7/32"); a network with host bits set ("203.0.113.7/24") is
+    refused rather than silently widened or narrowed. IPv4 only: the stack's VPC has no IPv6, so
+    the bastion has a public IPv4 address alone and an IPv6 rule would let nobody in."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        interface = ipaddress.ip_interface(text)   # an address alone is its own /32 (/128)
+    except ValueError:
+        raise ConfigError(f"invalid --ssh-cidr {value!r}: not an IPv4 address or network", hint=SSH_CIDR_HINT) from None
+    if interface.version != 4:
+        raise ConfigError(f"--ssh-cidr {value} is IPv6; the bastion has only a public IPv4 address",
+                          hint=SSH_CIDR_HINT)
+    network = interface.network
+    if interface.ip != network.network_address:
+        raise ConfigError(f"--ssh-cidr {value} has host bits set (the network is {network.with_prefixlen})",
+                          hint=f"--ssh-cidr {network.with_prefixlen} for the whole network, or "
+                               f"--ssh-cidr {interface.ip}/32 for that address alone")
+    return network.with_prefixlen
+
+
+def validate_stack_name(name: str) -> str:
+    if not name:
+        raise ConfigError("the stack name is empty")
+    if len(name) > STACK_NAME_MAX:
+        raise ConfigError(
+            f"stack name {name!r} is {len(name)} characters; at most {STACK_NAME_MAX} fit, because "
+            f"the longest derived name ('{name}{LONGEST_NAME_SUFFIX}', a target group) must fit "
+            f"AWS's {AWS_NAME_LIMIT}-character limit")
+    if not STACK_NAME_RE.fullmatch(name):
+        raise ConfigError(
+            f"invalid stack name {name!r}",
+            hint="use lower-case letters, digits and single hyphens, starting with a letter "
+                 "and not ending with a hyphen (e.g. 'stylesphere' or 'lab-alice')")
+    return name
+
+
+def parse_cidr_pair(value: str | None, option: str) -> list[str] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if len(parts) != ZONE_COUNT:
+        raise ConfigError(f"{option} takes {ZONE_COUNT} comma-separated CIDRs, got {value!r}")
+    return parts

@@ -1,0 +1,161 @@
+"""Every option of a stack's shape, declared once: its flag(s), its stack-file key, its type, its
+default as users read it, its help, how a given value becomes the configuration's, and the steps
+it affects. The click options of `up`, `plan`, `policy` and `fleet up`, the stack file's keys and
+their checks (provisioner/shape/stackfile.py) and the README's table (`python3 -m provisioner.shape.options
+--markdown`) are all made from this list; StackConfig's validate() checks the values together.
+
+Adding a tier's option is one declaration here (and its field in StackConfig) plus its steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from provisioner.engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str                  # the stack file's key, and the click parameter's name
+    flags: str                # "--vpc-cidr", or "--bastion/--no-bastion" (a switch)
+    kind: type                # str, int, bool, list (of strings)
+    help: str
+    default: str              # the default as users read it
+    field: str | None = None  # StackConfig's field it sets (None: combined, see overrides())
+    steps: tuple[str, ...] = ()
+    metavar: str | None = None
+    flag_only: bool = False   # a bare flag (`--allow-wide-ssh`): on, or not given
+    more: str = ""            # for the README's table, beyond the help text
+
+    @property
+    def flag(self) -> str:
+        return self.flags.split("/")[0]
+
+
+def _cidr_pair(flag: str):
+    def parse(value):
+        from provisioner.shape.config import parse_cidr_pair
+
+        if isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{flag} takes CIDRs as strings, got {value!r}")
+            value = ",".join(value)
+        return parse_cidr_pair(value, flag)
+    return parse
+
+
+def _ssh_cidr(value):
+    from provisioner.shape.config import normalize_ssh_cidr
+
+    return normalize_ssh_cidr(value)
+
+
+PARSE: dict[str, Callable[[Any], Any]] = {
+    "public_subnets": _cidr_pair("--public-subnets"),
+    "private_subnets": _cidr_pair("--private-subnets"),
+    "ssh_cidr": _ssh_cidr,
+}
+
+OPTIONS: tuple[Option, ...] = (
+    Option("vpc_cidr", "--vpc-cidr", str, "VPC CIDR", "10.0.0.0/16", "vpc_cidr", ("vpc",)),
+    Option("public_subnets", "--public-subnets", list, "Public subnet CIDRs", "10.0.1.0/24,10.0.2.0/24",
+           "public_subnet_cidrs", ("public-subnet-1", "public-subnet-2"), metavar="CIDR,CIDR"),
+    Option("private_subnets", "--private-subnets", list, "Private subnet CIDRs", "10.0.11.0/24,10.0.12.0/24",
+           "private_subnet_cidrs", ("private-subnet-1", "private-subnet-2"), metavar="CIDR,CIDR"),
+    Option("nat_per_az", "--nat-per-az/--single-nat", bool,
+           "One NAT gateway per zone (resilient, twice the cost) or one shared", "single", "nat_per_az",
+           ("nat-gateway-2", "nat-eip-2", "private-route-table-2")),
+    Option("instance_type", "--instance-type", str, "EC2 instance type of the app instances", "t3.micro",
+           "instance_type", ("launch-template",),
+           more="checked against the region and both zones before anything is created"),
+    Option("ami", "--ami", str, "AMI id", "the latest Ubuntu 24.04 LTS, from AWS's public SSM parameter", "ami",
+           ("launch-template",), more="resolved once, for the instance type's architecture, and kept"),
+    Option("min", "--min", int, "Auto Scaling Group minimum", "1", "min_size", ("auto-scaling-group",)),
+    Option("desired", "--desired", int, "Instances to run", "2", "desired_capacity", ("auto-scaling-group",),
+           more="must lie within min..max"),
+    Option("max", "--max", int, "Auto Scaling Group maximum", "4", "max_size", ("auto-scaling-group",)),
+    Option("grace_period", "--grace-period", int, "Health check grace period; must cover the first boot's build",
+           "600", "grace_period", ("auto-scaling-group",), metavar="SECONDS",
+           more="300 to 7200: the first boot (Docker, both image builds) must fit in it, or the group replaces "
+                "instances that are still building"),
+    Option("domain", "--domain", str, "Name on the self-signed certificate", "<stack>.example.com", "domain",
+           ("certificate",), more="the Common Name and SAN"),
+    Option("certificate_arn", "--certificate-arn", str,
+           "Use this ACM certificate (same region as the stack) instead of a self-signed one", "a self-signed one",
+           "certificate_arn", ("certificate", "https-listener"),
+           more="the self-signed one is RSA 2048, made locally with `cryptography` and imported into ACM (its "
+                "private key is never written anywhere); a given certificate is never deleted, and must be in "
+                "the stack's region and issued"),
+    Option("ttl", "--ttl", str, "Expire the stack after this long (e.g. 4h, 90m, 2d; `never` to clear): "
+           "`provision reap` deletes expired stacks", "no expiry", None, ("every resource's provision:expires-at",),
+           metavar="DURATION", more="at most a year; stamped on every resource for `reap`"),
+    Option("expires_at", "--expires-at", str, "Expire the stack at this time (ISO 8601, UTC if no zone)",
+           "no expiry", None, ("every resource's provision:expires-at",), metavar="TIME",
+           more="in the future and at most a year away"),
+    Option("bastion", "--bastion/--no-bastion", bool,
+           "A small SSH jump host in a public subnet, for `provision exec` and `provision ssh`", "no bastion",
+           "bastion", ("bastion", "key-pair", "bastion-security-group", "launch-template")),
+    Option("ssh_cidr", "--ssh-cidr", str, "Who may SSH to the bastion, e.g. 203.0.113.7/32 (asked for at a "
+           "terminal; 0.0.0.0/0 is never assumed)", "none", "ssh_cidr", ("bastion-security-group",),
+           metavar="CIDR", more="required with `--bastion` when not at a terminal"),
+    Option("allow_wide_ssh", "--allow-wide-ssh", bool, "Accept an --ssh-cidr wider than /16 (such as 0.0.0.0/0, "
+           "the whole internet); remembered with that CIDR", "off", "allow_wide_ssh", ("bastion-security-group",),
+           flag_only=True, more="warned about on every run"),
+)
+BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def overrides(values: dict[str, Any]) -> dict:
+    """StackConfig overrides (None: not given) from option values by key (a flag's raw value,
+    or a stack file's); raises ConfigError for a value its option refuses."""
+    from provisioner.account.expiry import expiry_from_options
+
+    out: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.field is None:
+            continue
+        value = values.get(option.key)
+        if value is not None and option.key in PARSE:
+            value = PARSE[option.key](value)
+        out[option.field] = value
+    out["expires_at"] = expiry_from_options(values.get("ttl"), values.get("expires_at"))
+    # The permission is for the CIDR it came with: a new --ssh-cidr without the flag drops it, and
+    # no flag and no CIDR keep what the stack was built with.
+    wide, cidr = values.get("allow_wide_ssh"), values.get("ssh_cidr")
+    out["allow_wide_ssh"] = True if wide else (False if cidr is not None else None)
+    return out
+
+
+def click_options(f):
+    """Decorate a click command with every option, in the order declared."""
+    import click
+
+    for option in reversed(OPTIONS):
+        kwargs: dict[str, Any] = {"help": f"{option.help} [{option.default}]"}
+        if option.flag_only:
+            kwargs.update(is_flag=True, default=None, help=option.help + ".")
+        elif option.kind is bool:
+            kwargs["default"] = None
+        elif option.kind is int:
+            kwargs["type"] = int
+        if option.metavar:
+            kwargs["metavar"] = option.metavar
+        f = click.option(option.flags, option.key, **kwargs)(f)
+    return f
+
+
+def markdown_table() -> str:
+    """The README's table of shape options."""
+    rows = ["| option | stack file key | default | meaning |", "| --- | --- | --- | --- |"]
+    for option in OPTIONS:
+        flags = " / ".join(f"`{f}`" for f in option.flags.split("/"))
+        if option.metavar:
+            flags = flags[:-1] + f" {option.metavar}`"
+        meaning = option.help + (f"; {option.more}" if option.more else "")
+        rows.append(f"| {flags} | `{option.key}` | {option.default} | {meaning} |".replace("\n", " "))
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python3 -m provisioner.shape.options --markdown
+    print(markdown_table(), end="")

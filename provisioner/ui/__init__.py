@@ -1,0 +1,1 @@
+"""The only place that prints: progress, summaries, tables and errors."""

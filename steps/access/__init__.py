@@ -1,0 +1,1 @@
+"""Who may reach what: security groups and the SSH key pair."""

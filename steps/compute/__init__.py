@@ -1,0 +1,1 @@
+"""What runs the app: the launch template, the Auto Scaling Group, the bastion."""

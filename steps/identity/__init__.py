@@ -1,0 +1,1 @@
+"""The instances' identity: their IAM role and instance profile."""

@@ -1,0 +1,209 @@
+import json
+
+from provisioner.engine.context import Resource
+from provisioner.engine.errors import ConfigError
+from provisioner.engine.kinds import FREE, Iam, ItemTags, Listing, actions
+from provisioner.engine.registry import Step, register
+from provisioner.engine.retries import error_code, lookup
+
+from steps.storage.s3_bucket import RELEASES_PREFIX, bucket_arn, bucket_name, partition
+
+IAM_PATH = "/provision/"
+INLINE_POLICY = "read-app-releases"
+# Session Manager instead of SSH: no key pair, no port 22, and the instances stay private.
+SSM_POLICY = "AmazonSSMManagedInstanceCore"
+
+TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def iam_name(ctx) -> str:
+    """IAM is global: the region is in the name, so a stack of the same name in another region
+    of the account gets its own role and profile."""
+    return f"{ctx.stack}-{ctx.region}-web"
+
+
+def find_owned(ctx, step: str, known_id: str | None, get) -> dict | None:
+    """The IAM entity (a role, an instance profile) by the name in state, then by the derived
+    name, if it carries the stack's tags. One of that name without them is someone else's:
+    never adopted, never deleted (create then says so)."""
+    for name in dict.fromkeys(n for n in (known_id, iam_name(ctx)) if n):
+        entity = lookup(get, name, gone=frozenset({"NoSuchEntity"}))
+        if entity is None:
+            continue
+        if name == known_id:
+            ctx.claim(step, name, entity.get("Tags", []), "IAM")
+        if ctx.owns(entity.get("Tags", []), step):
+            return entity
+    return None
+
+
+def release_read_policy(ctx) -> dict:
+    """Exactly what the instances' bootstrap needs: GetObject on the release prefix."""
+    bucket = ctx.dep("assets-bucket")
+    name = bucket.id if bucket is not None else bucket_name(ctx)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "ReadAppReleases", "Effect": "Allow", "Action": "s3:GetObject",
+                       "Resource": f"{bucket_arn(ctx, name)}/{RELEASES_PREFIX}*"}],
+    }
+
+
+def managed_policy_arns(ctx) -> list[str]:
+    return [f"arn:{partition(ctx.region)}:iam::aws:policy/{SSM_POLICY}"]
+
+
+def _canonical(value):
+    if isinstance(value, str):
+        try:  # IAM hands documents back URL-decoded by botocore, but some SDK paths as text
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, sort_keys=True)
+
+
+ROLE_ARN = "arn:{partition}:iam::{account}:role/provision/{stack}-{region}-web"
+
+
+def iam_of_region(ctx, stack: str, name: str) -> bool:
+    """IAM is global: the role (or profile) of this region's stack of that name."""
+    return name == f"{stack}-{ctx.region}-web"
+
+
+@register
+class InstanceRole(Step):
+    """The app instances' role: read the release prefix, plus AmazonSSMManagedInstanceCore."""
+
+    kind = "iam_role"
+    # Every call of the delete names the role: NoSuchEntity means the role went meanwhile.
+    gone_codes = frozenset({"NoSuchEntity"})
+    # IAM is eventually consistent across its own calls: a role made a moment ago can be unknown
+    # to AddRoleToInstanceProfile.
+    not_found_codes = frozenset({"NoSuchEntity"})
+    aws_type = "AWS::IAM::Role"
+    listing = Listing("iam_role", "iam", "list_roles", "Roles", "RoleName", label="IAM roles",
+                      params={"PathPrefix": IAM_PATH}, tags=ItemTags("list_role_tags", "RoleName", "Tags"),
+                      created_field="CreateDate", candidate=lambda ctx, i: i["RoleName"].endswith(f"-{ctx.region}-web"),
+                      belongs=iam_of_region, price=FREE)
+    iam = Iam(create=(actions("iam:CreateRole", "iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
+                              on=ROLE_ARN),),
+              read=(actions("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+                            "iam:ListRoleTags", "iam:ListInstanceProfilesForRole", on=ROLE_ARN), actions("iam:ListRoles")),
+              change=(actions("iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+                              "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePolicy", on=ROLE_ARN),),
+              delete=(actions("iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy",
+                              "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", on=ROLE_ARN),))
+
+    def __init__(self):
+        super().__init__("instance-role", depends_on=("assets-bucket",))
+
+    def find_all(self, ctx, known_id):
+        iam = ctx.client("iam")
+        role = find_owned(ctx, self.name, known_id, lambda name: iam.get_role(RoleName=name)["Role"])
+        return [self._resource(role)] if role else []
+
+    def _resource(self, role):
+        return Resource(id=role["RoleName"], attrs={"name": role["RoleName"], "arn": role["Arn"]}, raw=role)
+
+    def create(self, ctx):
+        from botocore.exceptions import ClientError
+
+        iam = ctx.client("iam")
+        name = iam_name(ctx)
+        try:
+            role = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+                                   Description=f"provision stack {ctx.stack}: the web instances",
+                                   Tags=ctx.tags(self.name))["Role"]
+        except ClientError as e:
+            if error_code(e) == "EntityAlreadyExists":
+                raise ConfigError(f"an IAM role named {name} exists but is not this stack's (no provision tags)",
+                                  hint="delete or rename that role, or use another --stack name") from None
+            raise
+        # IAM is eventually consistent: the role may be unknown for a moment to the next call.
+        ctx.retry("eventual-consistency", iam.put_role_policy, RoleName=name, PolicyName=INLINE_POLICY,
+                  PolicyDocument=json.dumps(release_read_policy(ctx)))
+        for arn in managed_policy_arns(ctx):
+            ctx.retry("eventual-consistency", iam.attach_role_policy, RoleName=name, PolicyArn=arn)
+        return self._resource(role)
+
+    # -- converge ----------------------------------------------------------------------------
+    def update(self, ctx, resource, apply):
+        changes = []
+        for helper in (self._converge_tags, self._converge_trust, self._converge_inline, self._converge_managed):
+            changes.extend(helper(ctx, resource, apply))
+        return changes
+
+    def _converge_tags(self, ctx, resource, apply):
+        return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply,
+                                 lambda missing: ctx.client("iam").tag_role(RoleName=resource.id, Tags=missing))
+
+    def _converge_trust(self, ctx, resource, apply):
+        if _canonical(resource.raw.get("AssumeRolePolicyDocument")) == _canonical(TRUST_POLICY):
+            return []
+        if apply:
+            ctx.client("iam").update_assume_role_policy(RoleName=resource.id, PolicyDocument=json.dumps(TRUST_POLICY))
+        return ["put back the trust policy (ec2.amazonaws.com only)"]
+
+    def _converge_inline(self, ctx, resource, apply):
+        iam = ctx.client("iam")
+        want = release_read_policy(ctx)
+        names = [n for page in iam.get_paginator("list_role_policies").paginate(RoleName=resource.id)
+                 for n in page["PolicyNames"]]
+        changes = []
+        if INLINE_POLICY not in names:
+            changes.append(f"add inline policy {INLINE_POLICY}")
+        elif _canonical(iam.get_role_policy(RoleName=resource.id, PolicyName=INLINE_POLICY)["PolicyDocument"]) \
+                != _canonical(want):
+            changes.append(f"put back inline policy {INLINE_POLICY} (s3:GetObject on {RELEASES_PREFIX} only)")
+        if changes and apply:
+            iam.put_role_policy(RoleName=resource.id, PolicyName=INLINE_POLICY, PolicyDocument=json.dumps(want))
+        # Least privilege: the role is the tool's, and what it may do is part of the stack.
+        for extra in sorted(set(names) - {INLINE_POLICY}):
+            if apply:
+                iam.delete_role_policy(RoleName=resource.id, PolicyName=extra)
+            changes.append(f"delete inline policy {extra} (not the stack's)")
+        return changes
+
+    def _converge_managed(self, ctx, resource, apply):
+        iam = ctx.client("iam")
+        attached = attached_policy_arns(iam, resource.id)
+        want = managed_policy_arns(ctx)
+        changes = []
+        for arn in want:
+            if arn not in attached:
+                if apply:
+                    iam.attach_role_policy(RoleName=resource.id, PolicyArn=arn)
+                changes.append(f"attach {arn.rsplit('/', 1)[-1]}")
+        for arn in attached:
+            if arn not in want:
+                if apply:
+                    iam.detach_role_policy(RoleName=resource.id, PolicyArn=arn)
+                changes.append(f"detach {arn.rsplit('/', 1)[-1]} (not the stack's)")
+        return changes
+
+    # -- delete: IAM refuses DeleteRole (DeleteConflict) while anything hangs on the role ------
+    def delete(self, ctx, resource):
+        iam = ctx.client("iam")
+        name = resource.id
+        for arn in attached_policy_arns(iam, name):
+            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+            for policy in page["PolicyNames"]:
+                iam.delete_role_policy(RoleName=name, PolicyName=policy)
+        # The instance-profile-role step removes it from the stack's profile first; this covers
+        # any other profile someone put it in.
+        for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=name):
+            for profile in page["InstanceProfiles"]:
+                iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"],
+                                                      RoleName=name)
+        ctx.retry("dependency", iam.delete_role, RoleName=name)
+
+    def describe(self, resource):
+        return resource.attrs.get("arn", "")
+
+
+def attached_policy_arns(iam, role_name: str) -> list[str]:
+    return [p["PolicyArn"] for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name)
+            for p in page["AttachedPolicies"]]

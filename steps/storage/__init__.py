@@ -1,0 +1,1 @@
+"""The buckets and what goes in them: product images and the app's release."""

@@ -1,0 +1,379 @@
+import json
+import re
+
+from provisioner.engine.context import TAG_STACK, Resource
+from provisioner.engine.errors import ConfigError
+from provisioner.engine.kinds import Free, Iam, ItemTags, Listing, actions
+from provisioner.engine.registry import Step, register
+from provisioner.engine.retries import PERMISSION_CODES, error_code
+
+# Public read on the product images only; everything else (releases/) stays private.
+IMAGES_PREFIX = "images/"
+RELEASES_PREFIX = "releases/"
+# S3's own bucket name limit.
+BUCKET_NAME_MAX = 63
+# DeleteObjects takes at most 1000 keys per call.
+DELETE_BATCH = 1000
+
+# Only a bucket policy may make something public: ACLs are off (BucketOwnerEnforced) and any
+# public ACL is blocked, while the two policy switches stay off so that the images/ statement
+# is accepted.
+PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                       "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
+OWNERSHIP = "BucketOwnerEnforced"
+ENCRYPTION_RULE = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+
+
+def bucket_name(ctx) -> str:
+    """Globally unique without a random part, so a crash between CreateBucket and
+    PutBucketTagging leaves a bucket the next run can still find by name."""
+    name = f"{ctx.stack}-assets-{ctx.account}-{ctx.region}"
+    if len(name) > BUCKET_NAME_MAX:
+        raise ConfigError(f"bucket name {name!r} is {len(name)} characters; S3 allows {BUCKET_NAME_MAX}",
+                          hint="use a shorter --stack name")
+    return name
+
+
+def partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def bucket_arn(ctx, bucket: str) -> str:
+    return f"arn:{partition(ctx.region)}:s3:::{bucket}"
+
+
+def images_base_url(ctx, bucket: str) -> str:
+    if ctx.endpoint_url:  # the sandbox's emulator serves buckets path-style on its own address
+        return f"{ctx.endpoint_url.rstrip('/')}/{bucket}/{IMAGES_PREFIX}"
+    return f"https://{bucket}.s3.{ctx.region}.amazonaws.com/{IMAGES_PREFIX}"
+
+
+def bucket_policy(ctx, bucket: str) -> dict:
+    arn = bucket_arn(ctx, bucket)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "PublicReadProductImages", "Effect": "Allow", "Principal": "*",
+             "Action": "s3:GetObject", "Resource": f"{arn}/{IMAGES_PREFIX}*"},
+            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+             "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        ],
+    }
+
+
+def _canonical(value):
+    """A policy as a comparable value: AWS may hand back a one-element list as a scalar, and
+    lists in any order."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_canonical(v) for v in value]
+        if len(items) == 1:
+            return items[0]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
+BUCKET_ARNS = ("arn:{partition}:s3:::{stack}-assets-*", "arn:{partition}:s3:::{stack}-assets-*/*")
+# What the steps that put objects in the bucket (the release, the images) need.
+OBJECT_IAM = Iam(create=(actions("s3:PutObject", on=BUCKET_ARNS[1]),),
+                 read=(actions("s3:GetObject", "s3:ListBucket", on=BUCKET_ARNS),),
+                 change=(actions("s3:PutObject", on=BUCKET_ARNS[1]),),
+                 delete=(actions("s3:DeleteObject", on=BUCKET_ARNS[1]),))
+
+
+def _bucket_suffix(ctx) -> str:
+    # Without the account (a context that never asked STS), any account's form of the name.
+    account = re.escape(ctx.account) if ctx.account else r"\d{12}"
+    return rf"-assets-{account}-{re.escape(ctx.region)}"
+
+
+def _bucket_of_region(ctx, stack: str, name: str) -> bool:
+    return re.fullmatch(re.escape(stack) + _bucket_suffix(ctx), name) is not None
+
+
+@register
+class AssetsBucket(Step):
+    """The product images (public read on images/ only) and the app releases (private, releases/)."""
+
+    kind = "s3_bucket"
+    gone_codes = frozenset({"NoSuchBucket"})
+    aws_type = "AWS::S3::Bucket"
+    # S3 is global: buckets of other regions are dropped by name before their tags are read.
+    listing = Listing("bucket", "s3", "list_buckets", "Buckets", "Name", label="S3 buckets", created_field="CreationDate",
+                      tags=ItemTags("get_bucket_tagging", "Bucket", "TagSet", untagged_codes=frozenset({"NoSuchTagSet"})),
+                      candidate=lambda ctx, i: re.search(_bucket_suffix(ctx) + "$", i["Name"]) is not None,
+                      belongs=_bucket_of_region,
+                      price=Free("storage and requests bill by use (the usage-based notes)"))
+    iam = Iam(create=(actions("s3:CreateBucket", "s3:PutBucketTagging", "s3:PutBucketPublicAccessBlock",
+                              "s3:PutBucketOwnershipControls", "s3:PutEncryptionConfiguration", "s3:PutBucketPolicy",
+                              on=BUCKET_ARNS),),
+              read=(actions("s3:ListBucket", "s3:GetBucketTagging", "s3:GetBucketPublicAccessBlock",
+                            "s3:GetBucketPolicy", "s3:GetBucketOwnershipControls", "s3:GetEncryptionConfiguration",
+                            on=BUCKET_ARNS), actions("s3:ListAllMyBuckets")),
+              change=(actions("s3:PutBucketTagging", "s3:PutBucketPublicAccessBlock", "s3:PutBucketPolicy",
+                              "s3:PutEncryptionConfiguration", "s3:PutBucketOwnershipControls", on=BUCKET_ARNS),),
+              delete=(actions("s3:DeleteBucket", "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketVersions",
+                              "s3:DeleteObjectVersion", on=BUCKET_ARNS),))
+
+    def __init__(self):
+        super().__init__("assets-bucket", depends_on=())
+
+    # -- find --------------------------------------------------------------------------------
+    def find_all(self, ctx, known_id):
+        # `down`, `plan` and `status` (read-only) pass a bucket that is not ours by; `up` stops.
+        return self._lookup(ctx, known_id, refuse=not ctx.read_only)
+
+    def check_name(self, ctx, known_id):
+        if known_id and known_id == bucket_name(ctx):
+            # The state knows the bucket by its name: the lookup by that id (the ownership
+            # check before `up`, the walk of `plan`) refuses it if it is not the stack's.
+            return
+        self._lookup(ctx, known_id, refuse=True)
+
+    def _lookup(self, ctx, known_id, refuse: bool):
+        from botocore.exceptions import ClientError
+
+        s3 = ctx.client("s3")
+        name = bucket_name(ctx)
+        for candidate in dict.fromkeys(n for n in (known_id, name) if n):
+            try:
+                s3.head_bucket(Bucket=candidate)
+            except ClientError as e:
+                if error_code(e) in ("404", "NoSuchBucket"):
+                    continue
+                if error_code(e) == "403":
+                    # Another account's bucket. `down` just does not find ours; `up` and `plan`
+                    # stop with the reason rather than at CreateBucket.
+                    if not refuse:
+                        continue
+                    raise self._foreign(name) from None
+                raise
+            tags = self._tags(ctx, candidate)
+            if candidate == known_id:
+                ctx.claim(self.name, candidate, tags, "bucket")
+                return [self._resource(ctx, candidate, tags)]
+            if ctx.is_ours(tags, self.name):
+                return [self._resource(ctx, candidate, tags)]
+            # A bucket of the derived name without this stack's tags is someone else's (the tool
+            # tags a bucket in the CreateBucket call itself): never adopted, emptied or deleted.
+            # `down` and `status` do not see it; `up` and `plan` stop rather than take it.
+            if not refuse:
+                continue
+            other = {t["Key"]: t["Value"] for t in tags}.get(TAG_STACK)
+            owner = f"stack {other!r}'s" if other else "no stack's (it has none of provision's tags)"
+            raise ConfigError(f"a bucket named {name} exists in this account and is {owner}; "
+                              "refusing to adopt it",
+                              hint="if it is a leftover you no longer need, empty and delete it "
+                                   f"(`aws s3 rb s3://{name} --force`); else use another --stack name")
+        return []
+
+    def _foreign(self, name):
+        return ConfigError(f"the bucket name {name} is taken by another AWS account (S3 names are global)",
+                           hint="use another --stack name")
+
+    def _tags(self, ctx, bucket) -> list[dict]:
+        from botocore.exceptions import ClientError
+
+        try:
+            return ctx.client("s3").get_bucket_tagging(Bucket=bucket)["TagSet"]
+        except ClientError as e:
+            if error_code(e) == "NoSuchTagSet":
+                return []
+            raise
+
+    def _resource(self, ctx, bucket, tags) -> Resource:
+        return Resource(id=bucket, attrs={"bucket": bucket, "images_base_url": images_base_url(ctx, bucket)},
+                        raw={"Tags": tags})
+
+    # -- create ------------------------------------------------------------------------------
+    def create(self, ctx):
+        from botocore.exceptions import ClientError
+
+        s3 = ctx.client("s3")
+        name = bucket_name(ctx)
+        tags = ctx.tags(self.name)
+        # Tagged in the CreateBucket call itself (general purpose buckets take tags there since
+        # 2025), so no crash can leave an untagged bucket that no later run may adopt.
+        configuration = {"Tags": tags}
+        # us-east-1 is S3's default location and refuses it as an explicit constraint.
+        if ctx.region != "us-east-1":
+            configuration["LocationConstraint"] = ctx.region
+        tagged_at_creation = True
+        try:
+            try:
+                s3.create_bucket(Bucket=name, CreateBucketConfiguration=configuration)
+            except ClientError as e:
+                # Tags at creation need s3:TagResource as well; a policy granting only the older
+                # s3:PutBucketTagging is refused. Then create, and tag at once (as Terraform's
+                # provider falls back).
+                if error_code(e) not in PERMISSION_CODES:
+                    raise
+                configuration.pop("Tags")
+                tagged_at_creation = False
+                params = {"CreateBucketConfiguration": configuration} if configuration else {}
+                s3.create_bucket(Bucket=name, **params)
+        except ClientError as e:
+            if error_code(e) == "BucketAlreadyExists":
+                raise self._foreign(name) from None
+            if error_code(e) != "BucketAlreadyOwnedByYou":  # a retried create: ours already
+                raise
+            tagged_at_creation = False
+        if not tagged_at_creation:
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
+        resource = self._resource(ctx, name, tags)
+        self.update(ctx, resource, apply=True)
+        return resource
+
+    # -- converge: one helper per attribute, each returning its change line ---------------------
+    def update(self, ctx, resource, apply):
+        bucket = resource.id
+        changes = []
+        for helper in (self._converge_tags, self._converge_ownership, self._converge_encryption,
+                       # Block Public Access before the policy: a new bucket blocks public
+                       # policies, and PutBucketPolicy with the images/ statement is refused.
+                       self._converge_public_access_block, self._converge_policy):
+            line = helper(ctx, resource, bucket, apply)
+            if line:
+                changes.append(line)
+        return changes
+
+    def _converge_tags(self, ctx, resource, bucket, apply):
+        def put(missing):
+            # PutBucketTagging replaces the whole set: keep the tags others added.
+            have = {t["Key"]: t["Value"] for t in resource.raw.get("Tags", [])}
+            tag_set = [{"Key": k, "Value": v} for k, v in {**have, **{t["Key"]: t["Value"] for t in missing}}.items()]
+            ctx.client("s3").put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_set})
+            resource.raw["Tags"] = tag_set
+
+        lines = ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, put)
+        return lines[0] if lines else None
+
+    def _converge_ownership(self, ctx, resource, bucket, apply):
+        s3 = ctx.client("s3")
+        rules = _setting(s3.get_bucket_ownership_controls, bucket, "OwnershipControlsNotFoundError",
+                         "OwnershipControls", {"Rules": []})["Rules"]
+        if [r.get("ObjectOwnership") for r in rules] == [OWNERSHIP]:
+            return None
+        if apply:
+            s3.put_bucket_ownership_controls(
+                Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": OWNERSHIP}]})
+        return f"set object ownership {OWNERSHIP} (ACLs off)"
+
+    def _converge_encryption(self, ctx, resource, bucket, apply):
+        s3 = ctx.client("s3")
+        rules = _setting(s3.get_bucket_encryption, bucket, "ServerSideEncryptionConfigurationNotFoundError",
+                         "ServerSideEncryptionConfiguration", {"Rules": []})["Rules"]
+        # Any default encryption (SSE-S3 or a KMS key someone chose) is kept.
+        if any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules):
+            return None
+        if apply:
+            s3.put_bucket_encryption(Bucket=bucket,
+                                     ServerSideEncryptionConfiguration={"Rules": [ENCRYPTION_RULE]})
+        return "set default encryption SSE-S3"
+
+    def _converge_public_access_block(self, ctx, resource, bucket, apply):
+        s3 = ctx.client("s3")
+        have = _setting(s3.get_public_access_block, bucket, "NoSuchPublicAccessBlockConfiguration",
+                        "PublicAccessBlockConfiguration", {})
+        wrong = [k for k, v in PUBLIC_ACCESS_BLOCK.items() if have.get(k) != v]
+        if not wrong:
+            return None
+        if apply:
+            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict(PUBLIC_ACCESS_BLOCK))
+        return f"set Block Public Access ({', '.join(f'{k}={PUBLIC_ACCESS_BLOCK[k]}' for k in wrong)})"
+
+    def _converge_policy(self, ctx, resource, bucket, apply):
+        s3 = ctx.client("s3")
+        want = bucket_policy(ctx, bucket)
+        policy = _setting(s3.get_bucket_policy, bucket, "NoSuchBucketPolicy", "Policy", None)
+        have = json.loads(policy) if policy is not None else None
+        if have is not None and _canonical(have) == _canonical(want):
+            return None
+        if apply:
+            self._put_policy(ctx, bucket, want)
+        return ("set the bucket policy (public read on images/ only, TLS only)" if have is None
+                else "put back the bucket policy (public read on images/ only, TLS only)")
+
+    @staticmethod
+    def _put_policy(ctx, bucket, policy):
+        from botocore.exceptions import ClientError
+
+        try:
+            ctx.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        except ClientError as e:
+            # Organizations often turn on Block Public Access for the whole account: then no
+            # bucket may have a public policy, and AWS says only "Access Denied".
+            if error_code(e) == "AccessDenied" and account_blocks_public_policies(ctx):
+                raise ConfigError(
+                    f"account {ctx.account} blocks public bucket policies (S3 Block Public Access, account "
+                    "level), so the product images cannot be made public",
+                    hint="turn off BlockPublicPolicy and RestrictPublicBuckets in the account's S3 Block "
+                         "Public Access settings (or ask the account's administrator), then run again") from None
+            raise
+
+    # -- delete ------------------------------------------------------------------------------
+    def delete(self, ctx, resource):
+        s3 = ctx.client("s3")
+        bucket = resource.id
+        ctx.activity(f"emptying bucket {bucket}")
+        # Every version and delete marker, not only current objects: S3 refuses to delete a
+        # bucket that holds any (BucketNotEmpty), versioned or once versioned.
+        batch = []
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                batch.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+                if len(batch) == DELETE_BATCH:
+                    delete_objects(ctx, bucket, batch)
+                    batch = []
+        if batch:
+            delete_objects(ctx, bucket, batch)
+        s3.delete_bucket(Bucket=bucket)
+
+    def outputs(self, resource):
+        return {"bucket": resource.attrs["bucket"], "images_base_url": resource.attrs["images_base_url"]}
+
+    def describe(self, resource):
+        return resource.attrs.get("images_base_url", "")
+
+
+def delete_objects(ctx, bucket: str, objects: list[dict]) -> None:
+    """DeleteObjects answers 200 with per-key errors; any of them is a failure."""
+    from provisioner.engine.errors import AwsFailure
+
+    response = ctx.client("s3").delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    errors = response.get("Errors") or []
+    if errors:
+        first = errors[0]
+        raise AwsFailure(f"could not delete {len(errors)} object(s) from {bucket}, e.g. {first.get('Key')}: "
+                         f"{first.get('Code')} {first.get('Message', '')}".rstrip(),
+                         code=first.get("Code"))
+
+
+def _setting(get, bucket: str, unset_code: str, key: str, unset):
+    """One bucket setting; S3 answers a setting never made with an error code of its own."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return get(Bucket=bucket)[key]
+    except ClientError as e:
+        if error_code(e) != unset_code:
+            raise
+        return unset
+
+
+def account_blocks_public_policies(ctx) -> bool:
+    """Whether the account's own Block Public Access forbids public bucket policies (false when
+    it cannot tell: the original AccessDenied then stands)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        config = ctx.client("s3control").get_public_access_block(
+            AccountId=ctx.account)["PublicAccessBlockConfiguration"]
+    except ClientError:
+        return False
+    return bool(config.get("BlockPublicPolicy"))
