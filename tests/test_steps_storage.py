@@ -409,8 +409,48 @@ def test_an_account_that_blocks_public_policies_is_named_as_the_cause(make_stack
     assert "BlockPublicPolicy" in result.error.hint
 
 
-def test_access_denied_on_the_policy_for_another_reason_stays_access_denied(make_stack):
-    stack = make_stack(hooks=[("before-call.s3.PutBucketPolicy", access_denied)])
+def test_access_denied_on_the_policy_stays_access_denied_when_the_account_setting_cannot_be_read(make_stack):
+    """Without s3:GetAccountPublicAccessBlock the cause cannot be told: the refusal is not retried
+    (AccessDenied is never retried blind) and stays the permission error it is."""
+    refusal = refused_while_propagating(99)
+    stack = make_stack(hooks=[("before-call.s3.PutBucketPolicy", refusal),
+                              ("before-call.s3-control.GetPublicAccessBlock", access_denied)])
     result = {r.name: r for r in stack.up(only=["assets-bucket"])}["assets-bucket"]
     assert result.outcome == "failed"
     assert "access denied for s3:PutBucketPolicy" in result.error.message
+    assert refusal.calls == 1
+
+
+def refused_while_propagating(times):
+    """AWS applies PutPublicAccessBlock asynchronously: the bucket policy put right after it is
+    refused as public (AccessDenied) `times` times, then accepted."""
+    def hook(**_):
+        hook.calls += 1
+        return access_denied() if hook.calls <= times else None
+
+    hook.calls = 0
+    return hook
+
+
+def test_a_policy_refused_while_block_public_access_propagates_is_retried(make_stack):
+    """The account allows public policies (no account-level setting), so the refusal is the
+    bucket's own new setting not yet in effect: retried, and the first `up` succeeds."""
+    refusal = refused_while_propagating(3)
+    stack = make_stack(hooks=[("before-call.s3.PutBucketPolicy", refusal)])
+    result = {r.name: r for r in stack.up(only=["assets-bucket"])}["assets-bucket"]
+    assert result.outcome == "created", result.error
+    assert refusal.calls == 4
+    policy = json.loads(s3().get_bucket_policy(Bucket=f"stylesphere-assets-{ACCOUNT}-{REGION}")["Policy"])
+    assert policy["Statement"]
+
+
+def test_a_refusal_that_outlasts_the_propagation_deadline_fails_naming_the_wait(make_stack, monkeypatch):
+    from provisioner.engine import retries
+
+    monkeypatch.setitem(retries.TIMEOUTS, "public-access-block", 0.3)
+    refusal = refused_while_propagating(10_000)
+    stack = make_stack(hooks=[("before-call.s3.PutBucketPolicy", refusal)])
+    result = {r.name: r for r in stack.up(only=["assets-bucket"])}["assets-bucket"]
+    assert result.outcome == "failed"
+    assert "AccessDenied for" in result.error.message and "Block Public Access" in result.error.message
+    assert refusal.calls > 2

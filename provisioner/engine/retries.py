@@ -23,6 +23,8 @@ TIMEOUTS: dict[str, float] = {
     # A new IAM instance profile is refused by EC2 and Auto Scaling for about 10 seconds,
     # occasionally a minute or two.
     "instance-profile": 180,
+    # A bucket's new Block Public Access setting reaches PutBucketPolicy within about a minute.
+    "public-access-block": 60,
     "sandbox-start": 30,
 }
 # Each kind's own waits (a NAT gateway's 1-5 minutes to turn available) are its step's
@@ -134,6 +136,12 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
     "instance-profile": RetryCase(
         codes=frozenset({"ValidationError", "InvalidParameterValue"}), timeout="instance-profile",
         why="a new IAM instance profile takes seconds to reach EC2", message="Invalid IAM Instance Profile"),
+    # AccessDenied is never retried, except here: PutPublicAccessBlock takes effect
+    # asynchronously, so the bucket policy right after it can still be refused as public. The
+    # caller retries only once it has read that the account itself allows public policies.
+    "public-access-block": RetryCase(
+        codes=frozenset({"AccessDenied"}), timeout="public-access-block",
+        why="the bucket's new Block Public Access setting has not reached S3's policy check yet"),
 }
 
 # One line per code a user is likely to meet, said the way a colleague would say it.

@@ -303,18 +303,28 @@ class AssetsBucket(Step):
     def _put_policy(ctx, bucket, policy):
         from botocore.exceptions import ClientError
 
-        try:
+        def put():
             ctx.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+        try:
+            put()
         except ClientError as e:
+            if error_code(e) != "AccessDenied":
+                raise
+            account_blocks = account_blocks_public_policies(ctx)
             # Organizations often turn on Block Public Access for the whole account: then no
             # bucket may have a public policy, and AWS says only "Access Denied".
-            if error_code(e) == "AccessDenied" and account_blocks_public_policies(ctx):
+            if account_blocks:
                 raise ConfigError(
                     f"account {ctx.account} blocks public bucket policies (S3 Block Public Access, account "
                     "level), so the product images cannot be made public",
                     hint="turn off BlockPublicPolicy and RestrictPublicBuckets in the account's S3 Block "
                          "Public Access settings (or ask the account's administrator), then run again") from None
-            raise
+            if account_blocks is None:
+                raise  # cannot tell why: the refusal stands as it is
+            # The account allows public policies, so this is the bucket's own Block Public
+            # Access, set a moment ago and not yet in effect (it applies asynchronously).
+            ctx.retry("public-access-block", put)
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, ctx, resource):
@@ -366,14 +376,17 @@ def _setting(get, bucket: str, unset_code: str, key: str, unset):
         return unset
 
 
-def account_blocks_public_policies(ctx) -> bool:
-    """Whether the account's own Block Public Access forbids public bucket policies (false when
-    it cannot tell: the original AccessDenied then stands)."""
+def account_blocks_public_policies(ctx) -> bool | None:
+    """Whether the account's own Block Public Access forbids public bucket policies: True, False
+    (no account-level setting, or one that allows them), or None when it cannot tell (no
+    permission to read it: the original AccessDenied then stands)."""
     from botocore.exceptions import ClientError
 
     try:
         config = ctx.client("s3control").get_public_access_block(
             AccountId=ctx.account)["PublicAccessBlockConfiguration"]
-    except ClientError:
-        return False
+    except ClientError as e:
+        if error_code(e) == "NoSuchPublicAccessBlockConfiguration":
+            return False
+        return None
     return bool(config.get("BlockPublicPolicy"))
