@@ -163,7 +163,9 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
     def _after_create_nat(self, parsed, **_):
         nat = parsed.get("NatGateway")
         if nat:
-            self.nat_created[nat["NatGatewayId"]] = time.monotonic()
+            # setdefault: a replayed ClientToken answers the first gateway again (see
+            # test_client_tokens.py); that is no new creation.
+            self.nat_created.setdefault(nat["NatGatewayId"], time.monotonic())
             nat["State"] = "pending"
 
     def _nat_state(self, nat_id, moto_state):

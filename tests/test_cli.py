@@ -107,8 +107,8 @@ def inject(monkeypatch):
     hooks: list[tuple[str, object]] = []
     original = RunContext.client
 
-    def client(self, service):
-        c = original(self, service)
+    def client(self, service, *args, **kwargs):
+        c = original(self, service, *args, **kwargs)
         if not getattr(c, "_test_hooks", False):
             for event, handler in hooks:
                 c.meta.events.register(event, handler)

@@ -68,8 +68,8 @@ def test_launch_template_by_value(built):
     version = _latest_data(template.id)
     data = version["LaunchTemplateData"]
 
-    # IMDSv2 only, with a hop limit the app's containers can reach.
-    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 2,
+    # IMDSv2 only, with a hop limit no container can reach (the Docker bridge is a second hop).
+    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
                                        "HttpEndpoint": "enabled"}
     # One root volume: Ubuntu's root device, gp3, 20 GiB, encrypted, gone with the instance.
     assert data["BlockDeviceMappings"] == [{"DeviceName": "/dev/sda1", "Ebs": {

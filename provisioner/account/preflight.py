@@ -99,16 +99,52 @@ def _refused(e, action: str) -> ConfigError | None:
     return None
 
 
-def availability_zones(ctx: RunContext) -> list[str]:
-    """The first two zones of the region that are available and need no opt-in."""
+def region_zones(ctx: RunContext) -> list[str]:
+    """The region's zones that are available and need no opt-in, by name."""
     zones = _ask(ctx, "ec2:DescribeAvailabilityZones", ctx.ec2.describe_availability_zones, set(),
                  Filters=[{"Name": "state", "Values": ["available"]},
                           {"Name": "zone-type", "Values": ["availability-zone"]}])["AvailabilityZones"]
-    names = sorted(z["ZoneName"] for z in zones if z.get("OptInStatus", "opt-in-not-required") == "opt-in-not-required")
+    return sorted(z["ZoneName"] for z in zones if z.get("OptInStatus", "opt-in-not-required") == "opt-in-not-required")
+
+
+def offering_zones(ctx: RunContext, instance_type: str, zones: list[str]) -> set[str]:
+    """Which of `zones` offer the instance type."""
+    offerings = _ask(ctx, "ec2:DescribeInstanceTypeOfferings", ctx.ec2.describe_instance_type_offerings, set(),
+                     LocationType="availability-zone",
+                     Filters=[{"Name": "instance-type", "Values": [instance_type]},
+                              {"Name": "location", "Values": list(zones)}])
+    return {o["Location"] for o in offerings["InstanceTypeOfferings"]}
+
+
+def availability_zones(ctx: RunContext) -> list[str]:
+    """The first two zones of the region that are available, need no opt-in and offer the
+    instance type. Zone names are mapped to physical zones per account (one account's
+    us-east-1a is another's us-east-1c), and not every zone offers every type (us-east-1e has no
+    t3): the first two names would launch nothing in such a zone, for as long as the stack lives."""
+    names = region_zones(ctx)
     if len(names) < ZONE_COUNT:
         raise ConfigError(f"region {ctx.region} has {len(names)} available zone(s); the stack needs "
                           f"{ZONE_COUNT} for a load balancer", hint="choose another --region")
-    return names[:ZONE_COUNT]
+    instance_type = ctx.config.instance_type
+    offered = offering_zones(ctx, instance_type, names)
+    usable = [z for z in names if z in offered]
+    if len(usable) < ZONE_COUNT:
+        raise ConfigError(f"instance type {instance_type} is offered in {len(usable)} zone(s) of {ctx.region} "
+                          f"({', '.join(usable) or 'none'}); the stack needs {ZONE_COUNT}",
+                          hint="pick another --instance-type (t3.micro and t3.small are offered almost everywhere) "
+                               "or another --region")
+    return usable[:ZONE_COUNT]
+
+
+def check_zones(ctx: RunContext, zones: list[str]) -> None:
+    """Zones given with --zones (or a stack file) exist in this region and are available."""
+    names = region_zones(ctx)
+    unknown = [z for z in zones if z not in names]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], names, n=1)
+        raise ConfigError(f"zone(s) {', '.join(unknown)} are not available zones of {ctx.region} "
+                          f"(it has {', '.join(names)})",
+                          hint=f"did you mean {near[0]}?" if near else "leave --zones out to choose them automatically")
 
 
 def check_compute(ctx: RunContext) -> None:
@@ -132,15 +168,12 @@ def check_compute(ctx: RunContext) -> None:
     if config.zones:
         # Not every type is offered in every zone (us-east-1e has no t3); the group would try
         # and fail to launch in that zone for as long as it exists.
-        offerings = _ask(ctx, "ec2:DescribeInstanceTypeOfferings", ctx.ec2.describe_instance_type_offerings, set(),
-                         LocationType="availability-zone",
-                         Filters=[{"Name": "instance-type", "Values": [config.instance_type]},
-                                  {"Name": "location", "Values": list(config.zones)}])
-        offered = {o["Location"] for o in offerings["InstanceTypeOfferings"]}
+        offered = offering_zones(ctx, config.instance_type, list(config.zones))
         missing = [z for z in config.zones if z not in offered]
         if missing:
             raise ConfigError(f"instance type {config.instance_type} is not offered in {', '.join(missing)}",
-                              hint="pick another --instance-type (t3.micro and t3.small are offered almost everywhere)")
+                              hint="pick another --instance-type (t3.micro and t3.small are offered almost "
+                                   "everywhere), or other --zones")
 
 
 def _ask(ctx: RunContext, action: str, call, absent_codes: set[str], **params) -> dict | None:

@@ -4,6 +4,7 @@ command runs, so `provision --help` answers at once."""
 from __future__ import annotations
 
 import functools
+import os
 
 import click
 
@@ -106,7 +107,24 @@ def file_option(f, place_only: bool = True):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Provision(click.Group):
+    """The command group, with a last net under the commands' own (`guarded`): whatever escapes
+    a command is one line and a crash log, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            from provisioner.commands.connection import is_click_exit, report_crash
+            from provisioner.ui.console import ConsoleReporter
+
+            if is_click_exit(e):
+                raise
+            ctx.exit(report_crash(ConsoleReporter(), ctx.invoked_subcommand or "provision", e,
+                                  os.environ.get("PROVISION_STATE_DIR", "./state"), None))
+
+
+@click.group(cls=Provision, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="provision")
 def main():
     """Build, run and tear down a production-shaped AWS web stack.

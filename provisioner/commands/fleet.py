@@ -235,7 +235,8 @@ def preflight(fleet: Fleet, overrides: dict, found) -> list[str]:
         if not new and not any(unfinished(Reads(ctx, config), held) for held in existing):
             lines.append(f"{region}: all {len(students)} stack(s) exist; no quota needed")
             continue
-        config.zones = availability_zones(ctx)
+        if not config.zones:
+            config.zones = availability_zones(ctx)
         report = check_quotas(ctx, config, len(new), existing)
         for warning in report.warnings:
             fleet.reporter.warn(f"{region}: {warning}")

@@ -16,9 +16,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from botocore.exceptions import ClientError
+
 from provisioner.engine.context import RunContext
 from provisioner.engine.errors import AwsFailure
-from provisioner.engine.retries import error_code
+from provisioner.engine.retries import WAIT_AND_RETRY, error_code, error_message
 
 PENDING, BOOTSTRAPPING, HEALTHY, UNHEALTHY, TERMINATING = (
     "pending", "bootstrapping", "healthy", "unhealthy", "terminating")
@@ -100,8 +102,6 @@ def bootstrap_marker(console: str) -> str | None:
 
 
 def console_output(ctx: RunContext, instance_id: str) -> str:
-    from botocore.exceptions import ClientError
-
     ec2 = ctx.ec2
     try:
         # The latest output needs a Nitro instance; older types only have the boot-time buffer.
@@ -179,7 +179,19 @@ def wait_until_healthy(ctx: RunContext, watch: HealthWatch, *, desired: int, gra
     deadline = time.monotonic() + deadline_seconds
     shown: set[str] = set()
     while True:
-        group, instances = watch.read()
+        try:
+            group, instances = watch.read()
+        except ClientError as e:
+            # EC2 is eventually consistent: an instance the group launched seconds ago can be
+            # InvalidInstanceID.NotFound to DescribeInstances (and to GetConsoleOutput) for a
+            # while. Read again at the next poll; anything else ends the wait, naming the call.
+            if not WAIT_AND_RETRY["eventual-consistency"].matches(e) or time.monotonic() >= deadline:
+                raise AwsFailure(f"{getattr(e, 'operation_name', 'an AWS call')} failed while waiting for the "
+                                 f"instances to turn healthy: {error_code(e)}: {error_message(e)}",
+                                 hint="the stack is built; `provision status` shows its health when AWS answers "
+                                      "again", code=error_code(e)) from None
+            ctx.sleep(ctx.poll_interval)
+            continue
         if group is None:
             raise AwsFailure(f"Auto Scaling Group {watch.group_name} does not exist",
                              hint="run `provision up` to create it")

@@ -15,7 +15,7 @@ from provisioner.engine.engine import DELETED, FAILED, INTERRUPTED, Engine
 from provisioner.engine.errors import (EXIT_AWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError, Interrupted,
                      ProvisionError)
 from provisioner.commands.keys import KeyStore
-from provisioner.account.preflight import availability_zones
+from provisioner.account.preflight import availability_zones, check_zones
 from provisioner.engine.registry import plan_steps
 from provisioner.engine.retries import CREDENTIAL_CODES, PERMISSION_CODES
 from provisioner.commands.connection import Connection, GlobalOptions, confirm, guarded, poll_interval  # noqa: F401
@@ -84,6 +84,8 @@ class Run:
     def resolve_zones(self) -> None:
         if not self.config.zones:
             self.config.zones = availability_zones(self.ctx)
+        elif self.is_new or self.config.zones != StackConfig.from_dict(self.state.config).zones:
+            check_zones(self.ctx, self.config.zones)
         self.state.config = self.config.to_dict()
 
     @contextmanager

@@ -8,6 +8,7 @@ at its next AWS call or wait.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import math
 import threading
@@ -63,6 +64,9 @@ class RunContext:
         self.timeout_scale = timeout_scale
         self.reporter = reporter or Reporter()
         self.generation = generation or utc_now()
+        # When this run began (UTC): a resource AWS reports as created before it, in answer to
+        # a create, is a former one that an idempotency token replayed.
+        self.started = datetime.datetime.now(datetime.timezone.utc)
         self.account: str | None = None
         self.owner: str | None = None   # the caller's ARN, stamped on what this run creates
         self.cancel = threading.Event()
@@ -274,6 +278,17 @@ class RunContext:
         stack generation, different once the stack was deleted and built again."""
         digest = hashlib.sha256(f"{self.stack}:{step}:{self.generation}".encode()).hexdigest()
         return digest[:64]
+
+    def client_tokens(self, step: str, attempts: int = 5):
+        """The step's idempotency tokens in order: `client_token(step)` first, each next one
+        derived from the last. AWS answers a used token with the resource it made the first time,
+        whatever it has become since (deleted by hand, failed); the step then takes the next
+        token, so a create after a manual deletion makes a fresh resource, and a retry still
+        meets its own, deterministically."""
+        token = self.client_token(step)
+        for _ in range(attempts):
+            yield token
+            token = self.client_token(f"{step}:after:{token}")
 
     def dep(self, step: str) -> Resource | None:
         """The resource of a step this one depends on (None if it does not exist yet: `plan`)."""

@@ -95,11 +95,13 @@ class StackConfig:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def replacements(self, new: "StackConfig") -> list[str]:
-        """What `new` changes that AWS cannot change in place (a VPC's or subnet's CIDR)."""
+        """What `new` changes that AWS cannot change in place (a VPC's or subnet's CIDR, a
+        subnet's zone). Zones not chosen yet (a state from before they were recorded) are none."""
         fields = {"vpc_cidr": "--vpc-cidr", "public_subnet_cidrs": "--public-subnets",
-                  "private_subnet_cidrs": "--private-subnets"}
+                  "private_subnet_cidrs": "--private-subnets", "zones": "--zones"}
         return [f"{option} {getattr(self, name)} -> {getattr(new, name)}"
-                for name, option in fields.items() if getattr(self, name) != getattr(new, name)]
+                for name, option in fields.items()
+                if getattr(self, name) != getattr(new, name) and (name != "zones" or self.zones and new.zones)]
 
     def superset(self) -> "StackConfig":
         """The config whose steps include every optional resource, so that `down` looks for
@@ -281,6 +283,27 @@ def validate_stack_name(name: str) -> str:
             hint="use lower-case letters, digits and single hyphens, starting with a letter "
                  "and not ending with a hyphen (e.g. 'stylesphere' or 'lab-alice')")
     return name
+
+
+ZONE_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+[a-z](-[a-z0-9]+)?$")
+
+
+def parse_zones(value) -> list[str] | None:
+    """--zones a,b: two distinct zone names (us-east-1a, or a Local Zone's us-west-2-lax-1a)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"--zones takes zone names as strings, got {value!r}")
+        value = ",".join(value)
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if len(parts) != ZONE_COUNT or len(set(parts)) != ZONE_COUNT:
+        raise ConfigError(f"--zones takes {ZONE_COUNT} different comma-separated zone names, got {value!r}",
+                          hint="e.g. --zones us-east-1a,us-east-1b")
+    bad = [p for p in parts if not ZONE_NAME.match(p)]
+    if bad:
+        raise ConfigError(f"--zones: {bad[0]!r} is not a zone name", hint="e.g. --zones us-east-1a,us-east-1b")
+    return parts
 
 
 def parse_cidr_pair(value: str | None, option: str) -> list[str] | None:

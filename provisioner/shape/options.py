@@ -45,6 +45,12 @@ def _cidr_pair(flag: str):
     return parse
 
 
+def _zones(value):
+    from provisioner.shape.config import parse_zones
+
+    return parse_zones(value)
+
+
 def _ssh_cidr(value):
     from provisioner.shape.config import normalize_ssh_cidr
 
@@ -55,6 +61,7 @@ PARSE: dict[str, Callable[[Any], Any]] = {
     "public_subnets": _cidr_pair("--public-subnets"),
     "private_subnets": _cidr_pair("--private-subnets"),
     "ssh_cidr": _ssh_cidr,
+    "zones": _zones,
 }
 
 OPTIONS: tuple[Option, ...] = (
@@ -63,6 +70,11 @@ OPTIONS: tuple[Option, ...] = (
            "public_subnet_cidrs", ("public-subnet-1", "public-subnet-2"), metavar="CIDR,CIDR"),
     Option("private_subnets", "--private-subnets", list, "Private subnet CIDRs", "10.0.11.0/24,10.0.12.0/24",
            "private_subnet_cidrs", ("private-subnet-1", "private-subnet-2"), metavar="CIDR,CIDR"),
+    Option("zones", "--zones", list, "The two availability zones, e.g. us-east-1a,us-east-1c",
+           "the region's first two zones that offer the instance type", "zones",
+           ("public-subnet-1", "public-subnet-2", "private-subnet-1", "private-subnet-2"), metavar="ZONE,ZONE",
+           more="a zone that does not offer the instance type is refused before anything is built; kept for "
+                "the stack's life (subnets cannot move zones)"),
     Option("nat_per_az", "--nat-per-az/--single-nat", bool,
            "One NAT gateway per zone (resilient, twice the cost) or one shared", "single", "nat_per_az",
            ("nat-gateway-2", "nat-eip-2", "private-route-table-2")),

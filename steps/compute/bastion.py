@@ -12,8 +12,8 @@ from steps.compute.launch_template import (INSTANCES, METADATA_OPTIONS, PASS_INS
 # Canonical's Ubuntu 24.04 snapshot is 8 GiB; a root volume may not be smaller than its snapshot,
 # and a jump host needs no more.
 BASTION_ROOT_VOLUME = {"VolumeType": "gp3", "VolumeSize": 8, "Encrypted": True, "DeleteOnTermination": True}
-# IMDSv2 only, as the app instances; hop limit 1, not their 2: no container runs here, so a
-# request from anything but the host itself never gets credentials (the bastion has no role anyway).
+# IMDSv2 only with hop limit 1, as the app instances: a request from anything but the host itself
+# never gets credentials (the bastion has no role anyway).
 BASTION_METADATA_OPTIONS = {**METADATA_OPTIONS, "HttpPutResponseHopLimit": 1}
 # Listed by EC2 but gone or going: a new bastion is made rather than one of these adopted.
 GONE_STATES = ("shutting-down", "terminated")

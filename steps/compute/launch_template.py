@@ -1,12 +1,14 @@
 import base64
+import datetime
 import gzip
 import hashlib
 
 import userdata
+from provisioner.engine.errors import AwsFailure
 from provisioner.engine.kinds import FREE, Iam, PriceKey, actions, ec2_listing
 from provisioner.account.pricing import HOURS_PER_MONTH, price_of
 from provisioner.engine.registry import Step, in_service, register
-from provisioner.engine.retries import lookup
+from provisioner.engine.retries import error_code, lookup
 
 from steps.network.elastic_ip import PUBLIC_IPV4_HOUR
 from steps.access.key_pair import key_pair_name
@@ -19,9 +21,15 @@ DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # instead of changing the root one.
 ROOT_DEVICE = "/dev/sda1"
 ROOT_VOLUME = {"VolumeType": "gp3", "VolumeSize": 20, "Encrypted": True, "DeleteOnTermination": True}
-# IMDSv2 only. The hop limit is 2, not 1: a container's request to the metadata service crosses
-# one more hop (the Docker bridge), and with 1 the app in Docker Compose gets no credentials.
-METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"}
+# IMDSv2 only, hop limit 1. A container's request to the metadata service crosses one more hop
+# (the Docker bridge), so with 1 no container can take the instance role's credentials; with 2
+# any process in any container could. No container needs them: the boot script on the host
+# fetches the release and logs in to the registry, and the app's containers make no AWS call.
+# A container that does need AWS (a secret of the data tier) must get it from the host, or this
+# is the line to change, with the reason beside it.
+METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"}
+# A template's CreateTime and the run's clock can differ by this much.
+TOKEN_REPLAY_SLACK = datetime.timedelta(seconds=60)
 
 
 def instance_architecture(ctx, instance_type: str) -> str:
@@ -240,14 +248,34 @@ class LaunchTemplate(Step):
         architecture = self._architecture(ctx, ctx.config.instance_type)
         ami = ctx.config.ami or self._latest_ubuntu(ctx, architecture)
         script = self._script(ctx)
-        template = ctx.ec2.create_launch_template(
-            LaunchTemplateName=self.template_name(ctx), LaunchTemplateData=self._data(ctx, ami, script),
-            ClientToken=ctx.client_token(self.name),
-            TagSpecifications=[{"ResourceType": "launch-template", "Tags": ctx.tags(self.name)}])["LaunchTemplate"]
+        template = self._create(ctx, self._data(ctx, ami, script))
         return Resource(id=template["LaunchTemplateId"],
                         attrs={"name": template["LaunchTemplateName"], "version": template["LatestVersionNumber"],
                                "ami": ami, "user_data_sha256": hashlib.sha256(script.encode()).hexdigest()},
                         raw=template)
+
+    def _create(self, ctx, data):
+        from botocore.exceptions import ClientError
+
+        for token in ctx.client_tokens(self.name):
+            try:
+                template = ctx.ec2.create_launch_template(
+                    LaunchTemplateName=self.template_name(ctx), LaunchTemplateData=data, ClientToken=token,
+                    TagSpecifications=[{"ResourceType": "launch-template", "Tags": ctx.tags(self.name)}],
+                )["LaunchTemplate"]
+            except ClientError as e:
+                # The token made a template from other data (a newer image, another script).
+                if error_code(e) == "IdempotentParameterMismatch":
+                    continue
+                raise
+            # A replayed token answers the template it made first, even one deleted by hand
+            # since. A live one would have been found by its name before create was called, so
+            # a template older than this run is that former one: its id no longer exists.
+            created = template.get("CreateTime")
+            if created is None or created >= ctx.started - TOKEN_REPLAY_SLACK:
+                return template
+        raise AwsFailure("CreateLaunchTemplate answered every client token with a former launch template",
+                         hint="run `provision up` again")
 
     # -- update ----------------------------------------------------------------------------------
     def update(self, ctx, resource, apply):

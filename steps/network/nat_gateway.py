@@ -1,6 +1,7 @@
 from collections import Counter
 
-from provisioner.engine.errors import DriftConflict
+from provisioner.engine.errors import AwsFailure, DriftConflict
+from provisioner.engine.retries import error_code
 from provisioner.engine.kinds import Iam, PriceKey, Quota, UsageNote, actions, ec2_listing
 from provisioner.account.pricing import price_of
 from provisioner.account.quotas import FILTER_VALUES_MAX, still_by_kind
@@ -103,11 +104,30 @@ class NatGateway(Ec2Step):
         return {"subnet_id": item["SubnetId"], "public_ip": addresses[0].get("PublicIp")}
 
     def create(self, ctx):
-        nat = ctx.retry("eventual-consistency", ctx.ec2.create_nat_gateway,
-                        SubnetId=ctx.dep(f"public-subnet-{self.index + 1}").id,
-                        AllocationId=ctx.dep(f"nat-eip-{self.index + 1}").id,
-                        ConnectivityType="public", ClientToken=ctx.client_token(self.name),
-                        TagSpecifications=ctx.tag_specifications("natgateway", self.name))["NatGateway"]
+        from botocore.exceptions import ClientError
+
+        for token in ctx.client_tokens(self.name):
+            try:
+                nat = ctx.retry("eventual-consistency", ctx.ec2.create_nat_gateway,
+                                SubnetId=ctx.dep(f"public-subnet-{self.index + 1}").id,
+                                AllocationId=ctx.dep(f"nat-eip-{self.index + 1}").id,
+                                ConnectivityType="public", ClientToken=token,
+                                TagSpecifications=ctx.tag_specifications("natgateway", self.name))["NatGateway"]
+            except ClientError as e:
+                # The token made a gateway with other parameters (a new Elastic IP since).
+                if error_code(e) == "IdempotentParameterMismatch":
+                    continue
+                raise
+            # A replayed token answers the gateway it made first, even one deleted by hand since
+            # (AWS lists it as deleted for about an hour): waiting on it would fail.
+            # By id, in any state: a new gateway not listed yet is NatGatewayNotFound, retried.
+            now = ctx.retry("eventual-consistency", ctx.ec2.describe_nat_gateways,
+                            NatGatewayIds=[nat["NatGatewayId"]])["NatGateways"]
+            if not now or now[0]["State"] not in GONE_STATES:
+                break
+        else:
+            raise AwsFailure("CreateNatGateway answered every client token with a former NAT gateway",
+                             hint="run `provision up` again")
         self._wait_available(ctx, nat["NatGatewayId"])
         return self.to_resource(self._describe(ctx, [{"Name": "nat-gateway-id", "Values": [nat["NatGatewayId"]]}])[0])
 
