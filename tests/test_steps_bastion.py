@@ -281,7 +281,9 @@ def test_turning_the_bastion_off_retires_it_in_order(built, strict):
         _group(bastion_group)
     data = _latest_template_data(template)
     assert "KeyName" not in data
-    assert results["auto-scaling-group"].changes == ["instance refresh started: 2 instance(s) on version 1 -> 2"]
+    assert results["auto-scaling-group"].changes[0].endswith("version 1 -> " + template + " version 2")
+    assert results["auto-scaling-group"].changes[1].startswith("instance refresh started to version 2: i-")
+    assert results["auto-scaling-group"].changes[1].count("on version 1") == 2
 
     again = _ok(built.up())
     assert {r.outcome for r in again.values()} == {"kept"}

@@ -116,7 +116,8 @@ def test_auto_scaling_group_by_value(built):
     assert group["HealthCheckType"] == "ELB" and group["HealthCheckGracePeriod"] == 600
     assert (group["MinSize"], group["DesiredCapacity"], group["MaxSize"]) == (1, 2, 4)
     assert group["LaunchTemplate"]["LaunchTemplateId"] == resources["launch-template"].id
-    assert group["LaunchTemplate"]["Version"] == "$Latest"
+    # Pinned to the version number, so that each instance's version is a number AWS reports.
+    assert group["LaunchTemplate"]["Version"] == str(resources["launch-template"].attrs["version"]) == "1"
     assert group["NewInstancesProtectedFromScaleIn"] is False
     propagated = {t["Key"]: t["PropagateAtLaunch"] for t in group["Tags"]}
     assert propagated == {"Name": False, TAG_STACK: True, TAG_STEP: False, "provision:created-at": False}
@@ -171,7 +172,9 @@ def test_changed_instance_type_makes_a_new_version_and_refreshes_the_instances(b
     results = _ok(built.up(config=bigger, only=ONLY))
     assert results["launch-template"].outcome == "updated"
     assert results["launch-template"].changes == ["instance type t3.micro -> t3.small"]
-    assert results["auto-scaling-group"].changes == ["instance refresh started: 2 instance(s) on version 1 -> 2"]
+    assert results["auto-scaling-group"].changes == [
+        f"launch template {template_id} version 1 -> {template_id} version 2",
+        "instance refresh started to version 2: " + ", ".join(f"{i} on version 1" for i in sorted(old_instances))]
 
     version = _latest_data(template_id)
     assert version["VersionNumber"] == 2 and version["DefaultVersion"] is True
@@ -194,6 +197,44 @@ def test_changed_instance_type_makes_a_new_version_and_refreshes_the_instances(b
     assert _compute_mutations(built) == []
 
 
+def as_aws_reports_versions(parsed, **_):
+    """AWS reports each instance's launch template version as the group names it: "$Latest" for
+    a group on "$Latest" (moto reports the number whatever the group names)."""
+    for group in parsed.get("AutoScalingGroups", []):
+        named = (group.get("LaunchTemplate") or {}).get("Version")
+        if named and not named.isdigit():
+            for instance in group.get("Instances", []):
+                if instance.get("LaunchTemplate"):
+                    instance["LaunchTemplate"]["Version"] = named
+
+
+def test_which_version_each_instance_runs_is_decided_from_numbers_aws_reports(make_stack):
+    stack = make_stack(hooks=[("after-call.auto-scaling.DescribeAutoScalingGroups", as_aws_reports_versions)])
+    _ok(stack.up(only=ONLY))
+    instances = sorted(i["InstanceId"] for i in _group()["Instances"])
+    bigger = dataclasses.replace(stack.config, instance_type="t3.small")
+    template_id = stack.last_ctx.resources["launch-template"].id
+    results = _ok(stack.up(config=bigger, only=ONLY))
+    assert results["auto-scaling-group"].changes[-1] == (
+        "instance refresh started to version 2: " + ", ".join(f"{i} on version 1" for i in instances))
+    assert _group()["LaunchTemplate"] == {"LaunchTemplateId": template_id, "LaunchTemplateName": "stylesphere-web",
+                                          "Version": "2"}
+
+
+def test_plan_names_the_version_each_outdated_instance_runs(built):
+    """What `plan` says once the template has a newer version than some instances run (a refresh
+    stopped half-way, a version `up` made before an interruption)."""
+    from steps.compute.auto_scaling_group import AutoScalingGroup
+
+    ctx = built.last_ctx
+    ctx.read_only = True
+    group = ctx.resources["auto-scaling-group"]
+    instances = sorted(i["InstanceId"] for i in group.raw["Instances"])
+    ctx.resources["launch-template"].attrs["version"] = 2
+    assert AutoScalingGroup()._refresh(ctx, group, apply=False) == [
+        "start an instance refresh to version 2: " + ", ".join(f"{i} on version 1" for i in instances)]
+
+
 def test_changed_ami_makes_a_new_version(built):
     current = _latest_ami()
     images = boto3.client("ec2", region_name=REGION).describe_images(
@@ -203,7 +244,9 @@ def test_changed_ami_makes_a_new_version(built):
     results = _ok(built.up(config=pinned, only=ONLY))
     assert [c for c in results["launch-template"].changes if c.startswith("AMI ")] == [
         f"AMI {current} -> {other}"]
-    assert results["auto-scaling-group"].changes[0].startswith("instance refresh started: 2 instance(s)")
+    assert results["auto-scaling-group"].changes[0].endswith("version 1 -> " + results["launch-template"].resources[0].id
+                                                              + " version 2")
+    assert results["auto-scaling-group"].changes[1].startswith("instance refresh started to version 2: i-")
     assert results["launch-template"].resources[0].attrs["ami"] == other
 
 

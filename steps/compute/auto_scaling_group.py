@@ -196,7 +196,7 @@ class AutoScalingGroup(Step):
         # ("Invalid IAM Instance Profile name", a ValidationError) until IAM has propagated it.
         ctx.retry("instance-profile", self._client(ctx).create_auto_scaling_group,
                   AutoScalingGroupName=name,
-                  LaunchTemplate={"LaunchTemplateId": ctx.dep("launch-template").id, "Version": "$Latest"},
+                  LaunchTemplate=self._template(ctx),
                   MinSize=config.min_size, MaxSize=config.max_size, DesiredCapacity=config.desired_capacity,
                   VPCZoneIdentifier=",".join(self._subnets(ctx)), TargetGroupARNs=self._target_groups(ctx),
                   HealthCheckType="ELB", HealthCheckGracePeriod=config.grace_period,
@@ -230,11 +230,12 @@ class AutoScalingGroup(Step):
         if sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))) != sorted(subnets):
             changes.append(f"subnets {group.get('VPCZoneIdentifier')} -> {','.join(subnets)}")
             settings["VPCZoneIdentifier"] = ",".join(subnets)
-        template = {"LaunchTemplateId": ctx.dep("launch-template").id, "Version": "$Latest"}
+        template = self._template(ctx)
         have_template = group.get("LaunchTemplate") or {}
         if {k: have_template.get(k) for k in template} != template:
-            changes.append(f"launch template {have_template.get('LaunchTemplateId')} "
-                           f"{have_template.get('Version')} -> {template['LaunchTemplateId']} $Latest")
+            changes.append(f"launch template {have_template.get('LaunchTemplateId')} version "
+                           f"{have_template.get('Version')} -> {template['LaunchTemplateId']} version "
+                           f"{template['Version']}")
             settings["LaunchTemplate"] = template
         if apply and settings:
             if {"MinSize", "MaxSize", "DesiredCapacity"} & set(settings):
@@ -257,14 +258,24 @@ class AutoScalingGroup(Step):
         changes += self._refresh(ctx, resource, apply)
         return changes + self._converge_tags(ctx, resource, apply)
 
+    @staticmethod
+    def _template(ctx):
+        """The launch template by its version number, never "$Latest": AWS then reports each
+        instance's version as that number (with "$Latest" it reports "$Latest", and which
+        instances run an older version cannot be told), and a new version reaches the group
+        only when `up` has made it, not the moment someone adds one by hand."""
+        template = ctx.dep("launch-template")
+        version = template.attrs.get("version")
+        return {"LaunchTemplateId": template.id, "Version": str(version) if version else "$Latest"}
+
     def _refresh(self, ctx, resource, apply):
-        """Roll out a new launch template version: a group launches "$Latest" only for new
+        """Roll out a new launch template version: the group launches it only for new
         instances, so the running ones are replaced by an instance refresh."""
         latest = ctx.dep("launch-template").attrs.get("version")
         outdated = {}
         for instance in resource.raw.get("Instances", []):
             version = str((instance.get("LaunchTemplate") or {}).get("Version", ""))
-            if instance.get("LifecycleState") == "InService" and version.isdigit() and int(version) < latest:
+            if instance.get("LifecycleState") == "InService" and version.isdigit() and latest and int(version) < latest:
                 outdated[instance["InstanceId"]] = int(version)
         if not outdated:
             return []
@@ -272,13 +283,13 @@ class AutoScalingGroup(Step):
             AutoScalingGroupName=resource.id, MaxRecords=5)["InstanceRefreshes"]
         if any(r["Status"] in REFRESH_RUNNING for r in refreshes):
             return []  # already rolling out; that refresh launches the latest version too
-        old = ", ".join(str(v) for v in sorted(set(outdated.values())))
+        which = ", ".join(f"{instance_id} on version {version}" for instance_id, version in sorted(outdated.items()))
         if not apply:
-            return [f"start an instance refresh: {len(outdated)} instance(s) on version {old} -> {latest}"]
+            return [f"start an instance refresh to version {latest}: {which}"]
         self._client(ctx).start_instance_refresh(
             AutoScalingGroupName=resource.id,
             Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": ctx.config.grace_period})
-        return [f"instance refresh started: {len(outdated)} instance(s) on version {old} -> {latest}"]
+        return [f"instance refresh started to version {latest}: {which}"]
 
     # -- delete ----------------------------------------------------------------------------------
     def delete(self, ctx, resource):
