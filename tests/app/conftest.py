@@ -18,7 +18,7 @@ import pytest
 # Make the helper module importable whatever pytest's import mode is.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_test_support import APP, FRONTEND, IMAGES, free_port, require, wait_http  # noqa: E402
+from app_test_support import APP, FRONTEND, IMAGES, require, storefront, wait_http  # noqa: E402
 
 
 # --------------------------------------------------------------------------- backend
@@ -182,25 +182,17 @@ def stack(frontend_build):
     api = make_server("127.0.0.1", 0, create_app(images_base_url=images_url), threaded=True)
     _serve(api)
 
-    fe_port = free_port()
-    env = dict(os.environ, PORT=str(fe_port), HOSTNAME="127.0.0.1", NODE_ENV="production",
-               NEXT_TELEMETRY_DISABLED="1")
-    log = open(frontend_build.parent / "test-server.log", "w")
-    node = subprocess.Popen(["node", "server.js"], cwd=frontend_build, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    router = Router(api.server_port, fe_port)
-    _serve(router.server)
     try:
-        wait_http("127.0.0.1", fe_port, "/healthz", timeout=60)
-        wait_http("127.0.0.1", router.port, "/api/health")
-        yield router
+        with storefront(frontend_build, {"NODE_ENV": "production", "NEXT_TELEMETRY_DISABLED": "1"}) as fe_port:
+            router = Router(api.server_port, fe_port)
+            _serve(router.server)
+            try:
+                wait_http("127.0.0.1", router.port, "/api/health")
+                yield router
+            finally:
+                router.server.shutdown()
+                router.server.server_close()
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        log.close()
-        for srv in (router.server, api, images):
+        for srv in (api, images):
             srv.shutdown()
             srv.server_close()

@@ -5,9 +5,13 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+import pytest
 import yaml
 
-from app_test_support import APP, BACKEND, FRONTEND, IMAGES
+from app_test_support import APP, BACKEND, FRONTEND, IMAGES, docker_hub_pulls, dockerfiles
+
+# Docker's official images as ECR Public mirrors them.
+MIRROR = "public.ecr.aws/docker/library/"
 
 
 def _compose():
@@ -35,7 +39,7 @@ def test_compose_passes_images_base_url_to_backend():
 
 def test_backend_dockerfile():
     text = (BACKEND / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.\d+-slim\b", text, re.M)
+    assert re.search(r"^FROM " + re.escape(MIRROR) + r"python:3\.\d+-slim\b", text, re.M)
     assert re.search(r"^USER (?!root)\S+", text, re.M)
     assert "EXPOSE 5000" in text
     assert "gunicorn" in text
@@ -56,11 +60,37 @@ def test_frontend_dockerfile_multistage_node_lts_alpine():
     froms = re.findall(r"^FROM (\S+)", text, re.M)
     assert len(froms) >= 2
     for image in froms:
-        assert re.fullmatch(r"node:(20|22|24)-alpine", image), image
+        assert re.fullmatch(re.escape(MIRROR) + r"node:(20|22|24)-alpine", image), image
     assert "npm ci" in text
     assert ".next/standalone" in text
     assert "NEXT_TELEMETRY_DISABLED=1" in text
     assert re.search(r"^USER (?!root)\S+", text, re.M)
+
+
+def test_no_base_image_comes_from_docker_hub():
+    # Docker Hub's anonymous pull limit is per IP address, and all of a stack's
+    # instances pull through the NAT gateway's one address.
+    files = dockerfiles()
+    assert {BACKEND / "Dockerfile", FRONTEND / "Dockerfile"} <= set(files), files
+    for f in files:
+        assert docker_hub_pulls(f.read_text()) == [], f
+
+
+@pytest.mark.parametrize("text, hub", [
+    ("FROM node:20-alpine AS deps\nFROM deps AS build\n", ["node:20-alpine"]),
+    ("FROM python:3.12-slim\n", ["python:3.12-slim"]),
+    ("FROM library/python:3.12-slim\n", ["library/python:3.12-slim"]),
+    ("FROM docker.io/library/node:20-alpine\n", ["docker.io/library/node:20-alpine"]),
+    ("FROM registry-1.docker.io/library/node:20\n", ["registry-1.docker.io/library/node:20"]),
+    ("FROM --platform=linux/amd64 node:20 AS a\n", ["node:20"]),
+    ("ARG BASE=node:20-alpine\nFROM ${BASE}\n", ["node:20-alpine"]),
+    ("# FROM node:20\nFROM public.ecr.aws/docker/library/node:20-alpine AS Deps\n"
+     "FROM deps AS build\nFROM scratch\n", []),
+    ("ARG BASE=public.ecr.aws/docker/library/python:3.12-slim\nFROM $BASE\n", []),
+    ("FROM localhost:5000/node:20\n", []),
+])
+def test_docker_hub_pulls_are_recognised(text, hub):
+    assert docker_hub_pulls(text) == hub
 
 
 def test_frontend_pins_and_lockfile():
