@@ -182,3 +182,15 @@ def test_bad_zones_are_refused_with_exit_2(moto_aws, state_dir, zones, words):
     assert result.exit_code == 2, result.output
     assert words in result.text
     assert subnet_zones() == {}
+
+
+def test_zones_from_a_stack_file_and_a_bad_one_named_by_its_line(moto_aws, state_dir, tmp_path):
+    path = tmp_path / "stack.toml"
+    path.write_text('stack = "stylesphere"\nzones = ["us-east-1c", "us-east-1d"]\n')
+    result = cli("plan", "-f", str(path), state_dir=state_dir)
+    assert result.exit_code == 0, result.output
+    path.write_text('stack = "stylesphere"\n\nzones = ["us-east-1c"]\n')
+    bad = cli("up", "--yes", "-f", str(path), state_dir=state_dir)
+    assert bad.exit_code == 2
+    assert "line 3" in bad.text and "zone names" in bad.text
+    assert subnet_zones() == {}
