@@ -47,9 +47,10 @@ class Run:
         self.config.validate()
         if saved is not None and saved.resources and built.replacements(self.config):
             raise ConfigError(
-                f"stack {opts.stack!r} exists with other addresses ({'; '.join(built.replacements(self.config))}); "
-                "AWS cannot change a VPC's or subnet's CIDR in place",
-                hint="leave the option out to keep the stack's addresses, or `provision down` and then "
+                f"stack {opts.stack!r} exists with other addresses or zones "
+                f"({'; '.join(built.replacements(self.config))}); AWS cannot change a VPC's or subnet's CIDR, "
+                "or move a subnet to another zone, in place",
+                hint="leave the option out to keep the stack's addresses and zones, or `provision down` and then "
                      "`provision up` with the new ones")
         self.connection = connection or Connection.open(opts)
         region = self.connection.region
