@@ -133,8 +133,8 @@ def all_pages(ctx, service: str, operation: str, items: str, **params) -> list[d
     return found
 
 
-def _tag_dict(pairs) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in pairs or [] if "Key" in t}
+def _tag_dict(pairs, key: str = "Key", value: str = "Value") -> dict[str, str]:
+    return {t[key]: t[value] for t in pairs or [] if key in t}
 
 
 def _list(ctx, spec: Kind, **params) -> list[dict]:
@@ -161,7 +161,8 @@ def _batch_tags(ctx, service: str, how: BatchTags, ids: list[str]) -> dict[str, 
                 except ClientError as e1:
                     if not is_gone(e1):
                         raise
-        tags.update({d[how.id_key]: _tag_dict(d.get("Tags")) for d in described})
+        tags.update({d[how.id_key]: _tag_dict(d.get(how.tags_key), how.key_field, how.value_field)
+                     for d in described})
     return tags
 
 

@@ -195,7 +195,7 @@ def wait_for_app(run: Run, reporter: ConsoleReporter, desired: int) -> int:
     reporter.console.print("Ctrl-C stops the waiting; the stack stays up.", style="dim")
     try:
         with reporter.live(f"waiting for {what}"):
-            wait_until_healthy(run.ctx, watch, desired=desired, grace_seconds=run.config.grace_period)
+            wait_until_healthy(run.ctx, watch, desired=desired, grace_seconds=run.config.grace_seconds)
     except (KeyboardInterrupt, Interrupted):
         reporter.warn("stopped waiting; nothing was undone. `provision status` shows the instances' health.")
         return EXIT_INTERRUPTED
@@ -377,7 +377,7 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
         results = [r for r in results if r.outcome != "missing"]
     group, instances = app_health(run)
     found = stack_cost(run)
-    grace = run.config.grace_period
+    grace = run.config.grace_seconds
     zones: dict[str, dict[str, int]] = {}
     for item in instances:
         counts = zones.setdefault(item.zone, {})
@@ -583,7 +583,7 @@ def cmd_logs(opts: GlobalOptions, reporter: ConsoleReporter, instance: str | Non
         if not instances:
             raise ConfigError(f"stack {opts.stack!r} has no instances running",
                               hint="`provision status` shows the group; `provision scale N` starts some")
-        grace = run.config.grace_period
+        grace = run.config.grace_seconds
         chosen = next((i for i in instances if i.phase(grace) not in (HEALTHY, BOOTSTRAPPING)), None) \
             or next((i for i in instances if i.phase(grace) != HEALTHY), None) or instances[0]
         instance = chosen.instance_id

@@ -24,6 +24,8 @@ TIMEOUTS: dict[str, float] = {
     # occasionally a minute or two.
     "instance-profile": 180,
     "sandbox-start": 30,
+    # A new CodeBuild service role is refused by CreateProject for seconds (IAM propagation).
+    "build-role": 120,
 }
 # Each kind's own waits (a NAT gateway's 1-5 minutes to turn available) are its step's
 # `create_timeout` and `delete_timeout`, in seconds, scaled the same way.
@@ -134,6 +136,12 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
     "instance-profile": RetryCase(
         codes=frozenset({"ValidationError", "InvalidParameterValue"}), timeout="instance-profile",
         why="a new IAM instance profile takes seconds to reach EC2", message="Invalid IAM Instance Profile"),
+    # CodeBuild answers its generic InvalidInputException while a service role made seconds ago
+    # has not reached it ("CodeBuild is not authorized to perform: sts:AssumeRole on ..."); the
+    # CDK and Terraform's provider retry the same message.
+    "build-role": RetryCase(
+        codes=frozenset({"InvalidInputException"}), timeout="build-role",
+        why="a new IAM role takes seconds to reach CodeBuild", message="not authorized to perform: sts:AssumeRole"),
 }
 
 # One line per code a user is likely to meet, said the way a colleague would say it.

@@ -37,6 +37,21 @@ def latest_ubuntu(ctx, architecture: str) -> str:
     return ctx.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
 
 
+def _script_of(encoded: str | None) -> str | None:
+    """The script inside launch template user data (base64, maybe gzipped)."""
+    if not encoded:
+        return None
+    raw = base64.b64decode(encoded)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8", "replace")
+
+
+def image_tag_of_version(data: dict) -> str | None:
+    """The image tag a launch template version's instances pull (None: built on the instance)."""
+    return userdata.image_tag_of(_script_of(data.get("UserData")))
+
+
 def user_data_sha256(encoded: str | None) -> str | None:
     """SHA-256 of the script inside launch template user data (base64, maybe gzipped)."""
     if not encoded:
@@ -156,16 +171,18 @@ class LaunchTemplate(Step):
                       PASS_INSTANCE_ROLE),
               delete=(actions("ec2:DeleteLaunchTemplate"),))
 
-    def __init__(self, bastion: bool = False):
+    def __init__(self, bastion: bool = False, pull: bool = False):
         # The instances fetch the release and the images at boot: needed in service, not held (the
-        # bucket may be emptied while the instances terminate).
+        # bucket may be emptied while the instances terminate). Pulling, they need the release's
+        # images in the repository before the first one boots.
         super().__init__("launch-template", depends_on=(
             "web-security-group", "instance-profile", "instance-profile-role", in_service("app-release"),
-            in_service("product-images"), *(("key-pair",) if bastion else ())))
+            in_service("product-images"), *(("key-pair",) if bastion else ()),
+            *((in_service("image-build"),) if pull else ())))
 
     @classmethod
     def instances(cls, config):
-        return [cls(bastion=config.bastion)]
+        return [cls(bastion=config.bastion, pull=not config.build_on_instance)]
 
     @staticmethod
     def _key_name(ctx):
@@ -203,10 +220,16 @@ class LaunchTemplate(Step):
     # -- what it should be -----------------------------------------------------------------------
     def _script(self, ctx):
         release = ctx.dep("app-release").attrs
+        pull = {}
+        if not ctx.config.build_on_instance:
+            built = ctx.dep("image-build")
+            if built is None:
+                return None  # `plan` before the images are built: the script is not known yet
+            pull = {"image_repository": built.attrs["repository_uri"], "image_tag": built.id}
         return userdata.render_bootstrap(
             region=ctx.region, release_bucket=release["bucket"], release_key=release["key"],
             images_base_url=ctx.dep("assets-bucket").attrs["images_base_url"],
-            stack=ctx.stack, grace_period_seconds=ctx.config.grace_period)
+            stack=ctx.stack, grace_period_seconds=ctx.config.grace_seconds, **pull)
 
     def _data(self, ctx, ami, script):
         data = {
@@ -273,6 +296,11 @@ class LaunchTemplate(Step):
             # Instances launched before keep the key they booted with until the refresh replaces them.
             changes.append(f"key pair {have.get('KeyName') or 'none'} -> {want_key or 'none'}")
         script = self._script(ctx) if ctx.dep("app-release") and ctx.dep("assets-bucket") else None
+        have_tag = userdata.image_tag_of(_script_of(have.get("UserData")))
+        want_tag = userdata.image_tag_of(script)
+        if script is not None and have_tag != want_tag:
+            changes.append(f"images {(have_tag or 'built on the instance')[:12]} -> "
+                           f"{(want_tag or 'built on the instance')[:12]}")
         want_sha = hashlib.sha256(script.encode()).hexdigest() if script is not None else None
         have_sha = user_data_sha256(have.get("UserData"))
         if want_sha != have_sha:
