@@ -94,8 +94,11 @@ def _patch_codebuild_builds() -> None:
 
             ecr = ecr_backends[self.current_account][self.region]
             if variables["REPOSITORY_NAME"] in ecr.repositories:
+                repository = ecr.repositories[variables["REPOSITORY_NAME"]]
                 for service in ("backend", "frontend"):
                     tag = f"{variables['IMAGE_TAG']}-{service}"
+                    if any(tag in image.image_tags for image in repository.images):
+                        continue  # pushed by an earlier build: the build spec skips it
                     manifest = json.dumps({"schemaVersion": 2, "mediaType":
                                            "application/vnd.docker.distribution.manifest.v2+json",
                                            "config": {"digest": "sha256:" + hashlib.sha256(tag.encode()).hexdigest(),
