@@ -97,7 +97,8 @@ def test_launch_template_by_value(built):
     expected = userdata.render_bootstrap(
         region=REGION, release_bucket=release["bucket"], release_key=release["key"],
         images_base_url=resources["assets-bucket"].attrs["images_base_url"], stack="stylesphere",
-        grace_period_seconds=600)
+        grace_period_seconds=300, image_repository=resources["image-build"].attrs["repository_uri"],
+        image_tag=resources["image-build"].id)
     assert base64.b64decode(data["UserData"]) == userdata.encode_user_data(expected)
     assert release["bucket"] in expected and release["key"] in expected
 
