@@ -429,3 +429,15 @@ def test_up_exits_1_with_the_failed_builds_log_lines(hooks, state_dir):  # noqa:
     assert "CodeBuild build" in result.text and "FAILED" in result.text
     # Nothing that pulls images was launched without them.
     assert boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups()["AutoScalingGroups"] == []
+
+
+def test_status_shows_the_image_tag_each_instance_runs(hooks, state_dir):  # noqa: F811
+    assert cli("up", "--no-wait", state_dir=state_dir).exit_code == 0
+    state = json.loads(open(f"{state_dir}/stylesphere.json").read())
+    sha = state["resources"]["image-build"]["id"]
+    status = json.loads(cli("status", "--json", state_dir=state_dir).stdout)
+    assert len(status["instances"]) == 2
+    for instance in status["instances"]:
+        assert instance["images"] == sha[:12] and instance["launch_template_version"] == "1", instance
+    table = cli("status", state_dir=state_dir).text
+    assert f"{sha[:12]} (template v1)" in table
