@@ -401,7 +401,7 @@ def test_build_on_instance_keeps_the_instance_build_and_makes_no_build_steps(mak
 
 
 def test_grace_period_defaults_follow_the_boot_path():
-    assert StackConfig().grace_seconds == 300
+    assert StackConfig().grace_seconds == 360
     assert StackConfig(build_on_instance=True).grace_seconds == 600
     assert StackConfig(grace_period=900).grace_seconds == 900
     from provisioner.engine.errors import ConfigError

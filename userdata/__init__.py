@@ -51,7 +51,7 @@ DEFAULT_GRACE_PERIOD_SECONDS = 600
 MIN_GRACE_PERIOD_SECONDS = 300
 #: The same when the instance pulls images built in AWS: the Docker install (about a minute),
 #: the pull (about 200 MB through the NAT gateway, well under a minute) and the health wait.
-DEFAULT_PULL_GRACE_PERIOD_SECONDS = 300
+DEFAULT_PULL_GRACE_PERIOD_SECONDS = 360
 MIN_PULL_GRACE_PERIOD_SECONDS = 240
 #: Taken off the grace period for the instance's own start before cloud-init runs user data.
 BOOT_MARGIN_SECONDS = 60

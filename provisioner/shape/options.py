@@ -76,7 +76,7 @@ OPTIONS: tuple[Option, ...] = (
            more="must lie within min..max"),
     Option("max", "--max", int, "Auto Scaling Group maximum", "4", "max_size", ("auto-scaling-group",)),
     Option("grace_period", "--grace-period", int, "Health check grace period; must cover the first boot",
-           "300, or 600 with --build-on-instance", "grace_period", ("auto-scaling-group", "launch-template"),
+           "360, or 600 with --build-on-instance", "grace_period", ("auto-scaling-group", "launch-template"),
            metavar="SECONDS",
            more="240 (300 with --build-on-instance) to 7200: the first boot (Docker and a pull of the images, or "
                 "both image builds) must fit in it, or the group replaces instances that are still booting"),

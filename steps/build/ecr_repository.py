@@ -30,7 +30,7 @@ def repository_uri(ctx, repository: dict) -> str:
     return repository["repositoryUri"]
 
 
-def _storage_products(products, region):
+def _storage_products(products, region, instance_types):
     return price_of(products("AmazonECR", regionCode=region), "TimedStorage-ByteHrs")
 
 
