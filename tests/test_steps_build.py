@@ -15,7 +15,7 @@ import pytest
 from provisioner.engine.context import Reporter, is_mutating
 from provisioner.engine.errors import BuildFailed
 from provisioner.shape.config import StackConfig
-from steps.build.build_role import build_role_name, log_group_name, project_name
+from steps.build.build_role import build_role_name, log_group_name
 from steps.build.codebuild_project import BUILD_IMAGE, COMPUTE_TYPE
 from steps.build.ecr_repository import KEEP_IMAGES, LIFECYCLE_POLICY
 
