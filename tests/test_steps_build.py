@@ -441,3 +441,11 @@ def test_status_shows_the_image_tag_each_instance_runs(hooks, state_dir):  # noq
         assert instance["images"] == sha[:12] and instance["launch_template_version"] == "1", instance
     table = cli("status", state_dir=state_dir).text
     assert f"{sha[:12]} (template v1)" in table
+
+
+def test_an_arm64_instance_type_is_refused_unless_it_builds_its_own_images(make_stack):
+    stack = make_stack(config=StackConfig(zones=list(ZONES), instance_type="t4g.micro"))
+    result = up(stack, ["launch-template"])["launch-template"]
+    assert result.outcome == "failed" and "linux/amd64" in result.detail and "--build-on-instance" in result.error.hint
+    armed = make_stack("armed", config=StackConfig(zones=list(ZONES), instance_type="t4g.micro", build_on_instance=True))
+    assert up(armed, ["launch-template"])["launch-template"].outcome == "created"
