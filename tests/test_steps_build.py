@@ -449,3 +449,11 @@ def test_an_arm64_instance_type_is_refused_unless_it_builds_its_own_images(make_
     assert result.outcome == "failed" and "linux/amd64" in result.detail and "--build-on-instance" in result.error.hint
     armed = make_stack("armed", config=StackConfig(zones=list(ZONES), instance_type="t4g.micro", build_on_instance=True))
     assert up(armed, ["launch-template"])["launch-template"].outcome == "created"
+
+
+def test_up_refuses_an_arm64_type_before_anything_is_built(hooks, state_dir):  # noqa: F811
+    result = cli("up", "--no-wait", "--instance-type", "t4g.micro", state_dir=state_dir)
+    assert result.exit_code == 2, result.output
+    assert "linux/amd64" in result.text and "--build-on-instance" in result.text
+    assert boto3.client("ec2", region_name=REGION).describe_vpcs(
+        Filters=[{"Name": "tag-key", "Values": ["provision:stack"]}])["Vpcs"] == []

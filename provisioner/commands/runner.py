@@ -132,6 +132,11 @@ def check_compute(run: Run) -> None:
 
     check_types(run.ctx)
     check_certificate(run.ctx)
+    if not run.config.build_on_instance:
+        # The images are built for linux/amd64: an arm64 type is refused before anything is built.
+        from steps.compute.launch_template import check_platform, instance_architecture
+
+        check_platform(run.ctx, instance_architecture(run.ctx, run.config.instance_type))
 
 
 def check_build_options(run: Run) -> None:

@@ -31,6 +31,18 @@ def instance_architecture(ctx, instance_type: str) -> str:
     return "arm64" if "arm64" in supported else "x86_64"
 
 
+def check_platform(ctx, architecture: str) -> None:
+    """CodeBuild builds the images for linux/amd64 only: an arm64 instance could not run them."""
+    from provisioner.engine.errors import ConfigError
+    from steps.build.codebuild_project import PLATFORM
+
+    if architecture != "x86_64" and not ctx.config.build_on_instance:
+        raise ConfigError(f"instance type {ctx.config.instance_type} is {architecture}, and the images are built "
+                          f"for {PLATFORM}",
+                          hint="use an x86_64 type (t3.micro, t3a.small, ...), or --build-on-instance to build "
+                               "the images on each instance")
+
+
 def latest_ubuntu(ctx, architecture: str) -> str:
     """The current Ubuntu 24.04 LTS image of an architecture, from Canonical's SSM parameter."""
     name = UBUNTU_AMI_PARAMETER.format(arch=DEBIAN_ARCH[architecture])
@@ -261,7 +273,7 @@ class LaunchTemplate(Step):
         from provisioner.engine.context import Resource
 
         architecture = self._architecture(ctx, ctx.config.instance_type)
-        self._check_platform(ctx, architecture)
+        check_platform(ctx, architecture)
         ami = ctx.config.ami or self._latest_ubuntu(ctx, architecture)
         script = self._script(ctx)
         template = ctx.ec2.create_launch_template(
@@ -288,7 +300,7 @@ class LaunchTemplate(Step):
             ami = ctx.config.ami
         elif not ctx.config.ami and have.get("InstanceType") != instance_type:
             architecture = self._architecture(ctx, instance_type)
-            self._check_platform(ctx, architecture)
+            check_platform(ctx, architecture)
             if self._image_architecture(ctx, ami) != architecture:
                 new_ami = self._latest_ubuntu(ctx, architecture)
                 changes.append(f"AMI {ami} -> {new_ami} (Ubuntu 24.04 LTS for {architecture})")
@@ -342,18 +354,6 @@ class LaunchTemplate(Step):
     def _converge_tags(self, ctx, resource, apply):
         return ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: ctx.retry(
             "eventual-consistency", ctx.ec2.create_tags, Resources=[resource.id], Tags=missing))
-
-    @staticmethod
-    def _check_platform(ctx, architecture):
-        from provisioner.engine.errors import ConfigError
-        from steps.build.codebuild_project import PLATFORM
-
-        # CodeBuild builds the images for linux/amd64 only: an arm64 instance could not run them.
-        if architecture != "x86_64" and not ctx.config.build_on_instance:
-            raise ConfigError(f"instance type {ctx.config.instance_type} is {architecture}, and the images are built "
-                              f"for {PLATFORM}",
-                              hint="use an x86_64 type (t3.micro, t3a.small, ...), or --build-on-instance to build "
-                                   "the images on each instance")
 
     @staticmethod
     def _image_architecture(ctx, ami):
