@@ -457,3 +457,24 @@ def test_up_refuses_an_arm64_type_before_anything_is_built(hooks, state_dir):  #
     assert "linux/amd64" in result.text and "--build-on-instance" in result.text
     assert boto3.client("ec2", region_name=REGION).describe_vpcs(
         Filters=[{"Name": "tag-key", "Values": ["provision:stack"]}])["Vpcs"] == []
+
+
+def test_a_project_changed_by_hand_is_put_back_and_keeps_others_tags(make_stack):
+    stack = make_stack()
+    up(stack, ["build-project"])
+    # UpdateProject's tags replace the whole set: someone adding one keeps the others.
+    tags = codebuild().batch_get_projects(names=[PROJECT])["projects"][0]["tags"]
+    codebuild().update_project(name=PROJECT, environment={
+        "type": "LINUX_CONTAINER", "image": BUILD_IMAGE, "computeType": "BUILD_GENERAL1_LARGE", "privilegedMode": False},
+        tags=tags + [{"key": "team", "value": "web"}])
+    planned = {r.name: r for r in stack.plan(only=["build-project"])}["build-project"]
+    assert planned.outcome == "update", planned.detail
+    assert "environment computeType BUILD_GENERAL1_LARGE -> BUILD_GENERAL1_SMALL" in \
+        planned.changes
+    result = up(stack, ["build-project"])["build-project"]
+    assert result.outcome == "updated", result.detail
+    project = codebuild().batch_get_projects(names=[PROJECT])["projects"][0]
+    assert project["environment"]["computeType"] == COMPUTE_TYPE and project["environment"]["privilegedMode"] is True
+    tags = {t["key"]: t["value"] for t in project["tags"]}
+    assert tags["team"] == "web" and tags["provision:step"] == "build-project"
+    assert up(stack, ["build-project"])["build-project"].outcome == "kept"

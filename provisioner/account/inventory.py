@@ -251,11 +251,22 @@ def _found(ctx, spec: Kind, items: list[dict], tags: dict) -> list[Found]:
 
 # -- the public reads ------------------------------------------------------------------------------
 
+def offered(ctx, service: str) -> bool:
+    """Whether AWS offers `service` in ctx.region, by botocore's endpoint data (CodeBuild is not in
+    every region: its list call there has no endpoint). A region botocore does not know at all
+    (newer than it) is asked anyway."""
+    session = ctx.session
+    partitions = session.get_available_partitions()
+    where = {r for p in partitions for r in session.get_available_regions(service, partition_name=p)}
+    known = {r for p in partitions for r in session.get_available_regions("ec2", partition_name=p)}
+    return not where or ctx.region in where or ctx.region not in known
+
+
 def scan(ctx) -> list[Found]:
     """Every resource in ctx.region (and this region's IAM roles, instance profiles and bucket,
     by name) that carries a provision:stack tag, of any stack; in the registry's order."""
     specs = scanners()
-    top = [s for s in specs if s.parent is None]
+    top = [s for s in specs if s.parent is None and offered(ctx, s.service)]
 
     def listing(spec):
         with _reading(ctx, spec.service, _plural(spec.kind)):

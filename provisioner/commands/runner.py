@@ -133,6 +133,11 @@ def check_compute(run: Run) -> None:
     check_types(run.ctx)
     check_certificate(run.ctx)
     if not run.config.build_on_instance:
+        from provisioner.account.inventory import offered
+
+        if not offered(run.ctx, "codebuild"):
+            raise ConfigError(f"CodeBuild is not offered in {run.ctx.region}, so the images cannot be built there",
+                              hint="use --build-on-instance (each instance builds them), or another --region")
         # The images are built for linux/amd64: an arm64 type is refused before anything is built.
         from steps.compute.launch_template import check_platform, instance_architecture
 

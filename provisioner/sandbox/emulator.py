@@ -114,6 +114,26 @@ def _patch_codebuild_builds() -> None:
 
     CodeBuildResponse.start_build = start_build
 
+    def update_project(self):
+        # moto has no UpdateProject at all; the tool converges a project's settings and tags with it.
+        from moto.codebuild.exceptions import ResourceNotFoundException
+
+        name = self._get_param("name")
+        project = self.codebuild_backend.codebuild_projects.get(name)
+        if project is None:
+            raise ResourceNotFoundException(f"Project cannot be found: {name}")
+        metadata = project.project_metadata
+        for key in ("description", "source", "artifacts", "environment", "serviceRole", "timeoutInMinutes",
+                    "queuedTimeoutInMinutes", "logsConfig", "tags"):
+            value = self._get_param(key)
+            if value is not None:
+                metadata[key] = value
+        if self._get_param("tags") is not None:
+            project.tags = self._get_param("tags")
+        return json.dumps({"project": metadata})
+
+    CodeBuildResponse.update_project = update_project
+
 
 # -- S3 ------------------------------------------------------------------------------------------
 
