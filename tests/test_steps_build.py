@@ -478,3 +478,17 @@ def test_a_project_changed_by_hand_is_put_back_and_keeps_others_tags(make_stack)
     tags = {t["key"]: t["value"] for t in project["tags"]}
     assert tags["team"] == "web" and tags["provision:step"] == "build-project"
     assert up(stack, ["build-project"])["build-project"].outcome == "kept"
+
+
+def test_codebuild_is_asked_for_only_where_aws_offers_it():
+    from provisioner.account.inventory import offered
+    from provisioner.engine.context import RunContext
+
+    def ctx(region):
+        return RunContext(stack="t", region=region, config=StackConfig())
+
+    assert offered(ctx("us-east-1"), "codebuild") and offered(ctx("us-east-1"), "ecr")
+    # botocore's endpoint data: no CodeBuild in ap-east-2 (ECR is there).
+    assert not offered(ctx("ap-east-2"), "codebuild") and offered(ctx("ap-east-2"), "ecr")
+    # A region newer than botocore is asked anyway.
+    assert offered(ctx("xx-newer-1"), "codebuild")
