@@ -139,7 +139,8 @@ def _tags(pairs) -> dict:
 def live_resources(region: str = REGION):
     """(kind, id, tags) of every live resource of every type a stack makes: the network, then
     instances, launch templates, volumes, load balancers, target groups, Auto Scaling Groups,
-    IAM roles and instance profiles, ACM certificates and S3 buckets."""
+    IAM roles and instance profiles, ACM certificates, S3 buckets, ECR repositories and CodeBuild
+    projects."""
     from botocore.exceptions import ClientError
 
     yield from live_network_resources(region=region)
@@ -179,6 +180,14 @@ def live_resources(region: str = REGION):
         except ClientError:
             tags = []
         yield "Buckets", bucket["Name"], _tags(tags)
+    ecr = boto3.client("ecr", region_name=region)
+    for repository in ecr.describe_repositories()["repositories"]:
+        arn = repository["repositoryArn"]
+        yield "Repositories", arn, _tags(ecr.list_tags_for_resource(resourceArn=arn).get("tags"))
+    codebuild = boto3.client("codebuild", region_name=region)
+    names = codebuild.list_projects()["projects"]
+    for project in codebuild.batch_get_projects(names=names)["projects"] if names else []:
+        yield "Projects", project["name"], {t["key"]: t["value"] for t in project.get("tags") or []}
 
 
 def tagged_leftovers(stack: str, region: str = REGION) -> list[str]:

@@ -39,7 +39,7 @@ def built(moto_aws, state_dir):  # noqa: F811
     (["--min", "3", "--max", "2", "--desired", "2"], "--min 3 is larger than --max 2"),
     (["--min", "-1"], "--min must be a whole number of instances, 0 or more"),
     (["--max", "0", "--min", "0", "--desired", "0"], "--max must be at least 1"),
-    (["--grace-period", "60"], "--grace-period 60 must be 300 to 7200 seconds"),
+    (["--grace-period", "60"], "--grace-period 60 must be 240 to 7200 seconds"),
     (["--domain", "not a domain"], "invalid domain 'not a domain'"),
     (["--domain", "-shop.example.com"], "invalid domain '-shop.example.com'"),
     (["--domain", "localhost"], "invalid domain 'localhost'"),

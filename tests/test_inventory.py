@@ -26,7 +26,8 @@ LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_
               "LaunchTemplates": "launch_template", "LoadBalancers": "load_balancer",
               "TargetGroups": "target_group", "AutoScalingGroups": "auto_scaling_group",
               "Certificates": "certificate", "Buckets": "bucket", "Roles": "iam_role",
-              "InstanceProfiles": "instance_profile"}
+              "InstanceProfiles": "instance_profile", "Repositories": "ecr_repository",
+              "Projects": "codebuild_project"}
 
 
 def context(region=REGION, strict=None, hooks=()) -> RunContext:
@@ -96,7 +97,8 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
         (nat,) = mine["nat_gateway"]
         assert nat.detail == {"state": "available", "vpc_id": mine["vpc"][0].id}
         assert [f.detail for f in mine["elastic_ip"]] == [{"associated": True}]
-        assert [f.id for f in mine["iam_role"]] == [f"{stack}-{REGION}-web"]
+        # The instances' role and CodeBuild's.
+        assert sorted(f.id for f in mine["iam_role"]) == [f"{stack}-{REGION}-build", f"{stack}-{REGION}-web"]
         assert [f.id for f in mine["instance_profile"]] == [f"{stack}-{REGION}-web"]
         assert [f.id for f in mine["bucket"]] == [f"{stack}-assets-{ACCOUNT}-{REGION}"]
         assert [f.id for f in mine["auto_scaling_group"]] == [f"{stack}-web"]
@@ -104,14 +106,15 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
 
     # The cost: one call per list, never the same list twice; per-item calls only for what
     # may be the tool's (two stacks: 2 certificates, 2 buckets, 2 roles, 2 profiles, 2 load
-    # balancers' listeners; ELBv2 tags in one call for load balancers and target groups, one
-    # for listeners).
+    # balancers' listeners, 2 ECR repositories; 4 roles, the instances' and CodeBuild's; ELBv2
+    # tags in one call for load balancers and target groups, one for listeners; CodeBuild's
+    # projects and their tags in one call).
     ops = Counter(op for _, op in ctx.calls)
-    per_item = {"ListTagsForCertificate", "GetBucketTagging", "ListRoleTags", "ListInstanceProfileTags",
-                "DescribeListeners"}
-    assert all(n == 1 for op, n in ops.items() if op not in per_item | {"DescribeTags"}), ops
-    assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2, ops
-    assert len(ctx.calls) == 30
+    per_item = {"ListTagsForCertificate", "GetBucketTagging", "ListInstanceProfileTags", "DescribeListeners",
+                "ListTagsForResource"}
+    assert all(n == 1 for op, n in ops.items() if op not in per_item | {"DescribeTags", "ListRoleTags"}), ops
+    assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2 and ops["ListRoleTags"] == 4, ops
+    assert len(ctx.calls) == 37
 
 
 def test_after_down_only_the_other_stack_remains(make_stack):
@@ -178,7 +181,7 @@ def test_iam_and_bucket_belong_to_the_region_in_their_name(make_stack):
     here = scan(context())
     assert {f.stack for f in here} == {"lab-a"}
     assert {f.id for f in here if f.kind in ("iam_role", "instance_profile", "bucket")} == {
-        f"lab-a-{REGION}-web", f"lab-a-assets-{ACCOUNT}-{REGION}"}
+        f"lab-a-{REGION}-web", f"lab-a-{REGION}-build", f"lab-a-assets-{ACCOUNT}-{REGION}"}
 
 
 def test_a_renamed_or_untagged_iam_role_is_not_the_tools(moto_aws):
@@ -317,7 +320,7 @@ def test_every_tagged_step_kind_is_scanned():
     import steps  # noqa: F401  (registers every step)
 
     deleted_with_their_parent = {"listener_rule"}   # a listener's rules go with it
-    renamed = {"s3_bucket": "bucket"}
+    renamed = {"s3_bucket": "bucket", "codebuild_service_role": "iam_role"}  # both roles are IAM roles
     tagged = {renamed.get(kind, kind) for kind, cls in REGISTRY.items() if getattr(cls, "tagged", True)}
     assert tagged - deleted_with_their_parent <= set(KINDS)
     assert [s.kind for s in SCANNERS] == list(KINDS)

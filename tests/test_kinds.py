@@ -191,19 +191,27 @@ def test_the_policy_is_scoped_to_the_stack(hooks, state_dir):  # noqa: F811
     for statement in policy["Statement"]:
         for action in statement["Action"]:
             by_action.setdefault(action, []).append(statement)
-    pass_role = by_action["iam:PassRole"]
-    assert [s["Resource"] for s in pass_role] == [f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-web"]
-    assert pass_role[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+    # Each of the stack's roles to its own service only: the instances' to EC2, the build's to CodeBuild.
+    pass_role = {s["Resource"]: s["Condition"] for s in by_action["iam:PassRole"]}
+    assert pass_role == {
+        f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-web":
+            {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-build":
+            {"StringEquals": {"iam:PassedToService": "codebuild.amazonaws.com"}}}
     linked = {s["Condition"]["StringEquals"]["iam:AWSServiceName"] for s in by_action["iam:CreateServiceLinkedRole"]}
     assert linked == {"elasticloadbalancing.amazonaws.com", "autoscaling.amazonaws.com"}
     for action in ("iam:DeleteRole", "s3:DeleteBucket", "elasticloadbalancing:DeleteLoadBalancer",
-                   "autoscaling:DeleteAutoScalingGroup"):
+                   "autoscaling:DeleteAutoScalingGroup", "codebuild:DeleteProject"):
         for statement in by_action[action]:
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             assert all("pol-" in r for r in resources), (action, resources)
     # IAM names are exact: stack "pol" may not touch stack "pol-2"'s role.
-    assert [s["Resource"] for s in by_action["iam:DeleteRole"]] == [
+    assert sorted(s["Resource"] for s in by_action["iam:DeleteRole"]) == [
+        f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-build",
         f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-web"]
+    # The repository by its exact name too.
+    assert [s["Resource"] for s in by_action["ecr:DeleteRepository"]] == [
+        f"arn:aws:ecr:{REGION}:111122223333:repository/provision/pol"]
     # Nothing grants IAM or S3 wholesale.
     assert not any(a in ("iam:*", "s3:*", "*") for a in by_action)
 

@@ -369,6 +369,10 @@ def stub_region(stubber, region, prefix, figures, instance_types):
     Price List read once), answered with `figures`."""
     p = f"{prefix}-" if prefix else ""
     ec2 = "AmazonEC2"
+    # ECR's storage first: the repository's step has no dependencies, so it comes first in plan order.
+    expect(stubber, "AmazonECR", [product("AmazonECR", "", f"{prefix or 'USE1'}-TimedStorage-ByteHrs",
+                                          figures.get("ecr", 0.10), unit="GB-Mo", region=region, sku="ECRS")],
+           regionCode=region)
     # AmazonVPC answers over two pages; the public IPv4 charge is on the second.
     ipv4 = f"{prefix or 'USE1'}-PublicIPv4:InUseAddress"
     expect(stubber, "AmazonVPC", [
@@ -424,6 +428,7 @@ def test_refresh_parses_the_price_list(book):
     assert entry["nat_gateway_hour"] == 0.056 and entry["alb_hour"] == 0.0239
     assert entry["public_ipv4_hour"] == 0.005
     assert entry["ebs_gb_month"] == {"gp3": 0.0912, "gp2": 0.114}
+    assert entry["ecr_storage_gb_month"] == 0.10
     assert entry["ec2_hour"] == {"t3.micro": 0.0112, "t4g.micro": 0.0092}
     assert entry["usage_based"]["NAT data processing"].startswith("$0.056 per GB")
     assert entry["usage_based"]["ALB LCU"].startswith("$0.0084 per LCU-hour")
@@ -456,7 +461,7 @@ def test_refresh_keeps_the_packaged_figure_for_what_the_api_does_not_answer(book
 def test_refresh_leaves_out_a_region_it_cannot_complete(book):
     client = pricing_client()
     with Stubber(client) as stubber:
-        for _ in range(3):  # NAT, ALB, VPC: nothing at all
+        for _ in range(4):  # ECR, NAT, ALB, VPC: nothing at all
             stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []})
         for _ in range(3):  # gp3, gp2, t3.micro
             stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []})

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The shape flags as they were before they were declared in one place: a contract scripts use.
 FLAGS = ["--vpc-cidr", "--public-subnets", "--private-subnets", "--zones", "--nat-per-az", "--single-nat", "--instance-type",
          "--ami", "--min", "--desired", "--max", "--grace-period", "--domain", "--certificate-arn", "--ttl",
-         "--expires-at", "--bastion", "--no-bastion", "--ssh-cidr", "--allow-wide-ssh"]
+         "--expires-at", "--bastion", "--no-bastion", "--ssh-cidr", "--allow-wide-ssh", "--build-on-instance",
+         "--build-in-aws"]
 
 
 def test_the_click_options_are_exactly_the_declared_flags():

@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import userdata
+from provisioner.shape.config import DEFAULT_PULL_GRACE_PERIOD
 from provisioner.engine.context import TAG_STACK, TAG_STEP, is_mutating
 from stacks import REGION, make_session, outcomes, tagged_leftovers
 
@@ -97,7 +98,8 @@ def test_launch_template_by_value(built):
     expected = userdata.render_bootstrap(
         region=REGION, release_bucket=release["bucket"], release_key=release["key"],
         images_base_url=resources["assets-bucket"].attrs["images_base_url"], stack="stylesphere",
-        grace_period_seconds=600)
+        grace_period_seconds=360, image_repository=resources["image-build"].attrs["repository_uri"],
+        image_tag=resources["image-build"].id)
     assert base64.b64decode(data["UserData"]) == userdata.encode_user_data(expected)
     assert release["bucket"] in expected and release["key"] in expected
 
@@ -113,7 +115,7 @@ def test_auto_scaling_group_by_value(built):
         resources[f"private-subnet-{i}"].id for i in (1, 2))
     assert sorted(group["TargetGroupARNs"]) == sorted(
         resources[f"{role}-target-group"].id for role in ("frontend", "backend"))
-    assert group["HealthCheckType"] == "ELB" and group["HealthCheckGracePeriod"] == 600
+    assert group["HealthCheckType"] == "ELB" and group["HealthCheckGracePeriod"] == DEFAULT_PULL_GRACE_PERIOD
     assert (group["MinSize"], group["DesiredCapacity"], group["MaxSize"]) == (1, 2, 4)
     assert group["LaunchTemplate"]["LaunchTemplateId"] == resources["launch-template"].id
     # Pinned to the version number, so that each instance's version is a number AWS reports.
@@ -186,7 +188,7 @@ def test_changed_instance_type_makes_a_new_version_and_refreshes_the_instances(b
         AutoScalingGroupName="stylesphere-web")["InstanceRefreshes"]
     assert [r["Status"] for r in refreshes] == ["Successful"]
     assert refreshes[0]["Preferences"]["MinHealthyPercentage"] == 50
-    assert refreshes[0]["Preferences"]["InstanceWarmup"] == 600
+    assert refreshes[0]["Preferences"]["InstanceWarmup"] == DEFAULT_PULL_GRACE_PERIOD
     group = _group()
     assert {i["LaunchTemplate"]["Version"] for i in group["Instances"]} == {"2"}
     assert {i["InstanceType"] for i in group["Instances"]} == {"t3.small"}

@@ -52,8 +52,13 @@ def test_role_grants_exactly_the_release_prefix_and_ssm(make_stack, strict):
     assert tags["provision:stack"] == "stylesphere" and tags["provision:step"] == "instance-role"
     assert iam().list_role_policies(RoleName=NAME)["PolicyNames"] == ["read-app-releases"]
     document = iam().get_role_policy(RoleName=NAME, PolicyName="read-app-releases")["PolicyDocument"]
+    # The release, and a read-only pull from the stack's own repository (GetAuthorizationToken
+    # takes no resource but "*").
     assert [(s["Effect"], s["Action"], s["Resource"]) for s in document["Statement"]] == [
-        ("Allow", "s3:GetObject", f"arn:aws:s3:::{BUCKET}/releases/*")]
+        ("Allow", "s3:GetObject", f"arn:aws:s3:::{BUCKET}/releases/*"),
+        ("Allow", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+         f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/provision/stylesphere"),
+        ("Allow", "ecr:GetAuthorizationToken", "*")]
     assert [p["PolicyArn"] for p in iam().list_attached_role_policies(RoleName=NAME)["AttachedPolicies"]] == [SSM]
 
     again = stack.up(only=["instance-role"])

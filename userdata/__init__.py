@@ -8,7 +8,10 @@ script into launch-template user data, gzip-compressed when needed to fit the
 The rendered script contains no credentials. It reads the app release from
 ``s3://<release_bucket>/<release_key>`` with the instance role (IMDSv2 and
 ``curl --aws-sigv4``), so the instance profile needs ``s3:GetObject`` on that
-key (or its ``releases/`` prefix) and nothing else from this script.
+key (or its ``releases/`` prefix). Given ``image_repository`` and ``image_tag``
+it pulls ``<image_repository>:<image_tag>-backend`` and ``-frontend`` (built
+once in AWS) instead of building them, logging in to ECR with the same role:
+``ecr:GetAuthorizationToken`` and the pull actions on that repository.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ __all__ = [
     "USER_DATA_LIMIT",
     "DEFAULT_GRACE_PERIOD_SECONDS",
     "MIN_GRACE_PERIOD_SECONDS",
+    "DEFAULT_PULL_GRACE_PERIOD_SECONDS",
+    "MIN_PULL_GRACE_PERIOD_SECONDS",
+    "PULL_STEPS",
+    "image_tag_of",
     "BOOT_MARGIN_SECONDS",
     "HEALTH_WAIT_SECONDS",
     "SUCCESS_MARKER",
@@ -42,6 +49,10 @@ USER_DATA_LIMIT = 16 * 1024
 DEFAULT_GRACE_PERIOD_SECONDS = 600
 #: A shorter grace period cannot fit a first boot at all.
 MIN_GRACE_PERIOD_SECONDS = 300
+#: The same when the instance pulls images built in AWS: the Docker install (about a minute),
+#: the pull (about 200 MB through the NAT gateway, well under a minute) and the health wait.
+DEFAULT_PULL_GRACE_PERIOD_SECONDS = 360
+MIN_PULL_GRACE_PERIOD_SECONDS = 240
 #: Taken off the grace period for the instance's own start before cloud-init runs user data.
 BOOT_MARGIN_SECONDS = 60
 #: Time allowed for both health endpoints to answer after ``docker compose up``.
@@ -53,6 +64,7 @@ SWAP_MB = 2048
 SUCCESS_MARKER = "PROVISION-BOOTSTRAP-OK"
 FAILURE_MARKER = "PROVISION-BOOTSTRAP-FAILED"
 STEPS = ("swap", "docker", "fetch", "build", "start", "health")
+PULL_STEPS = ("swap", "docker", "fetch", "pull", "start", "health")
 #: Progress lines on the console start with this prefix: ``provision-bootstrap: step=<name> ...``.
 PROGRESS_PREFIX = "provision-bootstrap:"
 LOG_PATH = "/var/log/provision-bootstrap.log"
@@ -64,6 +76,9 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # Keys are put in the URL as-is, so only characters that need no encoding.
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,511}$")
 _URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d+)?(/[A-Za-z0-9._~\-/%]*)?$")
+# An ECR repository URI: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<name>; a release's hash.
+_REPOSITORY_RE = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]{0,255}$")
+_IMAGE_TAG_RE = re.compile(r"^[0-9a-f]{64}$")
 _GIT_RE = re.compile(r"^git\+https://[A-Za-z0-9.\-]+(:\d+)?/[A-Za-z0-9._~\-/%@+]+(#[A-Za-z0-9._\-/]+)?$")
 
 
@@ -75,14 +90,24 @@ def _project_name(stack: str) -> str:
 
 def render_bootstrap(*, region: str, release_bucket: str, release_key: str, images_base_url: str,
                      app_source: str | None = None, stack: str = "stylesphere",
-                     grace_period_seconds: int = DEFAULT_GRACE_PERIOD_SECONDS) -> str:
+                     grace_period_seconds: int | None = None, image_repository: str | None = None,
+                     image_tag: str | None = None) -> str:
     """The bootstrap shell script text, with values shell-quoted safely.
 
     ``app_source`` may be ``git+https://host/owner/repo.git`` (optionally with
     ``#branch-or-tag``) to clone a repository instead of fetching the release
     from S3; the repository holds the compose app at its root or under ``app/``.
+    ``image_repository`` (an ECR repository URI) and ``image_tag`` (the
+    release's SHA-256) make it pull the images instead of building them; the
+    grace period then defaults to DEFAULT_PULL_GRACE_PERIOD_SECONDS.
     Raises ValueError for values that cannot be used safely.
     """
+    pull = bool(image_repository or image_tag)
+    if pull and not (_REPOSITORY_RE.match(image_repository or "") and _IMAGE_TAG_RE.match(image_tag or "")):
+        raise ValueError(f"pulling needs an ECR repository URI and a SHA-256 tag: {image_repository!r}, {image_tag!r}")
+    if grace_period_seconds is None:
+        grace_period_seconds = DEFAULT_PULL_GRACE_PERIOD_SECONDS if pull else DEFAULT_GRACE_PERIOD_SECONDS
+    minimum = MIN_PULL_GRACE_PERIOD_SECONDS if pull else MIN_GRACE_PERIOD_SECONDS
     if not _REGION_RE.match(region or ""):
         raise ValueError(f"invalid AWS region: {region!r}")
     if not _BUCKET_RE.match(release_bucket or ""):
@@ -95,8 +120,8 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
         raise ValueError(f"app source must look like git+https://host/owner/repo.git[#ref]: {app_source!r}")
     if not isinstance(stack, str) or not stack.strip():
         raise ValueError("stack name must not be empty")
-    if not isinstance(grace_period_seconds, int) or grace_period_seconds < MIN_GRACE_PERIOD_SECONDS:
-        raise ValueError(f"the grace period must be at least {MIN_GRACE_PERIOD_SECONDS}s to fit a first boot, "
+    if not isinstance(grace_period_seconds, int) or grace_period_seconds < minimum:
+        raise ValueError(f"the grace period must be at least {minimum}s to fit a first boot, "
                          f"got {grace_period_seconds!r}")
 
     values = {
@@ -106,6 +131,8 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
         "IMAGES_BASE_URL": images_base_url,
         "APP_SOURCE": app_source or "",
         "PROJECT": _project_name(stack),
+        "IMAGE_REPOSITORY": image_repository or "",
+        "IMAGE_TAG": image_tag or "",
         "BUDGET": str(grace_period_seconds - BOOT_MARGIN_SECONDS),
         "HEALTH_WAIT": str(HEALTH_WAIT_SECONDS),
         "HEALTH_TRIES": str(max(1, HEALTH_WAIT_SECONDS // 5)),
@@ -122,6 +149,12 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
     if leftover:
         raise RuntimeError(f"template placeholder not filled: {leftover.group(0)}")
     return script
+
+
+def image_tag_of(script: str | None) -> str | None:
+    """The image tag a rendered script pulls (None: it builds on the instance)."""
+    match = re.search(r"^IMAGE_TAG='?([0-9a-f]{64})'?$", script or "", re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def encode_user_data(script: str) -> bytes:

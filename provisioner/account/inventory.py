@@ -133,8 +133,8 @@ def all_pages(ctx, service: str, operation: str, items: str, **params) -> list[d
     return found
 
 
-def _tag_dict(pairs) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in pairs or [] if "Key" in t}
+def _tag_dict(pairs, key: str = "Key", value: str = "Value") -> dict[str, str]:
+    return {t[key]: t[value] for t in pairs or [] if key in t}
 
 
 def _list(ctx, spec: Kind, **params) -> list[dict]:
@@ -161,7 +161,8 @@ def _batch_tags(ctx, service: str, how: BatchTags, ids: list[str]) -> dict[str, 
                 except ClientError as e1:
                     if not is_gone(e1):
                         raise
-        tags.update({d[how.id_key]: _tag_dict(d.get("Tags")) for d in described})
+        tags.update({d[how.id_key]: _tag_dict(d.get(how.tags_key), how.key_field, how.value_field)
+                     for d in described})
     return tags
 
 
@@ -250,11 +251,22 @@ def _found(ctx, spec: Kind, items: list[dict], tags: dict) -> list[Found]:
 
 # -- the public reads ------------------------------------------------------------------------------
 
+def offered(ctx, service: str) -> bool:
+    """Whether AWS offers `service` in ctx.region, by botocore's endpoint data (CodeBuild is not in
+    every region: its list call there has no endpoint). A region botocore does not know at all
+    (newer than it) is asked anyway."""
+    session = ctx.session
+    partitions = session.get_available_partitions()
+    where = {r for p in partitions for r in session.get_available_regions(service, partition_name=p)}
+    known = {r for p in partitions for r in session.get_available_regions("ec2", partition_name=p)}
+    return not where or ctx.region in where or ctx.region not in known
+
+
 def scan(ctx) -> list[Found]:
     """Every resource in ctx.region (and this region's IAM roles, instance profiles and bucket,
     by name) that carries a provision:stack tag, of any stack; in the registry's order."""
     specs = scanners()
-    top = [s for s in specs if s.parent is None]
+    top = [s for s in specs if s.parent is None and offered(ctx, s.service)]
 
     def listing(spec):
         with _reading(ctx, spec.service, _plural(spec.kind)):

@@ -309,7 +309,7 @@ def build_stack(fleet: Fleet, row: FleetRow, overrides: dict, limiter: RateLimit
         watch = HealthWatch(run.ctx, resources["auto-scaling-group"].id,
                             {role: resources[f"{role}-target-group"].id for role in ("frontend", "backend")})
         row.state, row.step = WAITING, f"waiting for {run.config.desired_capacity} healthy instance(s)"
-        wait_until_healthy(run.ctx, watch, desired=run.config.desired_capacity, grace_seconds=run.config.grace_period)
+        wait_until_healthy(run.ctx, watch, desired=run.config.desired_capacity, grace_seconds=run.config.grace_seconds)
         row.state = HEALTHY
     except ProvisionError as e:
         row.state, row.error, row.hint = FAILED, e.message, e.hint

@@ -135,6 +135,16 @@ def check_compute(run: Run) -> None:
 
     check_types(run.ctx)
     check_certificate(run.ctx)
+    if not run.config.build_on_instance:
+        from provisioner.account.inventory import offered
+
+        if not offered(run.ctx, "codebuild"):
+            raise ConfigError(f"CodeBuild is not offered in {run.ctx.region}, so the images cannot be built there",
+                              hint="use --build-on-instance (each instance builds them), or another --region")
+        # The images are built for linux/amd64: an arm64 type is refused before anything is built.
+        from steps.compute.launch_template import check_platform, instance_architecture
+
+        check_platform(run.ctx, instance_architecture(run.ctx, run.config.instance_type))
 
 
 def check_build_options(run: Run) -> None:
@@ -198,7 +208,7 @@ def wait_for_app(run: Run, reporter: ConsoleReporter, desired: int) -> int:
     reporter.console.print("Ctrl-C stops the waiting; the stack stays up.", style="dim")
     try:
         with reporter.live(f"waiting for {what}"):
-            wait_until_healthy(run.ctx, watch, desired=desired, grace_seconds=run.config.grace_period)
+            wait_until_healthy(run.ctx, watch, desired=desired, grace_seconds=run.config.grace_seconds)
     except (KeyboardInterrupt, Interrupted):
         reporter.warn("stopped waiting; nothing was undone. `provision status` shows the instances' health.")
         return EXIT_INTERRUPTED
@@ -370,6 +380,27 @@ def app_health(run: Run):
     return HealthWatch(run.ctx, resources["auto-scaling-group"].id, groups).read(read_console=False)
 
 
+def instance_images(run: Run, group: dict | None) -> dict[str, tuple[str, str]]:
+    """Per instance, the launch template version it was launched from and the image tag that
+    version's boot script pulls ("built on the instance" for a build there): what the instance
+    runs, read from the version, so the boot script has nothing to report."""
+    from steps.compute.launch_template import image_tag_of_version
+
+    template = run.ctx.resources.get("launch-template")
+    if group is None or template is None:
+        return {}
+    versions = {i["InstanceId"]: str((i.get("LaunchTemplate") or {}).get("Version", ""))
+                for i in group.get("Instances", [])}
+    wanted = sorted({v for v in versions.values() if v.isdigit()}, key=int)
+    tags: dict[str, str] = {}
+    if wanted:
+        for version in run.ctx.ec2.describe_launch_template_versions(
+                LaunchTemplateId=template.id, Versions=wanted)["LaunchTemplateVersions"]:
+            tag = image_tag_of_version(version.get("LaunchTemplateData") or {})
+            tags[str(version["VersionNumber"])] = tag[:12] if tag else "built on the instance"
+    return {i: (v, tags.get(v, "")) for i, v in versions.items()}
+
+
 @guarded
 def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) -> int:
     run = Run(opts, reporter)
@@ -379,8 +410,9 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
     if run.is_new:
         results = [r for r in results if r.outcome != "missing"]
     group, instances = app_health(run)
+    images = instance_images(run, group)
     found = stack_cost(run)
-    grace = run.config.grace_period
+    grace = run.config.grace_seconds
     zones: dict[str, dict[str, int]] = {}
     for item in instances:
         counts = zones.setdefault(item.zone, {})
@@ -392,6 +424,8 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
                       for r in results],
             "instances": [{"id": i.instance_id, "zone": i.zone, "lifecycle": i.lifecycle,
                            "state": i.phase(grace),
+                           "launch_template_version": images.get(i.instance_id, ("", ""))[0] or None,
+                           "images": images.get(i.instance_id, ("", ""))[1] or None,
                            "targets": {role: {"state": t[0], "reason": t[1], "description": t[2]}
                                        for role, t in i.targets.items()}} for i in instances],
             "zones": zones,
@@ -417,7 +451,7 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
         if group is not None:
             table = Table(title=f"instances (desired {group['DesiredCapacity']}, min {group['MinSize']}, "
                                 f"max {group['MaxSize']})", title_justify="left")
-            for column in ("instance", "zone", "lifecycle", "state", "frontend :3000", "backend :5000"):
+            for column in ("instance", "zone", "lifecycle", "state", "frontend :3000", "backend :5000", "images"):
                 table.add_column(column, no_wrap=column in ("instance", "zone"))
             for i in instances:
                 cells = []
@@ -425,8 +459,10 @@ def cmd_status(opts: GlobalOptions, reporter: ConsoleReporter, as_json: bool) ->
                     state, reason, _ = i.targets.get(role, ("unregistered", "", ""))
                     cells.append(Text(state + (f" ({reason})" if reason else ""),
                                       style=STYLES.get(state, "")))
+                version, tag = images.get(i.instance_id, ("", ""))
                 table.add_row(i.instance_id, i.zone, i.lifecycle,
-                              Text(i.phase(grace), style=STYLES.get(i.phase(grace), "")), *cells)
+                              Text(i.phase(grace), style=STYLES.get(i.phase(grace), "")), *cells,
+                              f"{tag} (template v{version})" if version else tag)
             reporter.out.print(table)
             per_zone = "; ".join(f"{zone}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
                                  for zone, counts in sorted(zones.items()))
@@ -586,7 +622,7 @@ def cmd_logs(opts: GlobalOptions, reporter: ConsoleReporter, instance: str | Non
         if not instances:
             raise ConfigError(f"stack {opts.stack!r} has no instances running",
                               hint="`provision status` shows the group; `provision scale N` starts some")
-        grace = run.config.grace_period
+        grace = run.config.grace_seconds
         chosen = next((i for i in instances if i.phase(grace) not in (HEALTHY, BOOTSTRAPPING)), None) \
             or next((i for i in instances if i.phase(grace) != HEALTHY), None) or instances[0]
         instance = chosen.instance_id

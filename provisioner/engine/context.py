@@ -25,7 +25,9 @@ from provisioner.engine.state import utc_now
 if TYPE_CHECKING:
     from provisioner.shape.config import StackConfig
 
-MUTATING_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup")
+# Read-only operations by name (the constant's name is historical: these are the ones that do not
+# mutate). CodeBuild and ECR read by batches: BatchGetProjects, BatchGetBuilds, BatchGetImage.
+MUTATING_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "BatchGet")
 
 
 class ReadOnlyViolation(RuntimeError):

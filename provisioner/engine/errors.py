@@ -54,6 +54,10 @@ class AwsFailure(ProvisionError):
     exit_code = EXIT_AWS
 
 
+class BuildFailed(AwsFailure):
+    """An image build in CodeBuild ended in failure: the message carries its last log lines."""
+
+
 class Interrupted(BaseException):
     """Raised inside worker threads once the run is cancelled (Ctrl-C); not an Exception so
     that no step code can swallow it by accident."""

@@ -35,13 +35,18 @@ class InlineTags:
 
 @dataclass(frozen=True)
 class BatchTags:
-    """One call for many ids (ELBv2 DescribeTags)."""
+    """One call for many ids (ELBv2 DescribeTags, CodeBuild BatchGetProjects)."""
 
     operation: str
     param: str
     result_key: str
     id_key: str
     limit: int
+    # Where each described item keeps its tags, and the tag's key and value fields: ELBv2 says
+    # Tags/Key/Value, CodeBuild tags/key/value.
+    tags_key: str = "Tags"
+    key_field: str = "Key"
+    value_field: str = "Value"
 
 
 @dataclass(frozen=True)

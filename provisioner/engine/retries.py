@@ -26,6 +26,8 @@ TIMEOUTS: dict[str, float] = {
     # A bucket's new Block Public Access setting reaches PutBucketPolicy within about a minute.
     "public-access-block": 60,
     "sandbox-start": 30,
+    # A new CodeBuild service role is refused by CreateProject for seconds (IAM propagation).
+    "build-role": 120,
 }
 # Each kind's own waits (a NAT gateway's 1-5 minutes to turn available) are its step's
 # `create_timeout` and `delete_timeout`, in seconds, scaled the same way.
@@ -142,6 +144,12 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
     "public-access-block": RetryCase(
         codes=frozenset({"AccessDenied"}), timeout="public-access-block",
         why="the bucket's new Block Public Access setting has not reached S3's policy check yet"),
+    # CodeBuild answers its generic InvalidInputException while a service role made seconds ago
+    # has not reached it ("CodeBuild is not authorized to perform: sts:AssumeRole on ..."); the
+    # CDK and Terraform's provider retry the same message.
+    "build-role": RetryCase(
+        codes=frozenset({"InvalidInputException"}), timeout="build-role",
+        why="a new IAM role takes seconds to reach CodeBuild", message="not authorized to perform: sts:AssumeRole"),
 }
 
 # One line per code a user is likely to meet, said the way a colleague would say it.

@@ -48,7 +48,91 @@ def apply() -> None:
     _patch_service_quota_defaults()
     _patch_response_transformers_per_request()
     _patch_create_bucket_tags()
+    _patch_codebuild_builds()
     _applied = True
+
+
+# -- CodeBuild -----------------------------------------------------------------------------------
+
+def _patch_codebuild_builds() -> None:
+    """moto requires a source location even for NO_SOURCE (AWS does not), runs no build, and
+    names no log stream. Here a build started with IMAGE_TAG (the tool's image build) pushes
+    placeholder images of both services to the project's REPOSITORY_NAME, as the real build spec
+    does, so that the next `up` finds them and starts no build; and the build names its log
+    group and stream as CodeBuild does."""
+    import hashlib
+    import json
+
+    import moto.codebuild.responses as responses
+    from moto.codebuild.responses import CodeBuildResponse
+
+    original_validate = responses._validate_required_params_source
+
+    def validate_source(source):
+        if source.get("type") == "NO_SOURCE":
+            return
+        original_validate(source)
+
+    responses._validate_required_params_source = validate_source
+    original_start = CodeBuildResponse.start_build
+
+    def start_build(self):
+        answer = json.loads(original_start(self))
+        build = answer["build"]
+        project = self.codebuild_backend.codebuild_projects[self._get_param("projectName")]
+        variables = {v["name"]: v.get("value") for v in
+                     (project.project_metadata.get("environment") or {}).get("environmentVariables") or []}
+        variables.update({v["name"]: v.get("value") for v in self._get_param("environmentVariablesOverride") or []})
+        build["environment"] = {**(project.project_metadata.get("environment") or {}),
+                                "environmentVariables": [{"name": k, "value": v, "type": "PLAINTEXT"}
+                                                         for k, v in variables.items()]}
+        stream = build["id"].split(":", 1)[1]
+        build["logs"] = {**build.get("logs", {}), "groupName": f"/aws/codebuild/{build['projectName']}",
+                         "streamName": stream}
+        if variables.get("IMAGE_TAG") and variables.get("REPOSITORY_NAME"):
+            from moto.ecr.models import ecr_backends
+
+            ecr = ecr_backends[self.current_account][self.region]
+            if variables["REPOSITORY_NAME"] in ecr.repositories:
+                repository = ecr.repositories[variables["REPOSITORY_NAME"]]
+                for service in ("backend", "frontend"):
+                    tag = f"{variables['IMAGE_TAG']}-{service}"
+                    if any(tag in image.image_tags for image in repository.images):
+                        continue  # pushed by an earlier build: the build spec skips it
+                    manifest = json.dumps({"schemaVersion": 2, "mediaType":
+                                           "application/vnd.docker.distribution.manifest.v2+json",
+                                           "config": {"digest": "sha256:" + hashlib.sha256(tag.encode()).hexdigest(),
+                                                      "size": 0, "mediaType":
+                                                      "application/vnd.docker.container.image.v1+json"},
+                                           "layers": []})
+                    ecr.put_image(variables["REPOSITORY_NAME"], manifest, tag)
+        # The stored build is what BatchGetBuilds answers.
+        for stored in self.codebuild_backend.build_metadata_history[build["projectName"]]:
+            if stored["id"] == build["id"]:
+                stored.update(environment=build["environment"], logs=build["logs"])
+        return json.dumps(answer)
+
+    CodeBuildResponse.start_build = start_build
+
+    def update_project(self):
+        # moto has no UpdateProject at all; the tool converges a project's settings and tags with it.
+        from moto.codebuild.exceptions import ResourceNotFoundException
+
+        name = self._get_param("name")
+        project = self.codebuild_backend.codebuild_projects.get(name)
+        if project is None:
+            raise ResourceNotFoundException(f"Project cannot be found: {name}")
+        metadata = project.project_metadata
+        for key in ("description", "source", "artifacts", "environment", "serviceRole", "timeoutInMinutes",
+                    "queuedTimeoutInMinutes", "logsConfig", "tags"):
+            value = self._get_param(key)
+            if value is not None:
+                metadata[key] = value
+        if self._get_param("tags") is not None:
+            project.tags = self._get_param("tags")
+        return json.dumps({"project": metadata})
+
+    CodeBuildResponse.update_project = update_project
 
 
 # -- S3 ------------------------------------------------------------------------------------------

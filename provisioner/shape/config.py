@@ -31,10 +31,13 @@ DEFAULT_INSTANCE_TYPE = "t3.micro"
 BASTION_INSTANCE_TYPE = "t3.micro"
 # ACM refuses a certificate whose Common Name is longer than 64 characters.
 CERTIFICATE_CN_MAX = 64
-# The ASG's health check grace period must cover the first boot (Docker install and both image
-# builds on a micro instance); see userdata.DEFAULT_GRACE_PERIOD_SECONDS.
+# The ASG's health check grace period must cover the first boot: with --build-on-instance the
+# Docker install and both image builds on a micro instance; by default the Docker install and a
+# pull of the images built in AWS. See userdata.DEFAULT_GRACE_PERIOD_SECONDS.
 DEFAULT_GRACE_PERIOD = 600
 MIN_GRACE_PERIOD = 300
+DEFAULT_PULL_GRACE_PERIOD = 360
+MIN_PULL_GRACE_PERIOD = 240
 MAX_GRACE_PERIOD = 7200
 INSTANCE_TYPE_RE = re.compile(r"\A[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+\Z")
 AMI_RE = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
@@ -67,7 +70,11 @@ class StackConfig:
     max_size: int = 4
     domain: str | None = None            # None: <stack>.example.com (the self-signed certificate's name)
     certificate_arn: str | None = None   # None: a self-signed certificate imported into ACM
-    grace_period: int = DEFAULT_GRACE_PERIOD
+    # None: the boot path's own default (a pull needs less than a build on the instance).
+    grace_period: int | None = None
+    # --build-on-instance: no ECR repository or CodeBuild; each instance builds both images at
+    # boot, as before the images were built in AWS.
+    build_on_instance: bool = False
     # When `provision reap` may delete the stack: "YYYY-MM-DDTHH:MM:SSZ" (UTC), "never", or None
     # (not set here: an expiry tag already on the resources is left as it is).
     expires_at: str | None = None
@@ -109,7 +116,19 @@ class StackConfig:
         # Without --certificate-arn, the certificate step looks for the stack's own (tagged,
         # self-signed) certificate, also one left from before an ARN was given, and never
         # for the user's certificate, which is not the stack's to delete.
-        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True)
+        # The image build's steps exist only without --build-on-instance.
+        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False)
+
+    @property
+    def grace_seconds(self) -> int:
+        """The health check grace period in force: the one given, else the boot path's default."""
+        if self.grace_period is not None:
+            return self.grace_period
+        return DEFAULT_GRACE_PERIOD if self.build_on_instance else DEFAULT_PULL_GRACE_PERIOD
+
+    @property
+    def min_grace_period(self) -> int:
+        return MIN_GRACE_PERIOD if self.build_on_instance else MIN_PULL_GRACE_PERIOD
 
     @property
     def nat_count(self) -> int:
@@ -191,11 +210,16 @@ class StackConfig:
             raise ConfigError(
                 f"--desired {self.desired_capacity} is outside --min {self.min_size} .. --max {self.max_size}",
                 hint="the Auto Scaling Group refuses a desired capacity outside its minimum and maximum")
-        if not isinstance(self.grace_period, int) or not MIN_GRACE_PERIOD <= self.grace_period <= MAX_GRACE_PERIOD:
+        if self.grace_period is not None and (
+                not isinstance(self.grace_period, int) or isinstance(self.grace_period, bool)
+                or not self.min_grace_period <= self.grace_period <= MAX_GRACE_PERIOD):
+            path = "with --build-on-instance" if self.build_on_instance else "when the instances pull their images"
             raise ConfigError(
-                f"--grace-period {self.grace_period!r} must be {MIN_GRACE_PERIOD} to {MAX_GRACE_PERIOD} seconds",
-                hint="the first boot (Docker, both image builds) takes minutes; shorter grace periods "
-                     "replace instances that are still building")
+                f"--grace-period {self.grace_period!r} must be {self.min_grace_period} to {MAX_GRACE_PERIOD} "
+                f"seconds {path}",
+                hint="the first boot (Docker, then a pull of the images, or both image builds with "
+                     "--build-on-instance) takes minutes; shorter grace periods replace instances that are "
+                     "still booting")
         if self.domain is not None:
             validate_domain(self.domain)
         from provisioner.account.expiry import validate_expiry

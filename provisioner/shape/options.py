@@ -87,10 +87,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("desired", "--desired", int, "Instances to run", "2", "desired_capacity", ("auto-scaling-group",),
            more="must lie within min..max"),
     Option("max", "--max", int, "Auto Scaling Group maximum", "4", "max_size", ("auto-scaling-group",)),
-    Option("grace_period", "--grace-period", int, "Health check grace period; must cover the first boot's build",
-           "600", "grace_period", ("auto-scaling-group",), metavar="SECONDS",
-           more="300 to 7200: the first boot (Docker, both image builds) must fit in it, or the group replaces "
-                "instances that are still building"),
+    Option("grace_period", "--grace-period", int, "Health check grace period; must cover the first boot",
+           "360, or 600 with --build-on-instance", "grace_period", ("auto-scaling-group", "launch-template"),
+           metavar="SECONDS",
+           more="240 (300 with --build-on-instance) to 7200: the first boot (Docker and a pull of the images, or "
+                "both image builds) must fit in it, or the group replaces instances that are still booting"),
+    Option("build_on_instance", "--build-on-instance/--build-in-aws", bool,
+           "Build both images on each instance at boot (no ECR repository, no CodeBuild), or once in AWS with "
+           "CodeBuild and pull them", "built once in AWS", "build_on_instance",
+           ("image-repository", "build-role", "build-project", "image-build", "instance-role", "launch-template"),
+           more="for accounts without CodeBuild, or to show the original lesson: minutes of 502s while a "
+                "t3.micro runs `npm ci` and `next build`"),
     Option("domain", "--domain", str, "Name on the self-signed certificate", "<stack>.example.com", "domain",
            ("certificate",), more="the Common Name and SAN"),
     Option("certificate_arn", "--certificate-arn", str,

@@ -199,7 +199,7 @@ class AutoScalingGroup(Step):
                   LaunchTemplate=self._template(ctx),
                   MinSize=config.min_size, MaxSize=config.max_size, DesiredCapacity=config.desired_capacity,
                   VPCZoneIdentifier=",".join(self._subnets(ctx)), TargetGroupARNs=self._target_groups(ctx),
-                  HealthCheckType="ELB", HealthCheckGracePeriod=config.grace_period,
+                  HealthCheckType="ELB", HealthCheckGracePeriod=config.grace_seconds,
                   NewInstancesProtectedFromScaleIn=False, Tags=self._tags(ctx))
         # Instances boot for minutes; the CLI waits for healthy targets after `up`, with a display.
         groups = self._describe(ctx, name)
@@ -224,7 +224,7 @@ class AutoScalingGroup(Step):
         converge("MinSize", config.min_size, "min size")
         converge("MaxSize", config.max_size, "max size")
         converge("DesiredCapacity", config.desired_capacity, "desired capacity")
-        converge("HealthCheckGracePeriod", config.grace_period, "health check grace period")
+        converge("HealthCheckGracePeriod", config.grace_seconds, "health check grace period")
         converge("HealthCheckType", "ELB", "health check type")
         subnets = self._subnets(ctx)
         if sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))) != sorted(subnets):
@@ -288,7 +288,7 @@ class AutoScalingGroup(Step):
             return [f"start an instance refresh to version {latest}: {which}"]
         self._client(ctx).start_instance_refresh(
             AutoScalingGroupName=resource.id,
-            Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": ctx.config.grace_period})
+            Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": ctx.config.grace_seconds})
         return [f"instance refresh started to version {latest}: {which}"]
 
     # -- delete ----------------------------------------------------------------------------------

@@ -39,10 +39,37 @@ def instance_architecture(ctx, instance_type: str) -> str:
     return "arm64" if "arm64" in supported else "x86_64"
 
 
+def check_platform(ctx, architecture: str) -> None:
+    """CodeBuild builds the images for linux/amd64 only: an arm64 instance could not run them."""
+    from provisioner.engine.errors import ConfigError
+    from steps.build.codebuild_project import PLATFORM
+
+    if architecture != "x86_64" and not ctx.config.build_on_instance:
+        raise ConfigError(f"instance type {ctx.config.instance_type} is {architecture}, and the images are built "
+                          f"for {PLATFORM}",
+                          hint="use an x86_64 type (t3.micro, t3a.small, ...), or --build-on-instance to build "
+                               "the images on each instance")
+
+
 def latest_ubuntu(ctx, architecture: str) -> str:
     """The current Ubuntu 24.04 LTS image of an architecture, from Canonical's SSM parameter."""
     name = UBUNTU_AMI_PARAMETER.format(arch=DEBIAN_ARCH[architecture])
     return ctx.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+
+
+def _script_of(encoded: str | None) -> str | None:
+    """The script inside launch template user data (base64, maybe gzipped)."""
+    if not encoded:
+        return None
+    raw = base64.b64decode(encoded)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8", "replace")
+
+
+def image_tag_of_version(data: dict) -> str | None:
+    """The image tag a launch template version's instances pull (None: built on the instance)."""
+    return userdata.image_tag_of(_script_of(data.get("UserData")))
 
 
 def user_data_sha256(encoded: str | None) -> str | None:
@@ -164,16 +191,18 @@ class LaunchTemplate(Step):
                       PASS_INSTANCE_ROLE),
               delete=(actions("ec2:DeleteLaunchTemplate"),))
 
-    def __init__(self, bastion: bool = False):
+    def __init__(self, bastion: bool = False, pull: bool = False):
         # The instances fetch the release and the images at boot: needed in service, not held (the
-        # bucket may be emptied while the instances terminate).
+        # bucket may be emptied while the instances terminate). Pulling, they need the release's
+        # images in the repository before the first one boots.
         super().__init__("launch-template", depends_on=(
             "web-security-group", "instance-profile", "instance-profile-role", in_service("app-release"),
-            in_service("product-images"), *(("key-pair",) if bastion else ())))
+            in_service("product-images"), *(("key-pair",) if bastion else ()),
+            *((in_service("image-build"),) if pull else ())))
 
     @classmethod
     def instances(cls, config):
-        return [cls(bastion=config.bastion)]
+        return [cls(bastion=config.bastion, pull=not config.build_on_instance)]
 
     @staticmethod
     def _key_name(ctx):
@@ -211,10 +240,16 @@ class LaunchTemplate(Step):
     # -- what it should be -----------------------------------------------------------------------
     def _script(self, ctx):
         release = ctx.dep("app-release").attrs
+        pull = {}
+        if not ctx.config.build_on_instance:
+            built = ctx.dep("image-build")
+            if built is None:
+                return None  # `plan` before the images are built: the script is not known yet
+            pull = {"image_repository": built.attrs["repository_uri"], "image_tag": built.id}
         return userdata.render_bootstrap(
             region=ctx.region, release_bucket=release["bucket"], release_key=release["key"],
             images_base_url=ctx.dep("assets-bucket").attrs["images_base_url"],
-            stack=ctx.stack, grace_period_seconds=ctx.config.grace_period)
+            stack=ctx.stack, grace_period_seconds=ctx.config.grace_seconds, **pull)
 
     def _data(self, ctx, ami, script):
         data = {
@@ -246,6 +281,7 @@ class LaunchTemplate(Step):
         from provisioner.engine.context import Resource
 
         architecture = self._architecture(ctx, ctx.config.instance_type)
+        check_platform(ctx, architecture)
         ami = ctx.config.ami or self._latest_ubuntu(ctx, architecture)
         script = self._script(ctx)
         template = self._create(ctx, self._data(ctx, ami, script))
@@ -292,6 +328,7 @@ class LaunchTemplate(Step):
             ami = ctx.config.ami
         elif not ctx.config.ami and have.get("InstanceType") != instance_type:
             architecture = self._architecture(ctx, instance_type)
+            check_platform(ctx, architecture)
             if self._image_architecture(ctx, ami) != architecture:
                 new_ami = self._latest_ubuntu(ctx, architecture)
                 changes.append(f"AMI {ami} -> {new_ami} (Ubuntu 24.04 LTS for {architecture})")
@@ -301,6 +338,11 @@ class LaunchTemplate(Step):
             # Instances launched before keep the key they booted with until the refresh replaces them.
             changes.append(f"key pair {have.get('KeyName') or 'none'} -> {want_key or 'none'}")
         script = self._script(ctx) if ctx.dep("app-release") and ctx.dep("assets-bucket") else None
+        have_tag = userdata.image_tag_of(_script_of(have.get("UserData")))
+        want_tag = userdata.image_tag_of(script)
+        if script is not None and have_tag != want_tag:
+            changes.append(f"images {(have_tag or 'built on the instance')[:12]} -> "
+                           f"{(want_tag or 'built on the instance')[:12]}")
         want_sha = hashlib.sha256(script.encode()).hexdigest() if script is not None else None
         have_sha = user_data_sha256(have.get("UserData"))
         if want_sha != have_sha:

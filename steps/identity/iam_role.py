@@ -25,11 +25,11 @@ def iam_name(ctx) -> str:
     return f"{ctx.stack}-{ctx.region}-web"
 
 
-def find_owned(ctx, step: str, known_id: str | None, get) -> dict | None:
+def find_owned(ctx, step: str, known_id: str | None, get, name: str | None = None) -> dict | None:
     """The IAM entity (a role, an instance profile) by the name in state, then by the derived
     name, if it carries the stack's tags. One of that name without them is someone else's:
     never adopted, never deleted (create then says so)."""
-    for name in dict.fromkeys(n for n in (known_id, iam_name(ctx)) if n):
+    for name in dict.fromkeys(n for n in (known_id, name or iam_name(ctx)) if n):
         entity = lookup(get, name, gone=frozenset({"NoSuchEntity"}))
         if entity is None:
             continue
@@ -40,15 +40,26 @@ def find_owned(ctx, step: str, known_id: str | None, get) -> dict | None:
     return None
 
 
+# Pulling from the stack's repository, read-only. GetAuthorizationToken names no repository:
+# AWS accepts only "*" for it.
+ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+
+
 def release_read_policy(ctx) -> dict:
-    """Exactly what the instances' bootstrap needs: GetObject on the release prefix."""
+    """Exactly what the instances' bootstrap needs: GetObject on the release prefix, and (unless
+    they build the images themselves) a pull from the stack's own repository."""
+    from steps.build.ecr_repository import repository_name
+
     bucket = ctx.dep("assets-bucket")
     name = bucket.id if bucket is not None else bucket_name(ctx)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Sid": "ReadAppReleases", "Effect": "Allow", "Action": "s3:GetObject",
-                       "Resource": f"{bucket_arn(ctx, name)}/{RELEASES_PREFIX}*"}],
-    }
+    statements = [{"Sid": "ReadAppReleases", "Effect": "Allow", "Action": "s3:GetObject",
+                   "Resource": f"{bucket_arn(ctx, name)}/{RELEASES_PREFIX}*"}]
+    if not ctx.config.build_on_instance:
+        repository = (f"arn:{partition(ctx.region)}:ecr:{ctx.region}:{ctx.account or '*'}:repository/"
+                      f"{repository_name(ctx)}")
+        statements += [{"Sid": "PullAppImages", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository},
+                       {"Sid": "LogInToEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def managed_policy_arns(ctx) -> list[str]:
@@ -67,9 +78,21 @@ def _canonical(value):
 ROLE_ARN = "arn:{partition}:iam::{account}:role/provision/{stack}-{region}-web"
 
 
+# The tool's roles: the instances' (-web) and CodeBuild's (-build, steps/build/build_role.py).
+ROLE_SUFFIXES = ("web", "build")
+
+
 def iam_of_region(ctx, stack: str, name: str) -> bool:
     """IAM is global: the role (or profile) of this region's stack of that name."""
-    return name == f"{stack}-{ctx.region}-web"
+    return any(name == f"{stack}-{ctx.region}-{suffix}" for suffix in ROLE_SUFFIXES)
+
+
+# Every role of the tool, listed once here; the build role's step declares this same listing.
+IAM_ROLES = Listing("iam_role", "iam", "list_roles", "Roles", "RoleName", label="IAM roles",
+                    params={"PathPrefix": IAM_PATH}, tags=ItemTags("list_role_tags", "RoleName", "Tags"),
+                    created_field="CreateDate",
+                    candidate=lambda ctx, i: i["RoleName"].endswith(tuple(f"-{ctx.region}-{s}" for s in ROLE_SUFFIXES)),
+                    belongs=iam_of_region, price=FREE)
 
 
 @register
@@ -83,10 +106,7 @@ class InstanceRole(Step):
     # to AddRoleToInstanceProfile.
     not_found_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::Role"
-    listing = Listing("iam_role", "iam", "list_roles", "Roles", "RoleName", label="IAM roles",
-                      params={"PathPrefix": IAM_PATH}, tags=ItemTags("list_role_tags", "RoleName", "Tags"),
-                      created_field="CreateDate", candidate=lambda ctx, i: i["RoleName"].endswith(f"-{ctx.region}-web"),
-                      belongs=iam_of_region, price=FREE)
+    listing = IAM_ROLES
     iam = Iam(create=(actions("iam:CreateRole", "iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
                               on=ROLE_ARN),),
               read=(actions("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
