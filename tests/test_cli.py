@@ -337,7 +337,7 @@ def test_new_addresses_for_an_existing_stack_are_refused_before_anything_changes
     before, resources = dir_snapshot(built), aws_snapshot()
     result = cli(command, "--yes", *options, state_dir=built)
     assert result.exit_code == 2, result.output
-    assert "cannot change a VPC's or subnet's CIDR in place" in result.text
+    assert "cannot change a VPC's or subnet's CIDR, or move a subnet to another zone, in place" in result.text
     assert "provision down" in result.text
     assert dir_snapshot(built) == before and aws_snapshot() == resources
 

@@ -127,6 +127,8 @@ def availability_zones(ctx: RunContext) -> list[str]:
                           f"{ZONE_COUNT} for a load balancer", hint="choose another --region")
     instance_type = ctx.config.instance_type
     offered = offering_zones(ctx, instance_type, names)
+    if not offered:
+        check_instance_type(ctx)  # offered nowhere: perhaps no such type at all
     usable = [z for z in names if z in offered]
     if len(usable) < ZONE_COUNT:
         raise ConfigError(f"instance type {instance_type} is offered in {len(usable)} zone(s) of {ctx.region} "
@@ -147,16 +149,22 @@ def check_zones(ctx: RunContext, zones: list[str]) -> None:
                           hint=f"did you mean {near[0]}?" if near else "leave --zones out to choose them automatically")
 
 
+def check_instance_type(ctx: RunContext) -> None:
+    """The instance type exists in this region."""
+    instance_type = ctx.config.instance_type
+    known = _ask(ctx, "ec2:DescribeInstanceTypes", ctx.ec2.describe_instance_types, {"InvalidInstanceType"},
+                 InstanceTypes=[instance_type])
+    if known is None:
+        raise ConfigError(f"instance type {instance_type!r} does not exist in {ctx.region}",
+                          hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small")
+
+
 def check_compute(ctx: RunContext) -> None:
     """The instance type exists in this region and is offered in both zones, and an AMI given
     with --ami is there too: each would otherwise fail only when the Auto Scaling Group launches,
     minutes in, as a scaling activity nobody reads."""
     config = ctx.config
-    known = _ask(ctx, "ec2:DescribeInstanceTypes", ctx.ec2.describe_instance_types, {"InvalidInstanceType"},
-                 InstanceTypes=[config.instance_type])
-    if known is None:
-        raise ConfigError(f"instance type {config.instance_type!r} does not exist in {ctx.region}",
-                          hint="pick one from `aws ec2 describe-instance-types`, e.g. t3.micro or t3.small")
+    check_instance_type(ctx)
     if config.ami:
         found = _ask(ctx, "ec2:DescribeImages", ctx.ec2.describe_images,
                      {"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"},
