@@ -1,21 +1,12 @@
 """CodeBuild's service role: read the release, push to the stack's repository, write its logs."""
-import json
-
-from provisioner.engine.context import Resource
-from provisioner.engine.errors import ConfigError
 from provisioner.engine.kinds import Iam, actions
-from provisioner.engine.registry import Step, register
-from provisioner.engine.retries import error_code
+from provisioner.engine.registry import register
 
 from steps.build.ecr_repository import repository_name
-from steps.identity.iam_role import IAM_PATH, IAM_ROLES, attached_policy_arns, find_owned
+from steps.identity.iam_role import StackRole
 from steps.storage.s3_bucket import RELEASES_PREFIX, bucket_arn, bucket_name, partition
 
 INLINE_POLICY = "build-app-images"
-TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
 BUILD_ROLE_ARN = "arn:{partition}:iam::{account}:role/provision/{stack}-{region}-build"
 # What `docker push` calls, on the one repository.
 ECR_PUSH_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
@@ -59,25 +50,12 @@ def build_policy(ctx) -> dict:
     }
 
 
-def _canonical(value):
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return value
-    return json.dumps(value, sort_keys=True)
-
-
 @register
-class BuildRole(Step):
+class BuildRole(StackRole):
     """The role CodeBuild assumes for the stack's image builds, and nothing else."""
 
     kind = "codebuild_service_role"
     gone_codes = frozenset({"NoSuchEntity"})
-    not_found_codes = frozenset({"NoSuchEntity"})
-    aws_type = "AWS::IAM::Role"
-    # The same listing as the instance role's: both are the tool's IAM roles.
-    listing = IAM_ROLES
     iam = Iam(create=(actions("iam:CreateRole", "iam:TagRole", "iam:PutRolePolicy", on=BUILD_ROLE_ARN),),
               read=(actions("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
                             "iam:ListRoleTags", "iam:ListInstanceProfilesForRole", on=BUILD_ROLE_ARN),),
@@ -85,6 +63,8 @@ class BuildRole(Step):
                               "iam:DetachRolePolicy", on=BUILD_ROLE_ARN),),
               delete=(actions("iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:ListRolePolicies",
                               "iam:ListAttachedRolePolicies", on=BUILD_ROLE_ARN),))
+    suffix, service, inline_policy = "build", "codebuild.amazonaws.com", INLINE_POLICY
+    purpose = "CodeBuild's image builds"
 
     def __init__(self):
         super().__init__("build-role", depends_on=("assets-bucket",))
@@ -93,66 +73,5 @@ class BuildRole(Step):
     def instances(cls, config):
         return [] if config.build_on_instance else [cls()]
 
-    def find_all(self, ctx, known_id):
-        iam = ctx.client("iam")
-        role = find_owned(ctx, self.name, known_id, lambda name: iam.get_role(RoleName=name)["Role"],
-                          name=build_role_name(ctx))
-        return [self._resource(role)] if role else []
-
-    @staticmethod
-    def _resource(role):
-        return Resource(id=role["RoleName"], attrs={"name": role["RoleName"], "arn": role["Arn"]}, raw=role)
-
-    def create(self, ctx):
-        from botocore.exceptions import ClientError
-
-        iam = ctx.client("iam")
-        name = build_role_name(ctx)
-        try:
-            role = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                                   Description=f"provision stack {ctx.stack}: CodeBuild's image builds",
-                                   Tags=ctx.tags(self.name))["Role"]
-        except ClientError as e:
-            if error_code(e) == "EntityAlreadyExists":
-                raise ConfigError(f"an IAM role named {name} exists but is not this stack's (no provision tags)",
-                                  hint="delete or rename that role, or use another --stack name") from None
-            raise
-        ctx.retry("eventual-consistency", iam.put_role_policy, RoleName=name, PolicyName=INLINE_POLICY,
-                  PolicyDocument=json.dumps(build_policy(ctx)))
-        return self._resource(role)
-
-    def update(self, ctx, resource, apply):
-        iam = ctx.client("iam")
-        changes = ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply,
-                                    lambda missing: iam.tag_role(RoleName=resource.id, Tags=missing))
-        if _canonical(resource.raw.get("AssumeRolePolicyDocument")) != _canonical(TRUST_POLICY):
-            if apply:
-                iam.update_assume_role_policy(RoleName=resource.id, PolicyDocument=json.dumps(TRUST_POLICY))
-            changes.append("put back the trust policy (codebuild.amazonaws.com only)")
-        want = build_policy(ctx)
-        names = [n for page in iam.get_paginator("list_role_policies").paginate(RoleName=resource.id)
-                 for n in page["PolicyNames"]]
-        if INLINE_POLICY not in names or _canonical(
-                iam.get_role_policy(RoleName=resource.id, PolicyName=INLINE_POLICY)["PolicyDocument"]) != _canonical(want):
-            if apply:
-                iam.put_role_policy(RoleName=resource.id, PolicyName=INLINE_POLICY, PolicyDocument=json.dumps(want))
-            changes.append(f"{'add' if INLINE_POLICY not in names else 'put back'} inline policy {INLINE_POLICY}")
-        # Least privilege: what the role may do is part of the stack. (Managed policies attached
-        # by hand are detached only by `down`: one read fewer on every `up`.)
-        for extra in sorted(set(names) - {INLINE_POLICY}):
-            if apply:
-                iam.delete_role_policy(RoleName=resource.id, PolicyName=extra)
-            changes.append(f"delete inline policy {extra} (not the stack's)")
-        return changes
-
-    def delete(self, ctx, resource):
-        iam = ctx.client("iam")
-        for arn in attached_policy_arns(iam, resource.id):
-            iam.detach_role_policy(RoleName=resource.id, PolicyArn=arn)
-        for page in iam.get_paginator("list_role_policies").paginate(RoleName=resource.id):
-            for policy in page["PolicyNames"]:
-                iam.delete_role_policy(RoleName=resource.id, PolicyName=policy)
-        ctx.retry("dependency", iam.delete_role, RoleName=resource.id)
-
-    def describe(self, resource):
-        return resource.attrs.get("arn", "")
+    def policy(self, ctx):
+        return build_policy(ctx)

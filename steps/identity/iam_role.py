@@ -16,7 +16,7 @@ SSM_POLICY = "AmazonSSMManagedInstanceCore"
 TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
+}  # the instances' (StackRole.trust makes it from the service)
 
 
 def iam_name(ctx) -> str:
@@ -95,46 +95,67 @@ IAM_ROLES = Listing("iam_role", "iam", "list_roles", "Roles", "RoleName", label=
                     belongs=iam_of_region, price=FREE)
 
 
-@register
-class InstanceRole(Step):
-    """The app instances' role: read the release prefix, plus AmazonSSMManagedInstanceCore."""
+def trust_policy(service: str) -> dict:
+    return {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
 
-    kind = "iam_role"
-    # Every call of the delete names the role: NoSuchEntity means the role went meanwhile.
-    gone_codes = frozenset({"NoSuchEntity"})
+
+class StackRole(Step):
+    """A role of the stack's, for one AWS service to assume: found by its derived name and the
+    stack's tags, with one inline policy (the subclass's `policy`) and the managed policies
+    `managed_policy_arns` names; any other inline policy is removed. The instances' role and
+    CodeBuild's are both this, with their own name, service and policy. (Each kind declares its
+    own gone codes: NoSuchEntity, as every call of the delete names the role.)"""
+
     # IAM is eventually consistent across its own calls: a role made a moment ago can be unknown
-    # to AddRoleToInstanceProfile.
+    # to the next call (PutRolePolicy, AddRoleToInstanceProfile).
     not_found_codes = frozenset({"NoSuchEntity"})
     aws_type = "AWS::IAM::Role"
+    # Every role of the tool is listed once, by the one listing (see ROLE_SUFFIXES).
     listing = IAM_ROLES
-    iam = Iam(create=(actions("iam:CreateRole", "iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
-                              on=ROLE_ARN),),
-              read=(actions("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
-                            "iam:ListRoleTags", "iam:ListInstanceProfilesForRole", on=ROLE_ARN), actions("iam:ListRoles")),
-              change=(actions("iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
-                              "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePolicy", on=ROLE_ARN),),
-              delete=(actions("iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy",
-                              "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", on=ROLE_ARN),))
+    suffix: str              # the role's name is <stack>-<region>-<suffix>
+    service: str             # the one principal the trust policy admits
+    inline_policy: str
+    purpose: str             # the role's description: what it is for
+    policy_summary: str = ""  # said when the inline policy is put back
+    # Managed policies are compared on every `up` only where the role has any (one read fewer).
+    converges_managed = False
+    # A role some instance profile may hold: removed from it before the delete.
+    in_profiles = False
 
-    def __init__(self):
-        super().__init__("instance-role", depends_on=("assets-bucket",))
+    def role_name(self, ctx) -> str:
+        """IAM is global: the region is in the name, so a stack of the same name in another
+        region of the account gets its own role."""
+        return f"{ctx.stack}-{ctx.region}-{self.suffix}"
+
+    def policy(self, ctx) -> dict:
+        raise NotImplementedError
+
+    def managed_policy_arns(self, ctx) -> list[str]:
+        return []
+
+    @property
+    def trust(self) -> dict:
+        return trust_policy(self.service)
 
     def find_all(self, ctx, known_id):
         iam = ctx.client("iam")
-        role = find_owned(ctx, self.name, known_id, lambda name: iam.get_role(RoleName=name)["Role"])
+        role = find_owned(ctx, self.name, known_id, lambda name: iam.get_role(RoleName=name)["Role"],
+                          name=self.role_name(ctx))
         return [self._resource(role)] if role else []
 
-    def _resource(self, role):
+    @staticmethod
+    def _resource(role):
         return Resource(id=role["RoleName"], attrs={"name": role["RoleName"], "arn": role["Arn"]}, raw=role)
 
     def create(self, ctx):
         from botocore.exceptions import ClientError
 
         iam = ctx.client("iam")
-        name = iam_name(ctx)
+        name = self.role_name(ctx)
         try:
-            role = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                                   Description=f"provision stack {ctx.stack}: the web instances",
+            role = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=json.dumps(self.trust),
+                                   Description=f"provision stack {ctx.stack}: {self.purpose}",
                                    Tags=ctx.tags(self.name))["Role"]
         except ClientError as e:
             if error_code(e) == "EntityAlreadyExists":
@@ -142,9 +163,9 @@ class InstanceRole(Step):
                                   hint="delete or rename that role, or use another --stack name") from None
             raise
         # IAM is eventually consistent: the role may be unknown for a moment to the next call.
-        ctx.retry("eventual-consistency", iam.put_role_policy, RoleName=name, PolicyName=INLINE_POLICY,
-                  PolicyDocument=json.dumps(release_read_policy(ctx)))
-        for arn in managed_policy_arns(ctx):
+        ctx.retry("eventual-consistency", iam.put_role_policy, RoleName=name, PolicyName=self.inline_policy,
+                  PolicyDocument=json.dumps(self.policy(ctx)))
+        for arn in self.managed_policy_arns(ctx):
             ctx.retry("eventual-consistency", iam.attach_role_policy, RoleName=name, PolicyArn=arn)
         return self._resource(role)
 
@@ -160,36 +181,39 @@ class InstanceRole(Step):
                                  lambda missing: ctx.client("iam").tag_role(RoleName=resource.id, Tags=missing))
 
     def _converge_trust(self, ctx, resource, apply):
-        if _canonical(resource.raw.get("AssumeRolePolicyDocument")) == _canonical(TRUST_POLICY):
+        if _canonical(resource.raw.get("AssumeRolePolicyDocument")) == _canonical(self.trust):
             return []
         if apply:
-            ctx.client("iam").update_assume_role_policy(RoleName=resource.id, PolicyDocument=json.dumps(TRUST_POLICY))
-        return ["put back the trust policy (ec2.amazonaws.com only)"]
+            ctx.client("iam").update_assume_role_policy(RoleName=resource.id, PolicyDocument=json.dumps(self.trust))
+        return [f"put back the trust policy ({self.service} only)"]
 
     def _converge_inline(self, ctx, resource, apply):
         iam = ctx.client("iam")
-        want = release_read_policy(ctx)
+        want, inline = self.policy(ctx), self.inline_policy
         names = [n for page in iam.get_paginator("list_role_policies").paginate(RoleName=resource.id)
                  for n in page["PolicyNames"]]
         changes = []
-        if INLINE_POLICY not in names:
-            changes.append(f"add inline policy {INLINE_POLICY}")
-        elif _canonical(iam.get_role_policy(RoleName=resource.id, PolicyName=INLINE_POLICY)["PolicyDocument"]) \
+        if inline not in names:
+            changes.append(f"add inline policy {inline}")
+        elif _canonical(iam.get_role_policy(RoleName=resource.id, PolicyName=inline)["PolicyDocument"]) \
                 != _canonical(want):
-            changes.append(f"put back inline policy {INLINE_POLICY} (s3:GetObject on {RELEASES_PREFIX} only)")
+            changes.append(f"put back inline policy {inline}"
+                           + (f" ({self.policy_summary})" if self.policy_summary else ""))
         if changes and apply:
-            iam.put_role_policy(RoleName=resource.id, PolicyName=INLINE_POLICY, PolicyDocument=json.dumps(want))
+            iam.put_role_policy(RoleName=resource.id, PolicyName=inline, PolicyDocument=json.dumps(want))
         # Least privilege: the role is the tool's, and what it may do is part of the stack.
-        for extra in sorted(set(names) - {INLINE_POLICY}):
+        for extra in sorted(set(names) - {inline}):
             if apply:
                 iam.delete_role_policy(RoleName=resource.id, PolicyName=extra)
             changes.append(f"delete inline policy {extra} (not the stack's)")
         return changes
 
     def _converge_managed(self, ctx, resource, apply):
+        if not self.converges_managed:
+            return []  # managed policies attached by hand are detached by `down`
         iam = ctx.client("iam")
         attached = attached_policy_arns(iam, resource.id)
-        want = managed_policy_arns(ctx)
+        want = self.managed_policy_arns(ctx)
         changes = []
         for arn in want:
             if arn not in attached:
@@ -212,16 +236,47 @@ class InstanceRole(Step):
         for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
             for policy in page["PolicyNames"]:
                 iam.delete_role_policy(RoleName=name, PolicyName=policy)
-        # The instance-profile-role step removes it from the stack's profile first; this covers
-        # any other profile someone put it in.
-        for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=name):
-            for profile in page["InstanceProfiles"]:
-                iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"],
-                                                      RoleName=name)
+        if self.in_profiles:
+            # The instance-profile-role step removes it from the stack's profile first; this
+            # covers any other profile someone put it in.
+            for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=name):
+                for profile in page["InstanceProfiles"]:
+                    iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"],
+                                                          RoleName=name)
         ctx.retry("dependency", iam.delete_role, RoleName=name)
 
     def describe(self, resource):
         return resource.attrs.get("arn", "")
+
+
+@register
+class InstanceRole(StackRole):
+    """The app instances' role: read the release prefix, plus AmazonSSMManagedInstanceCore."""
+
+    kind = "iam_role"
+    gone_codes = frozenset({"NoSuchEntity"})
+    iam = Iam(create=(actions("iam:CreateRole", "iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
+                              on=ROLE_ARN),),
+              read=(actions("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+                            "iam:ListRoleTags", "iam:ListInstanceProfilesForRole", on=ROLE_ARN), actions("iam:ListRoles")),
+              change=(actions("iam:TagRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+                              "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePolicy", on=ROLE_ARN),),
+              delete=(actions("iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy",
+                              "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", on=ROLE_ARN),))
+
+    suffix, service, inline_policy = "web", "ec2.amazonaws.com", INLINE_POLICY
+    purpose = "the web instances"
+    policy_summary = f"s3:GetObject on {RELEASES_PREFIX} only"
+    converges_managed = in_profiles = True
+
+    def __init__(self):
+        super().__init__("instance-role", depends_on=("assets-bucket",))
+
+    def policy(self, ctx):
+        return release_read_policy(ctx)
+
+    def managed_policy_arns(self, ctx):
+        return managed_policy_arns(ctx)
 
 
 def attached_policy_arns(iam, role_name: str) -> list[str]:
