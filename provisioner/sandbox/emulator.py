@@ -77,7 +77,10 @@ def _patch_codebuild_builds() -> None:
     original_start = CodeBuildResponse.start_build
 
     def start_build(self):
-        answer = json.loads(original_start(self))
+        # moto up to 5.2.1 answers with the JSON text, later ones with an ActionResult holding
+        # the build itself (then changed in place below).
+        raw = original_start(self)
+        answer = raw.result if hasattr(raw, "result") else json.loads(raw)
         build = answer["build"]
         project = self.codebuild_backend.codebuild_projects[self._get_param("projectName")]
         variables = {v["name"]: v.get("value") for v in
@@ -110,7 +113,7 @@ def _patch_codebuild_builds() -> None:
         for stored in self.codebuild_backend.build_metadata_history[build["projectName"]]:
             if stored["id"] == build["id"]:
                 stored.update(environment=build["environment"], logs=build["logs"])
-        return json.dumps(answer)
+        return raw if hasattr(raw, "result") else json.dumps(answer)
 
     CodeBuildResponse.start_build = start_build
 
