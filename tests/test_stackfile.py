@@ -25,6 +25,10 @@ FLAGS = ["--vpc-cidr", "--public-subnets", "--private-subnets", "--zones", "--na
          "--ami", "--min", "--desired", "--max", "--grace-period", "--domain", "--certificate-arn", "--ttl",
          "--expires-at", "--bastion", "--no-bastion", "--ssh-cidr", "--allow-wide-ssh", "--build-on-instance",
          "--build-in-aws"]
+# The data tier's.
+FLAGS += ["--database", "--db-class", "--db-multi-az", "--db-single-az", "--db-deletion-protection",
+          "--no-db-deletion-protection", "--final-snapshot", "--no-final-snapshot", "--data-subnets", "--catalog",
+          "--cache", "--cache-node-type", "--shared-files", "--no-shared-files"]
 
 
 def test_the_click_options_are_exactly_the_declared_flags():

@@ -43,6 +43,12 @@ INSTANCE_TYPE_RE = re.compile(r"\A[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9]+\Z")
 AMI_RE = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 CERTIFICATE_ARN_RE = re.compile(
     r"\Aarn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):(?P<account>[0-9]{12}):certificate/[0-9a-f-]{36}\Z")
+# The data tier: the smallest current classes (Graviton), which support Multi-AZ and encryption.
+DEFAULT_DB_CLASS = "db.t4g.micro"
+DEFAULT_CACHE_NODE_TYPE = "cache.t4g.micro"
+DATABASE_ENGINES = ("postgres", "mysql", "mariadb")
+DB_CLASS_RE = re.compile(r"\Adb\.[a-z0-9]+\.[a-z0-9]+\Z")
+CACHE_NODE_TYPE_RE = re.compile(r"\Acache\.[a-z0-9]+\.[a-z0-9]+\Z")
 DNS_LABEL_RE = re.compile(r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 SSH_CIDR_HINT = "--ssh-cidr 203.0.113.7/32 (your address; `curl https://checkip.amazonaws.com`)"
 # The widest SSH source the bastion takes without --allow-wide-ssh: a /16 (65,536 addresses, a
@@ -88,6 +94,18 @@ class StackConfig:
     # `cleanup --roster` and `fleet` find a class's stacks by them).
     roster: str | None = None
     student: str | None = None
+    # The data tier. A database or a cache puts them in two data subnets with no route out.
+    data_subnet_cidrs: list[str] = field(default_factory=lambda: ["10.0.32.0/24", "10.0.33.0/24"])
+    database: str = "none"               # none | postgres | mysql | mariadb (RDS)
+    db_class: str = DEFAULT_DB_CLASS
+    db_multi_az: bool = False
+    db_deletion_protection: bool = False
+    # `down` takes a final snapshot (which keeps billing) only when asked.
+    final_snapshot: bool = False
+    catalog: str = "json"                # json (the file in the image) | dynamodb (four tables)
+    cache: str = "none"                  # none | redis (ElastiCache, a primary and a replica)
+    cache_node_type: str = DEFAULT_CACHE_NODE_TYPE
+    shared_files: bool = False           # EFS, mounted by every instance
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -106,6 +124,11 @@ class StackConfig:
         subnet's zone). Zones not chosen yet (a state from before they were recorded) are none."""
         fields = {"vpc_cidr": "--vpc-cidr", "public_subnet_cidrs": "--public-subnets",
                   "private_subnet_cidrs": "--private-subnets", "zones": "--zones"}
+        if self.data_subnets and new.data_subnets:
+            fields["data_subnet_cidrs"] = "--data-subnets"
+        # An engine cannot be changed in place: a new database, and the data goes with the old.
+        if self.database != "none" and new.database not in ("none", self.database):
+            fields["database"] = "--database"
         return [f"{option} {getattr(self, name)} -> {getattr(new, name)}"
                 for name, option in fields.items()
                 if getattr(self, name) != getattr(new, name) and (name != "zones" or self.zones and new.zones)]
@@ -117,7 +140,10 @@ class StackConfig:
         # self-signed) certificate, also one left from before an ARN was given, and never
         # for the user's certificate, which is not the stack's to delete.
         # The image build's steps exist only without --build-on-instance.
-        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False)
+        # The data tier: every kind of it (the engine only changes the port its group opens).
+        return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False,
+                                   database=self.database if self.database != "none" else "postgres",
+                                   catalog="dynamodb", cache="redis", shared_files=True)
 
     @property
     def grace_seconds(self) -> int:
@@ -129,6 +155,11 @@ class StackConfig:
     @property
     def min_grace_period(self) -> int:
         return MIN_GRACE_PERIOD if self.build_on_instance else MIN_PULL_GRACE_PERIOD
+
+    @property
+    def data_subnets(self) -> bool:
+        """A database or a cache lives in the data subnets (DynamoDB and EFS need none)."""
+        return self.database != "none" or self.cache != "none"
 
     @property
     def nat_count(self) -> int:
@@ -157,7 +188,10 @@ class StackConfig:
             raise ConfigError(f"VPC CIDR {self.vpc_cidr} is not a private (RFC 1918) range",
                               hint="use a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
         subnets: list[tuple[str, ipaddress.IPv4Network]] = []
-        for tier, cidrs in (("public", self.public_subnet_cidrs), ("private", self.private_subnet_cidrs)):
+        tiers = [("public", self.public_subnet_cidrs), ("private", self.private_subnet_cidrs)]
+        if self.data_subnets:
+            tiers.append(("data", self.data_subnet_cidrs))
+        for tier, cidrs in tiers:
             if len(cidrs) != ZONE_COUNT:
                 raise ConfigError(f"{tier} subnets: need exactly {ZONE_COUNT} CIDRs (one per zone), got {len(cidrs)}")
             for cidr in cidrs:
@@ -177,6 +211,26 @@ class StackConfig:
                         raise ConfigError(f"{tier} subnet {cidr} overlaps {other_name} subnet {other}")
                 subnets.append((tier, net))
         self.validate_compute()
+        self.validate_data()
+
+    def validate_data(self) -> None:
+        if self.database not in ("none", *DATABASE_ENGINES):
+            raise ConfigError(f"--database {self.database!r}: not an engine the tool builds",
+                              hint="--database postgres, mysql or mariadb (or none)")
+        if not DB_CLASS_RE.fullmatch(self.db_class or ""):
+            raise ConfigError(f"invalid database class {self.db_class!r}", hint=f"e.g. --db-class {DEFAULT_DB_CLASS}")
+        if self.catalog not in ("json", "dynamodb"):
+            raise ConfigError(f"--catalog {self.catalog!r}: json or dynamodb")
+        if self.cache not in ("none", "redis"):
+            raise ConfigError(f"--cache {self.cache!r}: redis or none")
+        if not CACHE_NODE_TYPE_RE.fullmatch(self.cache_node_type or ""):
+            raise ConfigError(f"invalid cache node type {self.cache_node_type!r}",
+                              hint=f"e.g. --cache-node-type {DEFAULT_CACHE_NODE_TYPE}")
+        if self.database == "none" and (self.db_multi_az or self.db_deletion_protection or self.final_snapshot):
+            given = [f for f, on in (("--db-multi-az", self.db_multi_az),
+                                     ("--db-deletion-protection", self.db_deletion_protection),
+                                     ("--final-snapshot", self.final_snapshot)) if on]
+            raise ConfigError(f"{', '.join(given)} without a database", hint="add --database postgres|mysql|mariadb")
 
     def validate_tags(self) -> None:
         """The values that become tags on every resource, against AWS's tag rules: EC2 takes

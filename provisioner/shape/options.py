@@ -59,6 +59,7 @@ def _ssh_cidr(value):
 
 PARSE: dict[str, Callable[[Any], Any]] = {
     "public_subnets": _cidr_pair("--public-subnets"),
+    "data_subnets": _cidr_pair("--data-subnets"),
     "private_subnets": _cidr_pair("--private-subnets"),
     "ssh_cidr": _ssh_cidr,
     "zones": _zones,
@@ -121,6 +122,44 @@ OPTIONS: tuple[Option, ...] = (
     Option("allow_wide_ssh", "--allow-wide-ssh", bool, "Accept an --ssh-cidr wider than /16 (such as 0.0.0.0/0, "
            "the whole internet); remembered with that CIDR", "off", "allow_wide_ssh", ("bastion-security-group",),
            flag_only=True, more="warned about on every run"),
+    # The data tier: each piece is used by the app (app/README.md says how).
+    Option("database", "--database", str, "A managed database (RDS) for the catalog, carts and orders: postgres, "
+           "mysql, mariadb or none", "none", "database",
+           ("database", "database-subnet-group", "database-security-group", "data-subnet-1", "data-subnet-2",
+            "instance-role", "launch-template"), metavar="ENGINE",
+           more="in the data subnets, reachable from the app instances only; 20 GB gp3, encrypted, 7 days of "
+                "backups; the master password is managed by Secrets Manager and never leaves it (the app reads it "
+                "with the instance role); the engine cannot change in place"),
+    Option("db_class", "--db-class", str, "The database's instance class", "db.t4g.micro", "db_class", ("database",),
+           metavar="CLASS"),
+    Option("db_multi_az", "--db-multi-az/--db-single-az", bool,
+           "A standby in the other zone (survives a zone, twice the cost, creates in about 15 minutes)",
+           "single zone", "db_multi_az", ("database",)),
+    Option("db_deletion_protection", "--db-deletion-protection/--no-db-deletion-protection", bool,
+           "RDS refuses to delete the database until this is turned off", "off (labs)", "db_deletion_protection",
+           ("database",), more="`down` then stops and says how to turn it off"),
+    Option("final_snapshot", "--final-snapshot/--no-final-snapshot", bool,
+           "`down` keeps a final snapshot of the database (it bills until deleted)", "none: the database and its "
+           "automated backups are deleted", "final_snapshot", ("database",), more="`down` names the snapshot"),
+    Option("data_subnets", "--data-subnets", list, "Data subnet CIDRs (no route to the internet), with a database "
+           "or a cache", "10.0.32.0/24,10.0.33.0/24", "data_subnet_cidrs", ("data-subnet-1", "data-subnet-2"),
+           metavar="CIDR,CIDR"),
+    Option("catalog", "--catalog", str, "Where the app keeps its catalog, users, orders and carts: json (the file in "
+           "the image) or dynamodb (four tables)", "json, or the database when there is one", "catalog",
+           ("products-table", "users-table", "orders-table", "cart-table", "instance-role", "launch-template"),
+           metavar="STORE", more="on-demand billing, encrypted, point-in-time recovery; the instances may use "
+                                 "exactly the item actions the app makes on them"),
+    Option("cache", "--cache", str, "ElastiCache Redis (a primary and a replica across the zones) caching the "
+           "catalog and carts: redis or none", "none", "cache",
+           ("cache", "cache-subnet-group", "cache-security-group", "cache-auth-token", "data-subnet-1",
+            "data-subnet-2", "instance-role", "launch-template"), metavar="ENGINE",
+           more="encrypted in transit and at rest; its AUTH token kept in Secrets Manager"),
+    Option("cache_node_type", "--cache-node-type", str, "The cache's node type", "cache.t4g.micro", "cache_node_type",
+           ("cache",), metavar="TYPE"),
+    Option("shared_files", "--shared-files/--no-shared-files", bool, "An encrypted EFS file system mounted by every "
+           "instance (order receipts)", "off", "shared_files",
+           ("shared-files", "shared-files-mount-1", "shared-files-mount-2", "shared-files-access-point",
+            "files-security-group", "instance-role", "launch-template")),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

@@ -4,6 +4,7 @@ from provisioner.engine.registry import Ec2Step, register
 from steps.network.vpc import describe_eni, network_interfaces
 
 ANYWHERE = {"ipv4": "0.0.0.0/0", "ipv6": "::/0"}
+DATABASE_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306}
 
 
 @register
@@ -11,7 +12,9 @@ class SecurityGroup(Ec2Step):
     """`alb`: the load balancer, open to the internet on 80 and 443 (IPv4 and IPv6).
     `web`: the app instances, reachable only from the `alb` group on 3000 (frontend) and
     5000 (backend), and with --bastion on 22 from the `bastion` group; nothing from the internet.
-    `bastion` (with --bastion): SSH on 22 from --ssh-cidr only."""
+    `bastion` (with --bastion): SSH on 22 from --ssh-cidr only.
+    The data tier's, each open to the `web` group alone: `database` on the engine's port,
+    `cache` on 6379 (Redis), `files` on 2049 (NFS, EFS's mount targets)."""
 
     kind = "security_group"
     gone_codes = frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"})
@@ -51,6 +54,18 @@ class SecurityGroup(Ec2Step):
         # The same description with and without the bastion: it cannot change once created.
         groups.append(cls("web", "App instances: frontend and backend ports from the load balancer only",
                           web_rules, depends_on=web_deps))
+        # Descriptions name no port: a group's description is fixed at creation, and the rules
+        # converge (a new engine's port replaces the old one).
+        if config.database != "none":
+            groups.append(cls("database", "Database: its engine's port from the app instances only",
+                              [(DATABASE_PORTS[config.database], "web-security-group")],
+                              depends_on=("web-security-group",)))
+        if config.cache != "none":
+            groups.append(cls("cache", "Cache: Redis from the app instances only", [(6379, "web-security-group")],
+                              depends_on=("web-security-group",)))
+        if config.shared_files:
+            groups.append(cls("files", "Shared files: NFS from the app instances only", [(2049, "web-security-group")],
+                              depends_on=("web-security-group",)))
         return groups
 
     def attrs(self, item):

@@ -7,7 +7,10 @@ DEFAULT_ROUTE = "0.0.0.0/0"
 @register
 class RouteTable(Ec2Step):
     """The public table sends 0.0.0.0/0 to the internet gateway; each private table sends it to
-    a NAT gateway (one table per NAT gateway, so --nat-per-az keeps each zone's traffic in-zone)."""
+    a NAT gateway (one table per NAT gateway, so --nat-per-az keeps each zone's traffic in-zone).
+    The data table (with a database or a cache) has the VPC's local route only: nothing in the
+    data subnets can reach the internet or be reached from it. It is the subnets' own table, not
+    the VPC's main one, so a route someone adds to the main table does not reach them."""
 
     kind = "route_table"
     gone_codes = frozenset({"InvalidRouteTableID.NotFound"})
@@ -21,7 +24,7 @@ class RouteTable(Ec2Step):
     describe_operation, result_key = "describe_route_tables", "RouteTables"
     id_field, id_filter, tag_resource_type = "RouteTableId", "route-table-id", "route-table"
 
-    def __init__(self, name: str, target_step: str, target_param: str, depends_on):
+    def __init__(self, name: str, target_step: str | None, target_param: str | None, depends_on):
         super().__init__(name, depends_on=("vpc", *depends_on))
         self.target_step, self.target_param = target_step, target_param
 
@@ -31,18 +34,27 @@ class RouteTable(Ec2Step):
         for i in range(config.nat_count):
             tables.append(cls(f"private-route-table-{i + 1}", f"nat-gateway-{i + 1}", "NatGatewayId",
                               (f"nat-gateway-{i + 1}",)))
+        if config.data_subnets:
+            tables.append(cls("data-route-table", None, None, ()))
         return tables
 
     def create(self, ctx):
         table = ctx.retry("eventual-consistency", ctx.ec2.create_route_table, VpcId=ctx.dep("vpc").id,
                           TagSpecifications=ctx.tag_specifications("route-table", self.name))["RouteTable"]
-        self._set_default_route(ctx, table["RouteTableId"], replace=False)
+        if self.target_step:
+            self._set_default_route(ctx, table["RouteTableId"], replace=False)
         return self.to_resource(table)
 
     def update(self, ctx, resource, apply):
         changes = super().update(ctx, resource, apply)
-        target = ctx.dep(self.target_step)
         route = next((r for r in resource.raw.get("Routes", []) if r.get("DestinationCidrBlock") == DEFAULT_ROUTE), None)
+        if self.target_step is None:
+            if route is not None:
+                changes.append(f"remove route {DEFAULT_ROUTE} (the data subnets have no way out)")
+                if apply:
+                    ctx.ec2.delete_route(RouteTableId=resource.id, DestinationCidrBlock=DEFAULT_ROUTE)
+            return changes
+        target = ctx.dep(self.target_step)
         if route is None:
             changes.append(f"add route {DEFAULT_ROUTE} -> {self.target_step}")
             if apply:
@@ -68,4 +80,6 @@ class RouteTable(Ec2Step):
     def describe(self, resource):
         routes = resource.raw.get("Routes", [])
         default = next((r for r in routes if r.get("DestinationCidrBlock") == DEFAULT_ROUTE), {})
+        if self.target_step is None:
+            return "local routes only" if not default else f"{DEFAULT_ROUTE} -> {default.get('GatewayId') or default.get('NatGatewayId')} (to be removed)"
         return f"{DEFAULT_ROUTE} -> {default.get(self.target_param, 'none')} ({default.get('State', 'missing')})"

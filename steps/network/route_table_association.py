@@ -31,6 +31,8 @@ class RouteTableAssociation(Step):
         for i in range(ZONE_COUNT):
             table = private_tables[min(i, config.nat_count - 1)]
             steps.append(cls(f"private-subnet-{i + 1}", table, tuple(t for t in private_tables if t != table)))
+        if config.data_subnets:
+            steps += [cls(f"data-subnet-{i + 1}", "data-route-table") for i in range(ZONE_COUNT)]
         return steps
 
     def find_all(self, ctx, known_id):

@@ -9,7 +9,8 @@ from steps.network.vpc import describe_eni, network_interfaces
 @register
 class Subnet(Ec2Step):
     """The two public subnets hold the load balancer and the NAT gateway; the two private ones
-    hold the app instances, which reach the internet only through the NAT gateway."""
+    hold the app instances, which reach the internet only through the NAT gateway. With a
+    database or a cache, two data subnets hold them, with no route out of the VPC at all."""
 
     kind = "subnet"
     gone_codes = frozenset({"InvalidSubnetID.NotFound"})
@@ -29,10 +30,12 @@ class Subnet(Ec2Step):
 
     @classmethod
     def instances(cls, config):
-        return [cls(tier, i) for tier in ("public", "private") for i in range(ZONE_COUNT)]
+        tiers = ("public", "private", "data") if config.data_subnets else ("public", "private")
+        return [cls(tier, i) for tier in tiers for i in range(ZONE_COUNT)]
 
     def cidr(self, ctx):
-        cidrs = ctx.config.public_subnet_cidrs if self.tier == "public" else ctx.config.private_subnet_cidrs
+        cidrs = {"public": ctx.config.public_subnet_cidrs, "private": ctx.config.private_subnet_cidrs,
+                 "data": ctx.config.data_subnet_cidrs}[self.tier]
         return cidrs[self.index]
 
     def attrs(self, item):
