@@ -267,7 +267,9 @@ def test_the_retry_tables_are_the_steps_codes_and_lose_none_of_the_old_ones():
               "InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException",
               "InvalidKeyPair.NotFound", "NoSuchEntity", "TargetGroupNotFound", "LoadBalancerNotFound",
               "ListenerNotFound", "CertificateNotFound"}
-    assert retries.not_found_codes() == before
+    declared = set().union(*(step.not_found_codes for step in registry.load_steps().values()))
+    assert retries.not_found_codes() == before | declared | retries.BASE_NOT_FOUND_CODES
+    assert retries.not_found_codes() >= before
     assert retries.gone_codes() >= before | {"Gateway.NotAttached", "InvalidPermission.NotFound",
                                              "InvalidRoute.NotFound", "NoSuchBucket", "NoSuchKey", "RuleNotFound",
                                              "ResourceNotFoundException"}

@@ -170,7 +170,8 @@ def _item_tags(ctx, service: str, how: ItemTags, ids: list[str]) -> dict[str, di
     tags: dict[str, dict] = {}
     for one in ids:
         try:
-            tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: one}))
+            param = how.arn(ctx, one) if how.arn else one
+            tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: param}))
         except ClientError as e:
             if error_code(e) in how.untagged_codes:
                 tags[one] = {}

@@ -534,6 +534,7 @@ def refresh(session_or_client_factory, regions: list[str], instance_types: list[
         kept: list[str] = []
         entry: dict[str, Any] = {}
         incomplete = []
+        defaulted: list[str] = []
         for key in price_keys():
             got = key.fetch(products, region, list(instance_types))
             if key.per is None:
@@ -541,16 +542,20 @@ def refresh(session_or_client_factory, regions: list[str], instance_types: list[
                 if value is None and old is not None:
                     value = old[key.name]
                     kept.append(key.name)
+                elif value is None and key.default is not None:
+                    # A region the packaged table lacks: the step's own figure (us-east-1's).
+                    value = key.default
+                    defaulted.append(key.name)
                 if value is None:
                     incomplete.append(key.name)
                 entry[key.name] = value
                 continue
-            base_values = old.get(key.name, {}) if old else {}
+            base_values = old.get(key.name, {}) if old else (key.default or {})
             values = {}
             for name, value in (got or {}).items():
                 if value is None and name in base_values:
                     value = base_values[name]
-                    kept.append(name)
+                    (kept if old else defaulted).append(name)
                 if value is None:
                     if name in key.required_types:
                         incomplete.append(f"{key.label} {name}")
@@ -566,6 +571,9 @@ def refresh(session_or_client_factory, regions: list[str], instance_types: list[
         if kept:
             notes.append(f"{region}: no Price List answer for {', '.join(kept)}; kept the packaged figure(s) "
                          f"of {base.origin(region).as_of}")
+        if defaulted:
+            notes.append(f"{region}: no Price List answer for {', '.join(defaulted)}; kept the packaged figure(s) "
+                         "of us-east-1, the step's default")
         usage = dict(old.usage_based) if old else {}
         for note in usage_notes():
             sentence = note.fetch(products, region)

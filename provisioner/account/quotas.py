@@ -348,6 +348,15 @@ def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, exis
     refused: str | None = None
     unread: list[str] = []
     for quota in quotas:
+        need = quota.need(reads)
+        owed: Counter = Counter()
+        for index, held in enumerate(existing):
+            still = quota.still(reads, held, lambda: need)
+            owed.update(still)
+            if any(still.values()):
+                finishing.add(index)
+        if not need and not any(owed.values()):
+            continue  # an option the stacks do not have (a database): nothing taken, nothing read
         limit = None
         if refused is None:
             try:
@@ -359,13 +368,6 @@ def check_quotas(ctx: "RunContext", config: "StackConfig", new_stacks: int, exis
         if limit is None and refused is not None:
             unread.append(f"{quota.name} ({quota.service_code} {quota.quota_code})")
         used = quota.usage(reads)
-        need = quota.need(reads)
-        owed: Counter = Counter()
-        for index, held in enumerate(existing):
-            still = quota.still(reads, held, lambda: need)
-            owed.update(still)
-            if any(still.values()):
-                finishing.add(index)
         for scope, per_stack in need.items():
             if per_stack <= 0 and scope != REGION_SCOPE and not owed.get(scope):
                 continue

@@ -57,6 +57,9 @@ class ItemTags:
     param: str
     result_key: str
     untagged_codes: frozenset = frozenset()
+    # What the tag call takes from the listed id, when not the id itself (DynamoDB lists table
+    # names and tags by ARN): arn(ctx, id).
+    arn: Callable[[Any, str], str] | None = None
 
 
 INLINE = InlineTags()

@@ -69,6 +69,9 @@ class Step:
     # to another call (a subnet to CreateNatGateway): retried as eventual consistency by every
     # step, and "already gone" to a delete.
     not_found_codes: ClassVar[frozenset[str]] = frozenset()
+    # What its delete is answered while something still uses it (a subnet group holding a
+    # database): retried for as long as the "dependency" case allows.
+    in_use_codes: ClassVar[frozenset[str]] = frozenset()
     # Seconds (before --timeout-scale) that its own waits may take: turning available, going.
     create_timeout: ClassVar[float] = 300
     delete_timeout: ClassVar[float] = 300

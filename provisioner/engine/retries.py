@@ -50,6 +50,10 @@ BASE_GONE_CODES = frozenset({
     "InvalidRoute.NotFound",
     "NoSuchKey",
 })
+# Answered to a delete while something still uses the resource; each step adds its kind's own
+# (`in_use_codes`).
+BASE_IN_USE_CODES = frozenset({"DependencyViolation", "ResourceInUse", "ResourceInUseException",
+                               "InvalidIPAddress.InUse", "DeleteConflict", "ScalingActivityInProgress"})
 _DERIVED: dict[tuple, tuple[frozenset, frozenset]] = {}
 
 
@@ -68,6 +72,13 @@ def _derived() -> tuple[frozenset, frozenset]:
 def not_found_codes() -> frozenset:
     """Every code meaning "not visible yet" (retried as eventual consistency after a create)."""
     return _derived()[0]
+
+
+def in_use_codes() -> frozenset:
+    """Every code meaning "still used by something that is going away" (retried on delete)."""
+    from provisioner.engine.registry import load_steps
+
+    return BASE_IN_USE_CODES.union(*(cls.in_use_codes for cls in load_steps().values()))
 
 
 def gone_codes() -> frozenset:
@@ -128,8 +139,7 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
         codes=not_found_codes, timeout="eventual-consistency",
         why="AWS has not yet propagated a resource created moments ago"),
     "dependency": RetryCase(
-        codes=frozenset({"DependencyViolation", "ResourceInUse", "ResourceInUseException",
-                         "InvalidIPAddress.InUse", "DeleteConflict", "ScalingActivityInProgress"}),
+        codes=in_use_codes,
         timeout="dependency",
         why="something that uses it is still going away"),
     # Auto Scaling answers ValidationError and EC2 InvalidParameterValue, both generic codes,

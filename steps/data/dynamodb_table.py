@@ -1,0 +1,198 @@
+"""The DynamoDB catalog (--catalog dynamodb): the serverless-style shop's four tables, on-demand,
+encrypted, with point-in-time recovery. The app seeds the products and keeps users, orders and
+carts in them; the instance role may make exactly the item calls the app makes, on these
+tables and their indexes (`table_policy_statements`)."""
+
+from provisioner.engine.context import Resource
+from provisioner.engine.errors import ConfigError, DriftConflict
+from provisioner.engine.kinds import Free, Iam, ItemTags, Listing, actions
+from provisioner.engine.registry import Step, register
+from provisioner.engine.retries import error_code, lookup
+
+TABLE_ARN = "arn:{partition}:dynamodb:{region}:{account}:table/{stack}-*"
+# name -> (key schema [(attribute, HASH|RANGE)], global secondary indexes {name: key schema}).
+TABLES = {
+    "products": ([("productId", "HASH")], {"CategoryIndex": [("category", "HASH")]}),
+    "users": ([("userId", "HASH")], {"EmailIndex": [("email", "HASH")]}),
+    "orders": ([("orderId", "HASH")], {"UserOrdersIndex": [("userId", "HASH"), ("createdAt", "RANGE")]}),
+    "cart": ([("userId", "HASH"), ("productId", "RANGE")], {}),
+}
+# What the backend calls (app/backend/stylesphere_api), and nothing more.
+APP_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                     "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem")
+APP_INDEX_ACTIONS = ("dynamodb:Query",)
+GONE_STATES = ("DELETING",)
+
+
+def table_name(stack: str, table: str) -> str:
+    return f"{stack}-{table}"
+
+
+def table_arn(ctx, name: str) -> str:
+    return ctx.client("dynamodb").describe_table(TableName=name)["Table"]["TableArn"]
+
+
+def _attribute_definitions(key, indexes):
+    names = dict.fromkeys(a for a, _ in key + [k for schema in indexes.values() for k in schema])
+    return [{"AttributeName": a, "AttributeType": "S"} for a in names]
+
+
+def _schema(pairs):
+    return [{"AttributeName": a, "KeyType": t} for a, t in pairs]
+
+
+def table_policy_statements(ctx) -> list[dict]:
+    """The instance role's statements for the app's item calls (TransactWriteItems needs the
+    actions of its parts, not one of its own)."""
+    from steps.storage.s3_bucket import partition
+
+    base = f"arn:{partition(ctx.region)}:dynamodb:{ctx.region}:{ctx.account or '*'}:table/"
+    tables = [base + table_name(ctx.stack, t) for t in TABLES]
+    return [{"Sid": "UseCatalogTables", "Effect": "Allow", "Action": list(APP_TABLE_ACTIONS), "Resource": tables},
+            {"Sid": "QueryCatalogIndexes", "Effect": "Allow", "Action": list(APP_INDEX_ACTIONS),
+             "Resource": [f"{t}/index/*" for t in tables]}]
+
+
+@register
+class CatalogTable(Step):
+    """One table, <stack>-<table>. Its keys and indexes are fixed at creation (a different
+    schema is a DriftConflict); billing mode, point-in-time recovery and tags converge."""
+
+    kind = "dynamodb_table"
+    gone_codes = frozenset({"ResourceNotFoundException"})
+    # No not_found_codes: DynamoDB's ResourceNotFoundException is every service's generic code,
+    # and a new table is described at once (its waiter covers CREATING).
+    create_timeout = delete_timeout = 600
+    aws_type = "AWS::DynamoDB::Table"
+    listing = Listing("dynamodb_table", "dynamodb", "list_tables", "TableNames[].{name: @}", "name",
+                      label="DynamoDB tables",
+                      tags=ItemTags("list_tags_of_resource", "ResourceArn", "Tags", arn=table_arn),
+                      candidate=lambda ctx, i: i["name"].endswith(tuple(f"-{t}" for t in TABLES)),
+                      price=Free("on-demand: requests and storage bill by use (the usage-based notes)"))
+    iam = Iam(create=(actions("dynamodb:CreateTable", "dynamodb:TagResource", "dynamodb:UpdateContinuousBackups",
+                              "dynamodb:DescribeTable", on=TABLE_ARN),),
+              read=(actions("dynamodb:DescribeTable", "dynamodb:ListTagsOfResource",
+                            "dynamodb:DescribeContinuousBackups", on=TABLE_ARN),
+                    actions("dynamodb:ListTables")),
+              change=(actions("dynamodb:UpdateTable", "dynamodb:TagResource", "dynamodb:UpdateContinuousBackups",
+                              on=TABLE_ARN),),
+              delete=(actions("dynamodb:DeleteTable", on=TABLE_ARN),))
+
+    def __init__(self, table: str):
+        super().__init__(f"{table}-table", depends_on=())
+        self.table = table
+        self.key, self.indexes = TABLES[table]
+
+    @classmethod
+    def instances(cls, config):
+        return [cls(t) for t in TABLES] if config.catalog == "dynamodb" else []
+
+    # -- find --------------------------------------------------------------------------------
+    def _describe(self, ctx, name):
+        found = lookup(ctx.client("dynamodb").describe_table, TableName=name, gone=self.gone_codes)
+        return found["Table"] if found else None
+
+    def find_all(self, ctx, known_id):
+        dynamodb = ctx.client("dynamodb")
+        for name in dict.fromkeys(n for n in (known_id, table_name(ctx.stack, self.table)) if n):
+            table = self._describe(ctx, name)
+            if table is None or table.get("TableStatus") in GONE_STATES:
+                continue
+            tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
+            if name == known_id:
+                ctx.claim(self.name, name, tags, "DynamoDB table")
+            if ctx.owns(tags, self.name):
+                return [self._resource(ctx, table, tags)]
+        return []
+
+    def check_name(self, ctx, known_id):
+        if known_id or self.find_all(ctx, None):
+            return
+        if self._describe(ctx, table_name(ctx.stack, self.table)) is not None:
+            raise ConfigError(f"a DynamoDB table named {table_name(ctx.stack, self.table)} exists but is not this "
+                              "stack's", hint="delete or rename it, or use another --stack name")
+
+    def _resource(self, ctx, table, tags):
+        backups = ctx.client("dynamodb").describe_continuous_backups(TableName=table["TableName"])
+        pitr = backups["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
+        return Resource(id=table["TableName"],
+                        attrs={"arn": table["TableArn"], "status": table.get("TableStatus"),
+                               "pitr": pitr.get("PointInTimeRecoveryStatus") == "ENABLED"},
+                        raw={**table, "Tags": tags})
+
+    # -- create ------------------------------------------------------------------------------
+    def create(self, ctx):
+        from botocore.exceptions import ClientError
+
+        dynamodb = ctx.client("dynamodb")
+        name = table_name(ctx.stack, self.table)
+        params = {"TableName": name, "KeySchema": _schema(self.key),
+                  "AttributeDefinitions": _attribute_definitions(self.key, self.indexes),
+                  "BillingMode": "PAY_PER_REQUEST", "SSESpecification": {"Enabled": True, "SSEType": "KMS"},
+                  "Tags": ctx.tags(self.name)}
+        if self.indexes:
+            params["GlobalSecondaryIndexes"] = [{"IndexName": index, "KeySchema": _schema(schema),
+                                                 "Projection": {"ProjectionType": "ALL"}}
+                                                for index, schema in self.indexes.items()]
+        try:
+            dynamodb.create_table(**params)
+        except ClientError as e:
+            if error_code(e) == "ResourceInUseException":
+                raise ConfigError(f"a DynamoDB table named {name} exists but is not this stack's",
+                                  hint="delete or rename it, or use another --stack name") from None
+            raise
+        ctx.wait("dynamodb", "table_exists", TableName=name, timeout=self.create_timeout,
+                 what=f"table {name} to become active")
+        self._point_in_time_recovery(ctx, name)
+        return self._resource(ctx, self._describe(ctx, name), ctx.tags(self.name))
+
+    @staticmethod
+    def _point_in_time_recovery(ctx, name):
+        # Refused for a table whose backups are not ready yet, right after creation.
+        ctx.retry("eventual-consistency", ctx.client("dynamodb").update_continuous_backups, TableName=name,
+                  PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+
+    # -- converge ----------------------------------------------------------------------------
+    def update(self, ctx, resource, apply):
+        dynamodb = ctx.client("dynamodb")
+        table = resource.raw
+        have_key = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
+        have_indexes = {i["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in i["KeySchema"]]
+                        for i in table.get("GlobalSecondaryIndexes", [])}
+        if have_key != self.key or have_indexes != self.indexes:
+            raise DriftConflict(f"table {resource.id} has keys {have_key} and indexes {sorted(have_indexes)}, the app "
+                                f"needs {self.key} and {sorted(self.indexes)}",
+                                hint="delete the table (its items go with it) and run `provision up` again")
+        changes = ctx.converge_tags(table.get("Tags", []), self.name, apply, lambda missing: dynamodb.tag_resource(
+            ResourceArn=resource.attrs["arn"], Tags=missing))
+        mode = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+        if mode != "PAY_PER_REQUEST":
+            changes.append(f"billing {mode} -> on-demand")
+            if apply:
+                dynamodb.update_table(TableName=resource.id, BillingMode="PAY_PER_REQUEST")
+        if not resource.attrs.get("pitr"):
+            changes.append("turn on point-in-time recovery")
+            if apply:
+                self._point_in_time_recovery(ctx, resource.id)
+                resource.attrs["pitr"] = True
+        return changes
+
+    # -- delete ------------------------------------------------------------------------------
+    def delete(self, ctx, resource):
+        from botocore.exceptions import ClientError
+
+        try:
+            ctx.client("dynamodb").delete_table(TableName=resource.id)
+        except ClientError as e:
+            # Being deleted already (an interrupted `down`): wait for it as for ours.
+            if error_code(e) != "ResourceInUseException":
+                raise
+        ctx.wait("dynamodb", "table_not_exists", TableName=resource.id, timeout=self.delete_timeout,
+                 what=f"table {resource.id} to be deleted")
+
+    def outputs(self, resource):
+        return {f"{self.table}_table": resource.id}
+
+    def describe(self, resource):
+        return f"{resource.attrs.get('status', '')}, on-demand, point-in-time recovery " \
+               f"{'on' if resource.attrs.get('pitr') else 'off'}"
