@@ -23,6 +23,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from strict_base import LINGERING, ORDER, refuse  # noqa: F401  (re-exported for tests)
 from strict_bastion import BastionRules
 from strict_compute import ComputeRules
+from strict_database import DatabaseRules
 from strict_edge import EdgeRules
 from strict_identity import IdentityRules
 
@@ -40,10 +41,16 @@ class Delays:
     instance_terminate: float = 0.2  # shutting-down -> terminated
     profile_propagation: float = 0.2 # a new instance profile is unknown to EC2 / Auto Scaling
     certificate_release: float = 0.1 # ACM still counts a deleted listener as a user
+    # The data tier.
+    db_create: float = 0.3           # creating -> available (minutes on AWS)
+    db_create_multi_az: float = 0.5  # the standby too (15-20 minutes)
+    db_delete: float = 0.3           # deleting, still in its subnets and group, then gone
+    table_create: float = 0.1        # CREATING -> ACTIVE
+    table_delete: float = 0.1        # DELETING, then gone
 
 
 @dataclass
-class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
+class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived
@@ -79,6 +86,11 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
             elif name.startswith("strict_after_"):
                 for key, hook in getattr(self, name)().items():
                     events.register(f"after-call.{key}", self._after(hook))
+            elif name.startswith("strict_answers_"):
+                # What AWS still shows and moto has forgotten (a database still `deleting`):
+                # answer(body) -> (http, parsed) in moto's place, or None to let moto answer.
+                for key, answer in getattr(self, name)().items():
+                    events.register(f"before-call.{key}", self._answer(answer))
         events.register("after-call", self._commit)
         return self
 
@@ -131,6 +143,15 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
             elif records and context is not None:
                 context.setdefault("strict_records", []).extend(records)
             return response
+        return handler
+
+    def _answer(self, answer):
+        def handler(params, **_):
+            body = params.get("body") or {}
+            if isinstance(body, (bytes, str)):
+                body = json.loads(body or b"{}")
+            with self._lock:
+                return answer(body)
         return handler
 
     def _after(self, hook):

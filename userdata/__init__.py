@@ -79,6 +79,11 @@ _URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d+)?(/[A-Za-z0-9._~\-/%]*)?$"
 # An ECR repository URI: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<name>; a release's hash.
 _REPOSITORY_RE = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]{0,255}$")
 _IMAGE_TAG_RE = re.compile(r"^[0-9a-f]{64}$")
+# The backend's settings in .env: plain names, and values docker compose reads as written (ARNs,
+# host names, identifiers: no quotes, spaces, `$` or `#`).
+_ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9._:/@!+=,-]{0,512}$")
+_RESERVED_ENV = frozenset({"IMAGES_BASE_URL", "APP_RELEASE", "BACKEND_IMAGE", "FRONTEND_IMAGE"})
 _GIT_RE = re.compile(r"^git\+https://[A-Za-z0-9.\-]+(:\d+)?/[A-Za-z0-9._~\-/%@+]+(#[A-Za-z0-9._\-/]+)?$")
 
 
@@ -91,7 +96,7 @@ def _project_name(stack: str) -> str:
 def render_bootstrap(*, region: str, release_bucket: str, release_key: str, images_base_url: str,
                      app_source: str | None = None, stack: str = "stylesphere",
                      grace_period_seconds: int | None = None, image_repository: str | None = None,
-                     image_tag: str | None = None) -> str:
+                     image_tag: str | None = None, app_environment: dict[str, str] | None = None) -> str:
     """The bootstrap shell script text, with values shell-quoted safely.
 
     ``app_source`` may be ``git+https://host/owner/repo.git`` (optionally with
@@ -100,6 +105,10 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
     ``image_repository`` (an ECR repository URI) and ``image_tag`` (the
     release's SHA-256) make it pull the images instead of building them; the
     grace period then defaults to DEFAULT_PULL_GRACE_PERIOD_SECONDS.
+    ``app_environment`` adds settings of the backend container (the data
+    tier's: ``DATABASE_ENGINE``, ``CATALOG``, ...) to the compose file's .env;
+    names and values are checked, and none of them may be a secret (the
+    backend reads secrets from Secrets Manager by ARN).
     Raises ValueError for values that cannot be used safely.
     """
     pull = bool(image_repository or image_tag)
@@ -124,7 +133,15 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
         raise ValueError(f"the grace period must be at least {minimum}s to fit a first boot, "
                          f"got {grace_period_seconds!r}")
 
+    environment = dict(app_environment or {})
+    for name, value in environment.items():
+        if not _ENV_NAME_RE.match(name) or name in _RESERVED_ENV:
+            raise ValueError(f"invalid app setting name: {name!r}")
+        if not isinstance(value, str) or not _ENV_VALUE_RE.match(value):
+            raise ValueError(f"invalid value for app setting {name}: {value!r}")
     values = {
+        "APP_ENVIRONMENT": "".join(f"{name}={value}\n" for name, value in sorted(environment.items())),
+        "SHARED_FILES": environment.get("SHARED_FILES_ID", ""),
         "REGION": region,
         "RELEASE_BUCKET": release_bucket,
         "RELEASE_KEY": release_key,

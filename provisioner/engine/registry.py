@@ -69,6 +69,11 @@ class Step:
     # to another call (a subnet to CreateNatGateway): retried as eventual consistency by every
     # step, and "already gone" to a delete.
     not_found_codes: ClassVar[frozenset[str]] = frozenset()
+    # A kind the app's instances use (the data tier's): the launch template and the instance role
+    # depend on it (created, or as `app_needs` says), the backend's environment comes from its
+    # `app_environment` and the role's statements from its `app_statements`.
+    serves_app: ClassVar[bool] = False
+    app_needs: ClassVar[str] = CREATED
     # What its delete is answered while something still uses it (a subnet group holding a
     # database): retried for as long as the "dependency" case allows.
     in_use_codes: ClassVar[frozenset[str]] = frozenset()
@@ -138,6 +143,15 @@ class Step:
 
     def delete(self, ctx: "RunContext", resource: "Resource") -> None:
         raise NotImplementedError
+
+    # -- what the app's instances take from it (serves_app) --------------------------------------
+    def app_environment(self, ctx: "RunContext", resource: "Resource | None") -> dict[str, str]:
+        """Settings of the backend container (written to the compose file's .env at boot)."""
+        return {}
+
+    def app_statements(self, ctx: "RunContext", resource: "Resource | None") -> list[dict]:
+        """The instance role's statements for what the app does with it, and nothing more."""
+        return []
 
     # -- what others see -----------------------------------------------------------------------
     def outputs(self, resource: "Resource") -> dict:
@@ -293,6 +307,18 @@ def build_steps(config: "StackConfig") -> dict[str, Step]:
 
     order = TopologicalSorter(dependency_graph(found)).static_order()  # raises CycleError
     return {name: found[name] for name in order}
+
+
+def app_steps(config: "StackConfig") -> list[Step]:
+    """The steps of this config whose resources the app's instances use (serves_app), in module
+    order: each step of the data tier the config turns on."""
+    return [step for cls in sorted(load_steps().values(), key=lambda c: c.__module__.rsplit(".", 1)[-1])
+            if cls.serves_app for step in cls.instances(config)]
+
+
+def app_needs(config: "StackConfig") -> tuple[Dep, ...]:
+    """The launch template's and the instance role's dependencies on those steps."""
+    return tuple(Dep(step.name, type(step).app_needs) for step in app_steps(config))
 
 
 def plan_steps(config: "StackConfig") -> tuple[dict[str, Step], dict[str, Step]]:

@@ -25,9 +25,21 @@ ROOT_VOLUME = {"VolumeType": "gp3", "VolumeSize": 20, "Encrypted": True, "Delete
 # (the Docker bridge), so with 1 no container can take the instance role's credentials; with 2
 # any process in any container could. No container needs them: the boot script on the host
 # fetches the release and logs in to the registry, and the app's containers make no AWS call.
-# A container that does need AWS (a secret of the data tier) must get it from the host, or this
-# is the line to change, with the reason beside it.
+# With the data tier, the backend container itself calls AWS, so the hop limit is 2
+# (APP_METADATA_OPTIONS): it reads the database's password from Secrets Manager (RDS rotates a
+# managed password every 7 days, so a copy the host wrote at boot would stop working within a
+# week; the backend re-reads it when a login fails), looks up the database's and the cache's
+# endpoints (they exist minutes after the instances boot), and DynamoDB needs the role's
+# credentials on every call. The role allows exactly those calls on the stack's own resources;
+# the frontend container makes none.
 METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"}
+APP_METADATA_OPTIONS = {**METADATA_OPTIONS, "HttpPutResponseHopLimit": 2}
+
+
+def metadata_options(config) -> dict:
+    from provisioner.engine.registry import app_steps
+
+    return dict(APP_METADATA_OPTIONS if app_steps(config) else METADATA_OPTIONS)
 # A template's CreateTime and the run's clock can differ by this much.
 TOKEN_REPLAY_SLACK = datetime.timedelta(seconds=60)
 
@@ -191,18 +203,20 @@ class LaunchTemplate(Step):
                       PASS_INSTANCE_ROLE),
               delete=(actions("ec2:DeleteLaunchTemplate"),))
 
-    def __init__(self, bastion: bool = False, pull: bool = False):
+    def __init__(self, bastion: bool = False, pull: bool = False, app=()):
         # The instances fetch the release and the images at boot: needed in service, not held (the
         # bucket may be emptied while the instances terminate). Pulling, they need the release's
         # images in the repository before the first one boots.
         super().__init__("launch-template", depends_on=(
             "web-security-group", "instance-profile", "instance-profile-role", in_service("app-release"),
             in_service("product-images"), *(("key-pair",) if bastion else ()),
-            *((in_service("image-build"),) if pull else ())))
+            *((in_service("image-build"),) if pull else ()), *app))
 
     @classmethod
     def instances(cls, config):
-        return [cls(bastion=config.bastion, pull=not config.build_on_instance)]
+        from provisioner.engine.registry import app_needs
+
+        return [cls(bastion=config.bastion, pull=not config.build_on_instance, app=app_needs(config))]
 
     @staticmethod
     def _key_name(ctx):
@@ -246,10 +260,15 @@ class LaunchTemplate(Step):
             if built is None:
                 return None  # `plan` before the images are built: the script is not known yet
             pull = {"image_repository": built.attrs["repository_uri"], "image_tag": built.id}
+        from provisioner.engine.registry import app_steps
+
+        environment = {}
+        for step in app_steps(ctx.config):
+            environment.update(step.app_environment(ctx, ctx.dep(step.name)))
         return userdata.render_bootstrap(
             region=ctx.region, release_bucket=release["bucket"], release_key=release["key"],
             images_base_url=ctx.dep("assets-bucket").attrs["images_base_url"],
-            stack=ctx.stack, grace_period_seconds=ctx.config.grace_seconds, **pull)
+            stack=ctx.stack, grace_period_seconds=ctx.config.grace_seconds, app_environment=environment, **pull)
 
     def _data(self, ctx, ami, script):
         data = {
@@ -259,7 +278,7 @@ class LaunchTemplate(Step):
             # Groups only, no NetworkInterfaces: the instances live in private subnets and get no
             # public address (the subnets do not map one either).
             "SecurityGroupIds": [ctx.dep("web-security-group").id],
-            "MetadataOptions": dict(METADATA_OPTIONS),
+            "MetadataOptions": metadata_options(ctx.config),
             "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": dict(ROOT_VOLUME)}],
             "UserData": base64.b64encode(userdata.encode_user_data(script)).decode("ascii"),
             # The instances take their expiry from the group (it propagates the current one);
@@ -357,9 +376,10 @@ class LaunchTemplate(Step):
         want_arn = want["IamInstanceProfile"]["Arn"]
         if have_profile.get("Arn") != want_arn and have_profile.get("Name") != want_arn.rsplit("/", 1)[-1]:
             changes.append(f"instance profile {have_profile.get('Arn') or have_profile.get('Name')} -> {want_arn}")
-        have_metadata = {k: have.get("MetadataOptions", {}).get(k) for k in METADATA_OPTIONS}
-        if have_metadata != METADATA_OPTIONS:
-            changes.append(f"metadata options {have_metadata} -> {METADATA_OPTIONS}")
+        want_metadata = metadata_options(ctx.config)
+        have_metadata = {k: have.get("MetadataOptions", {}).get(k) for k in want_metadata}
+        if have_metadata != want_metadata:
+            changes.append(f"metadata options {have_metadata} -> {want_metadata}")
         have_root = next((m.get("Ebs", {}) for m in have.get("BlockDeviceMappings", [])
                           if m.get("DeviceName") == ROOT_DEVICE), {})
         have_root = {k: have_root.get(k) for k in ROOT_VOLUME}

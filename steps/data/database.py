@@ -111,6 +111,7 @@ class Database(Step):
     place (ApplyImmediately); the engine does not: another engine is another database."""
 
     kind = "db_instance"
+    serves_app = True
     gone_codes = frozenset({"DBInstanceNotFound", "DBInstanceNotFoundFault"})
     not_found_codes = frozenset({"DBInstanceNotFound", "DBInstanceNotFoundFault"})
     # Creating: 5-10 minutes, 15-20 with Multi-AZ; deleting: 5-10 minutes.
@@ -286,6 +287,30 @@ class Database(Step):
             ctx.reporter.warn(f"kept the database's final snapshot {snapshot} ({resource.raw.get('AllocatedStorage')} "
                               "GB): it bills for its storage until you delete it "
                               f"(`aws rds delete-db-snapshot --db-snapshot-identifier {snapshot}`)")
+
+    # -- what the app takes from it ----------------------------------------------------------
+    def app_environment(self, ctx, resource):
+        from steps.access.security_group import DATABASE_PORTS
+
+        if resource is None:
+            return {}
+        # No host: the endpoint exists only once the database is available, minutes after the
+        # instances boot. The backend looks it up by the identifier (DescribeDBInstances).
+        return {"DATABASE_ENGINE": ctx.config.database, "DATABASE_INSTANCE_ID": resource.id,
+                "DATABASE_PORT": str(resource.attrs.get("port") or DATABASE_PORTS[ctx.config.database]),
+                "DATABASE_NAME": DATABASE_NAME, "DATABASE_USER": MASTER_USERNAME,
+                "DATABASE_SECRET_ARN": resource.attrs.get("secret_arn") or "", "DATABASE_TLS": "require",
+                "AWS_REGION": ctx.region}
+
+    def app_statements(self, ctx, resource):
+        if resource is None:
+            return []
+        statements = [{"Sid": "FindDatabase", "Effect": "Allow", "Action": "rds:DescribeDBInstances",
+                       "Resource": resource.attrs["arn"]}]
+        if resource.attrs.get("secret_arn"):
+            statements.append({"Sid": "ReadDatabasePassword", "Effect": "Allow",
+                               "Action": "secretsmanager:GetSecretValue", "Resource": resource.attrs["secret_arn"]})
+        return statements
 
     def outputs(self, resource):
         out = {"database": resource.id, "database_engine": resource.attrs.get("engine")}

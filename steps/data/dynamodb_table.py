@@ -41,16 +41,6 @@ def _schema(pairs):
     return [{"AttributeName": a, "KeyType": t} for a, t in pairs]
 
 
-def table_policy_statements(ctx) -> list[dict]:
-    """The instance role's statements for the app's item calls (TransactWriteItems needs the
-    actions of its parts, not one of its own)."""
-    from steps.storage.s3_bucket import partition
-
-    base = f"arn:{partition(ctx.region)}:dynamodb:{ctx.region}:{ctx.account or '*'}:table/"
-    tables = [base + table_name(ctx.stack, t) for t in TABLES]
-    return [{"Sid": "UseCatalogTables", "Effect": "Allow", "Action": list(APP_TABLE_ACTIONS), "Resource": tables},
-            {"Sid": "QueryCatalogIndexes", "Effect": "Allow", "Action": list(APP_INDEX_ACTIONS),
-             "Resource": [f"{t}/index/*" for t in tables]}]
 
 
 @register
@@ -59,6 +49,7 @@ class CatalogTable(Step):
     schema is a DriftConflict); billing mode, point-in-time recovery and tags converge."""
 
     kind = "dynamodb_table"
+    serves_app = True
     gone_codes = frozenset({"ResourceNotFoundException"})
     # No not_found_codes: DynamoDB's ResourceNotFoundException is every service's generic code,
     # and a new table is described at once (its waiter covers CREATING).
@@ -189,6 +180,23 @@ class CatalogTable(Step):
                 raise
         ctx.wait("dynamodb", "table_not_exists", TableName=resource.id, timeout=self.delete_timeout,
                  what=f"table {resource.id} to be deleted")
+
+    # -- what the app takes from it ----------------------------------------------------------
+    def app_environment(self, ctx, resource):
+        return {"CATALOG": "dynamodb", "DYNAMODB_TABLE_PREFIX": f"{ctx.stack}-", "AWS_REGION": ctx.region}
+
+    def app_statements(self, ctx, resource):
+        """The app's item calls on this table (TransactWriteItems needs the actions of its parts,
+        not one of its own), and queries on its indexes."""
+        if resource is None:
+            return []
+        sid = self.table.capitalize()
+        statements = [{"Sid": f"Use{sid}Table", "Effect": "Allow", "Action": list(APP_TABLE_ACTIONS),
+                       "Resource": resource.attrs["arn"]}]
+        if self.indexes:
+            statements.append({"Sid": f"Query{sid}Indexes", "Effect": "Allow", "Action": list(APP_INDEX_ACTIONS),
+                               "Resource": [f"{resource.attrs['arn']}/index/{i}" for i in self.indexes]})
+        return statements
 
     def outputs(self, resource):
         return {f"{self.table}_table": resource.id}

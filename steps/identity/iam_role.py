@@ -3,7 +3,7 @@ import json
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import ConfigError
 from provisioner.engine.kinds import FREE, Iam, ItemTags, Listing, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import CREATED, Dep, Step, register
 from provisioner.engine.retries import error_code, lookup
 
 from steps.storage.s3_bucket import RELEASES_PREFIX, bucket_arn, bucket_name, partition
@@ -269,11 +269,24 @@ class InstanceRole(StackRole):
     policy_summary = f"s3:GetObject on {RELEASES_PREFIX} only"
     converges_managed = in_profiles = True
 
-    def __init__(self):
-        super().__init__("instance-role", depends_on=("assets-bucket",))
+    def __init__(self, app=()):
+        # The data tier's resources the app uses, created (their ARNs): the role may use those
+        # alone, and need not wait for a database to finish.
+        super().__init__("instance-role", depends_on=("assets-bucket", *app))
+
+    @classmethod
+    def instances(cls, config):
+        from provisioner.engine.registry import app_needs
+
+        return [cls(app=tuple(Dep(d.step, CREATED) for d in app_needs(config)))]
 
     def policy(self, ctx):
-        return release_read_policy(ctx)
+        from provisioner.engine.registry import app_steps
+
+        policy = release_read_policy(ctx)
+        for step in app_steps(ctx.config):
+            policy["Statement"] += step.app_statements(ctx, ctx.dep(step.name))
+        return policy
 
     def managed_policy_arns(self, ctx):
         return managed_policy_arns(ctx)
