@@ -1,0 +1,97 @@
+"""Redis (ElastiCache) in front of the catalogue, and the connection to it.
+
+The catalogue is read far more often than it changes: it is kept in Redis for
+CATALOG_CACHE_TTL seconds (60 by default) under one key, so a burst of page views
+costs the database one query per minute, and a catalogue read still answers from
+Redis while the database is briefly unreachable. Redis being down only costs the
+cache: reads go to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from .secrets import Secret
+
+log = logging.getLogger(__name__)
+
+CATALOG_KEY = "stylesphere:catalog:v1"
+
+
+class RedisClient:
+    """A redis-py client whose AUTH token can come from Secrets Manager.
+
+    ElastiCache's in-transit encryption is TLS on the same port (REDIS_TLS=1); its
+    certificate is signed by Amazon's public CA, so the system trust store verifies it.
+    An authentication failure re-reads the token once (a rotated AUTH token).
+    """
+
+    def __init__(self, settings):
+        import redis
+
+        self._redis = redis
+        self.settings = settings
+        self.secret = Secret(value=settings.redis_password, arn=settings.redis_auth_secret_arn,
+                             region=settings.aws_region, field=None)
+        self._lock = threading.Lock()
+        self._client = None
+        self.errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+    def _make(self, password: str):
+        return self._redis.Redis(
+            host=self.settings.redis_host, port=self.settings.redis_port,
+            password=password or None, ssl=self.settings.redis_tls,
+            socket_timeout=2, socket_connect_timeout=2, health_check_interval=30,
+            decode_responses=True,
+        )
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                self._client = self._make(self.secret.get())
+            return self._client
+
+    def call(self, fn):
+        """Run ``fn(client)``; on a refused AUTH token read the secret again once and retry."""
+        try:
+            return fn(self.client)
+        except self._redis.exceptions.AuthenticationError:
+            if not self.secret.refreshable:
+                raise
+            log.warning("Redis refused the cached AUTH token; reading the secret again")
+            with self._lock:
+                self._client = self._make(self.secret.refresh())
+            return fn(self._client)
+
+
+def redis_client(settings) -> RedisClient | None:
+    return RedisClient(settings) if settings.redis_host else None
+
+
+class CatalogCache:
+    """The catalogue in Redis for ``ttl`` seconds; every Redis failure is a cache miss."""
+
+    def __init__(self, redis: RedisClient | None, ttl: int):
+        self.redis = redis
+        self.ttl = ttl
+
+    def get(self) -> list[dict] | None:
+        if self.redis is None:
+            return None
+        try:
+            text = self.redis.call(lambda r: r.get(CATALOG_KEY))
+        except self.redis.errors + (self.redis._redis.exceptions.AuthenticationError,) as exc:
+            log.warning("catalogue cache unavailable: %s", exc)
+            return None
+        return json.loads(text) if text else None
+
+    def put(self, products: list[dict]) -> None:
+        if self.redis is None or self.ttl <= 0:
+            return
+        try:
+            self.redis.call(lambda r: r.set(CATALOG_KEY, json.dumps(products), ex=self.ttl))
+        except self.redis.errors + (self.redis._redis.exceptions.AuthenticationError,) as exc:
+            log.warning("catalogue cache unavailable: %s", exc)
