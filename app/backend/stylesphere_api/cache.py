@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 from .secrets import Secret
 
@@ -40,10 +41,16 @@ class RedisClient:
         self.errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
     def _make(self, password: str):
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         return self._redis.Redis(
             host=self.settings.redis_host, port=self.settings.redis_port,
             password=password or None, ssl=self.settings.redis_tls,
             socket_timeout=2, socket_connect_timeout=2, health_check_interval=30,
+            # One immediate retry (a connection the server closed while idle), not
+            # redis-py's default backoff of seconds inside a page view.
+            retry=Retry(NoBackoff(), 1),
             decode_responses=True,
         )
 
@@ -72,26 +79,33 @@ def redis_client(settings) -> RedisClient | None:
 
 
 class CatalogCache:
-    """The catalogue in Redis for ``ttl`` seconds; every Redis failure is a cache miss."""
+    """The catalogue in Redis for ``ttl`` seconds; every Redis failure is a cache miss.
+
+    After a failure the cache is skipped for PAUSE seconds, so an unreachable Redis
+    (a security group dropping packets) costs one connect timeout, not one per request.
+    """
+
+    PAUSE = 15.0
 
     def __init__(self, redis: RedisClient | None, ttl: int):
         self.redis = redis
         self.ttl = ttl
+        self._paused_until = 0.0
 
-    def get(self) -> list[dict] | None:
-        if self.redis is None:
+    def _use(self, fn):
+        if self.redis is None or time.monotonic() < self._paused_until:
             return None
         try:
-            text = self.redis.call(lambda r: r.get(CATALOG_KEY))
+            return self.redis.call(fn)
         except self.redis.errors + (self.redis._redis.exceptions.AuthenticationError,) as exc:
-            log.warning("catalogue cache unavailable: %s", exc)
+            log.warning("catalogue cache unavailable for %.0f s: %s", self.PAUSE, exc)
+            self._paused_until = time.monotonic() + self.PAUSE
             return None
+
+    def get(self) -> list[dict] | None:
+        text = self._use(lambda r: r.get(CATALOG_KEY))
         return json.loads(text) if text else None
 
     def put(self, products: list[dict]) -> None:
-        if self.redis is None or self.ttl <= 0:
-            return
-        try:
-            self.redis.call(lambda r: r.set(CATALOG_KEY, json.dumps(products), ex=self.ttl))
-        except self.redis.errors + (self.redis._redis.exceptions.AuthenticationError,) as exc:
-            log.warning("catalogue cache unavailable: %s", exc)
+        if self.ttl > 0:
+            self._use(lambda r: r.set(CATALOG_KEY, json.dumps(products), ex=self.ttl))
