@@ -84,10 +84,12 @@ class Readiness:
         self.ready = False
         self.last_error: str | None = None
         self._done = threading.Event()
+        self._background = False
         self._first_delay = first_delay
         self._max_delay = max_delay
 
     def start(self, background: bool = True) -> None:
+        self._background = background
         if not background:
             self._attempt()
             return
@@ -98,6 +100,15 @@ class Readiness:
             self.store.ensure_ready()
         except StoreUnavailable as exc:
             self.last_error = str(exc)
+            return False
+        except Exception as exc:
+            # Anything else (a permission the instance role does not have yet, a
+            # schema the database refuses) is logged in full and retried too: this
+            # thread must not die and leave the API answering 503 for good.
+            if not self._background:
+                raise
+            log.exception("store %s could not start", self.store.name)
+            self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         self.ready = True
         self.last_error = None
