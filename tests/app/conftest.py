@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app_test_support import APP, FRONTEND, IMAGES, require, storefront, wait_http  # noqa: E402
-from servers import mariadb_server, postgres_server, redis_server  # noqa: E402,F401  (fixtures)
+from servers import mariadb_server, postgres_server, redis_server, redis_tls_server  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- backend

@@ -114,6 +114,54 @@ class Server:
                 "DATABASE_NAME": database, "DATABASE_USER": APP_USER, "DATABASE_PASSWORD": APP_PASSWORD}
 
 
+# --------------------------------------------------------------------------- TLS
+
+def make_certificates(directory: Path, owner: pwd.struct_passwd | None = None) -> dict:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost; paths of the PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stylesphere test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    os.chmod(paths["key"], 0o600)  # PostgreSQL refuses a key others can read
+    if owner is not None:
+        for path in paths.values():
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    return paths
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 def start_postgres():
@@ -132,8 +180,12 @@ def start_postgres():
           "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"], owner)
     port = free_port()
     log = work / "postgres.log"
+    # TLS on as well (RDS's rds.force_ssl): DATABASE_TLS=require must connect to a
+    # certificate the image cannot verify, as RDS's is.
+    tls = make_certificates(work, owner)
     options = (f"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+               f"-c ssl=on -c ssl_cert_file={tls['cert']} -c ssl_key_file={tls['key']}")
     _run([str(pg_ctl), "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start"], owner)
 
     import psycopg
@@ -175,10 +227,12 @@ def start_mariadb():
     port = free_port()
     sock = work / "mysqld.sock"
     log = work / "mariadb.log"
+    tls = make_certificates(work, owner)
     proc = _popen([mariadbd, "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
                    "--bind-address=127.0.0.1", f"--pid-file={work / 'mysqld.pid'}", f"--log-error={log}",
                    "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
                    "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--max-connections=200",
+                   f"--ssl-cert={tls['cert']}", f"--ssl-key={tls['key']}", f"--ssl-ca={tls['ca']}",
                    *user_args], None, work / "stdout.log")
 
     import pymysql
@@ -215,19 +269,28 @@ def start_mariadb():
 
 # --------------------------------------------------------------------------- Redis
 
-def start_redis(password: str = "redis-" + secrets.token_hex(6)):
+def start_redis(password: str = "redis-" + secrets.token_hex(6), tls: bool = False):
+    """Redis with AUTH; with ``tls``, TLS only on its port, like ElastiCache's in-transit encryption."""
     binary = _find("redis-server")
     require(binary is not None, "Redis is not installed (apt-get install redis-server)")
     work = Path(tempfile.mkdtemp(prefix="stylesphere-redis-"))
     port = free_port()
     log = work / "redis.log"
-    proc = _popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    listen = ["--port", str(port)]
+    certs = None
+    if tls:
+        certs = make_certificates(work)
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs["cert"]),
+                  "--tls-key-file", str(certs["key"]), "--tls-ca-cert-file", str(certs["ca"]),
+                  "--tls-auth-clients", "no"]
+    proc = _popen([binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                    "--requirepass", password, "--dir", str(work), "--logfile", str(log)], None,
                   work / "stdout.log")
 
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=port, password=password, decode_responses=True)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, decode_responses=True,
+                         **({"ssl": True, "ssl_ca_certs": str(certs["ca"])} if tls else {}))
     _wait(client.ping, "Redis", proc=proc, log=log)
 
     def stop():
@@ -239,7 +302,7 @@ def start_redis(password: str = "redis-" + secrets.token_hex(6)):
         shutil.rmtree(work, ignore_errors=True)
 
     return Server("redis", "127.0.0.1", port, work,
-                  {"password": password, "client": client, "stop": stop, "proc": proc})
+                  {"password": password, "client": client, "stop": stop, "proc": proc, "certs": certs})
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -265,3 +328,8 @@ def mariadb_server():
 @pytest.fixture(scope="session")
 def redis_server():
     yield from _session_server(start_redis)
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server():
+    yield from _session_server(lambda: start_redis(tls=True))

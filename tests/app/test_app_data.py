@@ -399,3 +399,36 @@ def test_store_unavailable_is_raised_for_a_missing_dynamodb_table(aws):
     assert client.get("/api/health").json == {"status": "ok", "release": client.get("/api/health").json["release"],
                                               "store": "dynamodb", "store_ready": False}
     assert client.get("/api/products").status_code == 503
+
+
+# --------------------------------------------------------------------------- TLS
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_database_tls_require_connects_encrypted(engine, request):
+    server = request.getfixturevalue("postgres_server" if engine == "postgres" else "mariadb_server")
+    env = {**server.env(engine, server.new_database()), "DATABASE_TLS": "require"}
+    app = _app(env)
+    assert app.test_client().get("/api/products").json["count"] == 10
+    with _store(app).transaction() as cur:
+        if engine == "postgres":
+            cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchone()[0] is True
+        else:
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            assert cur.fetchone()[1]  # a cipher: the session is encrypted
+
+
+def test_redis_tls_verifies_the_server_and_carries_the_cart(redis_tls_server, monkeypatch):
+    # ElastiCache's certificate chains to a public CA in the system store; here the
+    # test CA stands in for it through OpenSSL's SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", str(redis_tls_server.extra["certs"]["ca"]))
+    env = {"REDIS_HOST": redis_tls_server.host, "REDIS_PORT": str(redis_tls_server.port), "REDIS_TLS": "1",
+           "REDIS_PASSWORD": redis_tls_server.extra["password"]}
+    client = _app(env).test_client()
+    assert client.post("/api/cart", json={"productId": "merino-rib-beanie", "add": 2}).json["itemCount"] == 2
+    assert redis_tls_server.extra["client"].keys("stylesphere:cart:*")
+    assert client.post("/api/orders").status_code == 201
+
+    monkeypatch.delenv("SSL_CERT_FILE")  # an unknown CA: refused, as a man in the middle would be
+    stranger = _app(env).test_client()
+    assert stranger.post("/api/cart", json={"productId": "merino-rib-beanie"}).status_code == 503
