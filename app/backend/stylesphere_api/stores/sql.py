@@ -17,6 +17,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 
 from ..secrets import Secret
 from . import (MAX_QUANTITY, EmptyCart, QuantityLimit, StoreUnavailable, build_order,
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _SCHEMA_LOCK_KEY = 0x5757_1E  # any constant the app owns, the same in every process
 _POOL_SIZE = 4  # idle connections kept per process (gunicorn threads per worker is 2)
+_CHECK_AFTER_IDLE = 30.0  # seconds idle after which a pooled connection is checked before use
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS products (
@@ -199,11 +201,35 @@ class SQLStore:
                     raise StoreUnavailable(f"cannot connect to {self.name}: {again}") from again
             raise StoreUnavailable(f"cannot connect to {self.name}: {exc}") from exc
 
+    def _pooled(self):
+        """An idle connection that still works, or None.
+
+        One idle for a while is checked first: the server, a proxy or an RDS failover
+        may have closed it, and the request it would serve should not be the one to fail.
+        """
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                conn, since = self._idle.pop()
+            if time.monotonic() - since < _CHECK_AFTER_IDLE:
+                return conn
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT 1")
+                cur.fetchall()
+                cur.close()
+                conn.rollback()
+                return conn
+            except self.driver.unavailable:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
     def close(self) -> None:
         """Close the idle connections (tests; a password rotation takes effect on new ones)."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -214,8 +240,7 @@ class SQLStore:
         A connection that failed is closed, not returned to the pool, so the next
         request opens a fresh one (the database restarted, a failover happened).
         """
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
+        conn = self._pooled()
         if conn is None:
             conn = self._connect()
         broken = False
@@ -243,7 +268,7 @@ class SQLStore:
             else:
                 with self._lock:
                     if len(self._idle) < _POOL_SIZE:
-                        self._idle.append(conn)
+                        self._idle.append((conn, time.monotonic()))
                         conn = None
                 if conn is not None:
                     conn.close()
