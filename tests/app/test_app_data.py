@@ -432,3 +432,17 @@ def test_redis_tls_verifies_the_server_and_carries_the_cart(redis_tls_server, mo
     monkeypatch.delenv("SSL_CERT_FILE")  # an unknown CA: refused, as a man in the middle would be
     stranger = _app(env).test_client()
     assert stranger.post("/api/cart", json={"productId": "merino-rib-beanie"}).status_code == 503
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_not_failed(postgres_server, monkeypatch):
+    import stylesphere_api.stores.sql as sql
+
+    database = postgres_server.new_database()
+    app = _app(postgres_server.env("postgres", database))
+    client = app.test_client()
+    assert client.get("/api/products").status_code == 200
+    # The server drops the idle connection (a restart, an RDS failover, an idle timeout).
+    postgres_server.extra["admin"](
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+    monkeypatch.setattr(sql, "_CHECK_AFTER_IDLE", 0.0)
+    assert client.get("/api/products").status_code == 200
