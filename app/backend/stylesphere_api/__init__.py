@@ -154,8 +154,10 @@ def create_app(images_base_url: str | None = None, settings: Settings | None = N
                                      "receipts": receipts, "settings": settings}
 
     def public(product: dict) -> dict:
-        item = {"id": product["id"], "name": product["name"], "price": _money(product["price_cents"]),
-                **{f: product[f] for f in _PUBLIC_FIELDS[3:]}}
+        """A stored product as the API has always shown it: the JSON file's fields, price in units."""
+        item = {f: product[f] for f in _PUBLIC_FIELDS if f != "price"}
+        item["price"] = _money(product["price_cents"])
+        item = {f: item[f] for f in _PUBLIC_FIELDS}  # the file's field order
         item["image_url"] = _image_url(base, product["image"])
         return item
 
