@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from .secrets import Secret
+from .secrets import Secret, SecretUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class CatalogCache:
             return None
         try:
             return self.redis.call(fn)
-        except self.redis.errors + (self.redis._redis.exceptions.AuthenticationError,) as exc:
+        except self.redis.errors + (self.redis._redis.exceptions.AuthenticationError, SecretUnavailable) as exc:
             log.warning("catalogue cache unavailable for %.0f s: %s", self.PAUSE, exc)
             self._paused_until = time.monotonic() + self.PAUSE
             return None

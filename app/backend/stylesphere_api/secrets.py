@@ -11,6 +11,13 @@ from __future__ import annotations
 import json
 import threading
 
+from .stores import StoreUnavailable
+
+
+class SecretUnavailable(StoreUnavailable):
+    """The secret could not be read (no credentials yet, no permission, no endpoint): the
+    store it unlocks is unavailable, a 503 and a retry, not a 500."""
+
 
 class Secret:
     """A password that is either given (tests, local runs) or read from a secret.
@@ -54,8 +61,13 @@ class Secret:
 
         # A client per read: reads are rare (start, rotation), and the region and
         # endpoint come from the environment (AWS_REGION, AWS_ENDPOINT_URL in tests).
-        client = boto3.session.Session().client("secretsmanager", region_name=self.region or None)
-        text = client.get_secret_value(SecretId=self.arn)["SecretString"]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            client = boto3.session.Session().client("secretsmanager", region_name=self.region or None)
+            text = client.get_secret_value(SecretId=self.arn)["SecretString"]
+        except (BotoCoreError, ClientError) as exc:
+            raise SecretUnavailable(f"cannot read the secret {self.arn}: {exc}") from exc
         self.reads += 1
         if self.field is None:
             return text
