@@ -446,3 +446,37 @@ def test_a_pooled_connection_the_server_closed_is_replaced_not_failed(postgres_s
         f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
     monkeypatch.setattr(sql, "_CHECK_AFTER_IDLE", 0.0)
     assert client.get("/api/products").status_code == 200
+
+
+def test_an_unreadable_secret_is_503_and_health_stays_up(aws, postgres_server):
+    env = {**postgres_server.env("postgres", postgres_server.new_database()), "DATABASE_PASSWORD": "",
+           "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:absent-AbCdEf",
+           "AWS_REGION": "eu-west-1"}
+    app = _app(env)
+    client = app.test_client()
+    assert client.get("/api/health").json["store_ready"] is False
+    r = client.get("/api/products")
+    assert r.status_code == 503 and r.json["error"] == "store unavailable"
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_seeding_from_processes_starting_together(engine, request):
+    import os
+    import subprocess
+    import sys
+
+    from app_test_support import BACKEND
+
+    server = request.getfixturevalue("postgres_server" if engine == "postgres" else "mariadb_server")
+    env = {**os.environ, **server.env(engine, server.new_database()), "PYTHONPATH": str(BACKEND)}
+    script = ("import threading, time; from stylesphere_api import create_app; "
+              "from stylesphere_api.settings import Settings; "
+              "time.sleep(max(0.0, float(__import__('sys').argv[1]) - time.time())); "
+              "create_app(settings=Settings.from_env(), background_start=False)")
+    start_at = str(time.time() + 1.5)  # both past their imports, then at once
+    procs = [subprocess.Popen([sys.executable, "-c", script, start_at], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+    outputs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    app = _app(server.env(engine, env["DATABASE_NAME"]))
+    assert len(_store(app).products()) == 10
