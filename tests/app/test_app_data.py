@@ -11,7 +11,6 @@ import time
 import pytest
 
 from app_test_support import free_port
-from servers import ADMIN_PASSWORD, APP_USER
 from stylesphere_api import CART_COOKIE, create_app
 from stylesphere_api.cache import CATALOG_KEY
 from stylesphere_api.settings import Settings
