@@ -2,6 +2,8 @@
 import os
 
 bind = "0.0.0.0:5000"
+# Each worker builds the app itself (no preload_app): its store connects and seeds
+# in a background thread, which would not survive a fork from a preloaded master.
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 timeout = 30

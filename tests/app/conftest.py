@@ -3,6 +3,7 @@ and a loopback stack (API + storefront + images host behind an ALB-like router).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -19,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app_test_support import APP, FRONTEND, IMAGES, require, storefront, wait_http  # noqa: E402
+from servers import mariadb_server, postgres_server, redis_server, redis_tls_server  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- backend
@@ -169,22 +171,23 @@ class _ImagesHandler(SimpleHTTPRequestHandler):
         return super().translate_path(path)
 
 
-@pytest.fixture(scope="session")
-def stack(frontend_build):
-    """API + built storefront + images host on loopback, behind the router."""
+@contextlib.contextmanager
+def _loopback_stack(frontend_build, make_api):
+    """API (``make_api(images_url)``) + built storefront + images host on loopback, behind the router."""
     from werkzeug.serving import make_server
-    from stylesphere_api import create_app
 
     images = _QuietServer(("127.0.0.1", 0), partial(_ImagesHandler, directory=str(IMAGES)))
     images_url = f"http://127.0.0.1:{images.server_address[1]}/images/"
     _serve(images)
 
-    api = make_server("127.0.0.1", 0, create_app(images_base_url=images_url), threaded=True)
+    app = make_api(images_url)
+    api = make_server("127.0.0.1", 0, app, threaded=True)
     _serve(api)
 
     try:
         with storefront(frontend_build, {"NODE_ENV": "production", "NEXT_TELEMETRY_DISABLED": "1"}) as fe_port:
             router = Router(api.server_port, fe_port)
+            router.app = app
             _serve(router.server)
             try:
                 wait_http("127.0.0.1", router.port, "/api/health")
@@ -196,3 +199,31 @@ def stack(frontend_build):
         for srv in (api, images):
             srv.shutdown()
             srv.server_close()
+
+
+@pytest.fixture(scope="session")
+def stack(frontend_build):
+    """The default stack: the API with its catalogue from the JSON file."""
+    from stylesphere_api import create_app
+    from stylesphere_api.settings import Settings
+
+    with _loopback_stack(frontend_build, lambda images: create_app(
+            images_base_url=images, settings=Settings.from_env({}))) as router:
+        yield router
+
+
+@pytest.fixture(scope="session")
+def postgres_stack(frontend_build, postgres_server):
+    """The same stack with the API's catalogue, carts and orders in a real PostgreSQL."""
+    from stylesphere_api import create_app
+    from stylesphere_api.settings import Settings
+
+    env = postgres_server.env("postgres", postgres_server.new_database())
+
+    def make(images):
+        app = create_app(images_base_url=images, settings=Settings.from_env(env))
+        assert app.extensions["stylesphere"]["readiness"].wait(30), "PostgreSQL store did not start"
+        return app
+
+    with _loopback_stack(frontend_build, make) as router:
+        yield router

@@ -201,3 +201,87 @@ def test_small_screen_layout_has_no_horizontal_scroll(stack, browser):
         browser.save_screenshot(str(ARTIFACTS / "stylesphere-mobile.png"))
     finally:
         browser.set_window_size(1280, 1000)
+
+
+def test_cart_checkout_and_order_on_postgres(postgres_stack, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    stack = postgres_stack
+    store = stack.app.extensions["stylesphere"]["store"]
+    assert store.name == "postgres"
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # the /api cookie too
+    browser.get(stack.url + "/")
+    _wait(browser, lambda d: len(_cards(d)) >= 8, message="product cards never rendered")
+
+    # Add from a card on the home page.
+    card = next(c for c in _cards(browser)
+                if c.find_element(By.CSS_SELECTOR, ".card-title").text == "Organic Cotton Crew Tee")
+    card.find_element(By.CSS_SELECTOR, "[data-testid=add-button]").click()
+    _wait(browser, lambda d: "In your cart: 1" in card.find_element(By.CSS_SELECTOR, "[data-testid=add-status]").text,
+          message="adding from the card did not confirm")
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=cart-count]").text.strip() == "1")
+    # The cart cookie is scoped to /api, so the page's own cookie list does not show it.
+    cookie = next(c for c in browser.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+                  if c["name"] == "stylesphere_cart")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/api"
+
+    # Add two from a product page, then ask for more than the limit allows.
+    browser.get(stack.url + "/products/linen-camp-shirt")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=product-detail]"))
+    Select(browser.find_element(By.CSS_SELECTOR, "[data-testid=add-quantity]")).select_by_value("2")
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=add-button]").click()
+    status = lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=add-status]").text  # noqa: E731
+    _wait(browser, lambda d: "In your cart: 2" in status(d), message="adding from the product page failed")
+    Select(browser.find_element(By.CSS_SELECTOR, "[data-testid=add-quantity]")).select_by_value("9")
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=add-button]").click()
+    _wait(browser, lambda d: "Quantity limit" in status(d), message="the limit's error was not shown")
+    assert "at most 10" in status(browser)
+
+    # The cart page: change a quantity, remove a line.
+    browser.get(stack.url + "/products/canvas-market-tote")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=add-button]"))
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=add-button]").click()
+    _wait(browser, lambda d: "In your cart: 1" in status(d))
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=cart-link]").click()
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=cart-line]")) == 3,
+          message="the cart page did not list three lines")
+
+    def line(d, product_id):
+        return d.find_element(By.CSS_SELECTOR, f"[data-testid=cart-line][data-product-id={product_id}]")
+
+    Select(line(browser, "organic-cotton-tee").find_element(By.CSS_SELECTOR, "select")).select_by_value("3")
+    _wait(browser, lambda d: "87.00" in line(d, "organic-cotton-tee").find_element(
+        By.CSS_SELECTOR, "[data-testid=line-total]").text, message="the quantity change did not apply")
+    line(browser, "canvas-market-tote").find_element(By.CSS_SELECTOR, "[data-testid=remove-line]").click()
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=cart-line]")) == 2)
+    total = browser.find_element(By.CSS_SELECTOR, "[data-testid=cart-total]").text
+    assert "215.00" in total, total  # 3 x 29 + 2 x 64
+    assert dict(store.cart(cookie["value"])) == {"organic-cotton-tee": 3, "linen-camp-shirt": 2}
+    _full_screenshot(browser, "stylesphere-cart.png")
+
+    # Checkout: the order page shows the placed order, and PostgreSQL holds it.
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=checkout]").click()
+    order_el = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=order]"),
+                     message="the order page did not show the order")[0]
+    order_id = order_el.get_attribute("data-order-id")
+    assert browser.current_url.endswith(f"/orders/{order_id}")
+    assert "215.00" in browser.find_element(By.CSS_SELECTOR, "[data-testid=order-total]").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "[data-testid=order-line]")) == 2
+    stored = store.order(order_id)
+    assert stored["totalCents"] == 21500 and stored["owner"] == cookie["value"]
+    assert store.cart(cookie["value"]) == []
+    _full_screenshot(browser, "stylesphere-order.png")
+
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=receipt-link]").click()
+    _wait(browser, lambda d: order_id in d.find_element(By.TAG_NAME, "body").text)
+    assert "Organic Cotton Crew Tee" in browser.find_element(By.TAG_NAME, "body").text
+
+    browser.get(stack.url + "/cart")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=cart-empty]"),
+          message="the cart was not empty after the order")
+
+    # Another browser (no cookie) does not see the order.
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    browser.get(stack.url + f"/orders/{order_id}")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=order-missing]"))

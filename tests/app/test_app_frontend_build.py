@@ -13,7 +13,7 @@ def test_production_build_has_standalone_output(frontend_build):
     assert any(static.rglob("*.css")), "no stylesheet was built"
     routes = json.loads((FRONTEND / ".next" / "app-path-routes-manifest.json").read_text())
     paths = set(routes.values())
-    assert {"/", "/products/[id]", "/healthz"} <= paths, paths
+    assert {"/", "/products/[id]", "/healthz", "/cart", "/orders/[id]"} <= paths, paths
 
 
 def test_build_output_references_no_external_hosts(frontend_build):

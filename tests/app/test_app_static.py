@@ -137,3 +137,25 @@ def test_every_product_has_an_original_svg_image():
         garments.add(fills[1].lower())
     assert len(garments) == len(products), "each garment should have its own colour"
     assert len(backgrounds) == len(products)
+
+
+def test_compose_passes_every_data_tier_setting_to_backend():
+    # The names settings.py reads are the contract with the infrastructure's .env;
+    # one the compose file does not pass would silently never reach the container.
+    source = (BACKEND / "stylesphere_api" / "settings.py").read_text()
+    read = set(re.findall(r'get\("([A-Z][A-Z0-9_]+)"', source)) | set(re.findall(r'env\.get\("([A-Z][A-Z0-9_]+)"', source))
+    local_only = {"DYNAMODB_CREATE_TABLES", "AWS_DEFAULT_REGION"}  # tests / boto3's own fallback
+    assert {"DATABASE_ENGINE", "DATABASE_SECRET_ARN", "CATALOG", "REDIS_HOST", "SHARED_FILES_DIR"} <= read
+    env = _compose()["services"]["backend"]["environment"]
+    missing = sorted(read - local_only - set(env))
+    assert not missing, f"docker-compose.yml does not pass {missing} to the backend"
+    for name in read - local_only:
+        assert str(env[name]).startswith("${" + name + ":-"), (name, env[name])
+    volumes = _compose()["services"]["backend"]["volumes"]
+    assert "${SHARED_FILES_HOST_DIR:-./shared}:/shared" in volumes
+
+
+def test_backend_requirements_pin_the_data_tier_drivers():
+    names = {l.split("==")[0].lower() for l in (BACKEND / "requirements.txt").read_text().splitlines()
+             if "==" in l and not l.startswith("#")}
+    assert {"boto3", "botocore", "psycopg", "psycopg-binary", "pymysql", "redis"} <= names

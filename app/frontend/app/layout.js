@@ -1,4 +1,5 @@
 import Link from "next/link";
+import CartLink from "./components/CartLink";
 import "./globals.css";
 
 export const metadata = {
@@ -23,6 +24,7 @@ export default function RootLayout({ children }) {
               <span>StyleSphere</span>
             </Link>
             <p className="tagline">Free carbon-neutral shipping · 60-day returns · Repairs for life</p>
+            <CartLink />
           </div>
         </header>
         <main className="container">{children}</main>

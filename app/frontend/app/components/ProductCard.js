@@ -1,6 +1,7 @@
 "use client";
 
 import Link from "next/link";
+import AddToCart from "./AddToCart";
 import { categoryLabel, formatPrice } from "./api";
 
 export default function ProductCard({ product }) {
@@ -17,6 +18,9 @@ export default function ProductCard({ product }) {
           <span className="card-price">{formatPrice(product.price, product.currency)}</span>
         </div>
       </Link>
+      <div className="card-actions">
+        <AddToCart product={product} className="button button-small" />
+      </div>
     </li>
   );
 }

@@ -2,6 +2,7 @@
 
 import Link from "next/link";
 import { useCallback, useEffect, useState } from "react";
+import AddToCart from "../../components/AddToCart";
 import ApiDownBanner from "../../components/ApiDownBanner";
 import { apiGet, categoryLabel, formatPrice } from "../../components/api";
 
@@ -68,9 +69,7 @@ export default function ProductDetail({ id }) {
                 <dd data-testid="sustainability">{product.sustainability}</dd>
               </div>
             </dl>
-            <button type="button" className="button button-wide" disabled title="Checkout opens soon">
-              Add to bag — coming soon
-            </button>
+            <AddToCart product={product} withQuantity />
           </div>
         </div>
       ) : null}
