@@ -17,10 +17,15 @@ TABLES = {
     "orders": ([("orderId", "HASH")], {"UserOrdersIndex": [("userId", "HASH"), ("createdAt", "RANGE")]}),
     "cart": ([("userId", "HASH"), ("productId", "RANGE")], {}),
 }
-# What the backend calls (app/backend/stylesphere_api), and nothing more.
-APP_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                     "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem")
-APP_INDEX_ACTIONS = ("dynamodb:Query",)
+# What the backend calls on each table (app/backend/stylesphere_api/stores/dynamodb.py says the
+# same, and a test holds the two together), and nothing more: it queries no index, and a
+# TransactWriteItems needs the actions of its parts, none of its own.
+APP_ACTIONS = {
+    "products": ("dynamodb:Scan", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"),
+    "cart": ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+    "orders": ("dynamodb:GetItem", "dynamodb:PutItem"),
+    "users": (),
+}
 GONE_STATES = ("DELETING",)
 
 
@@ -186,17 +191,11 @@ class CatalogTable(Step):
         return {"CATALOG": "dynamodb", "DYNAMODB_TABLE_PREFIX": f"{ctx.stack}-", "AWS_REGION": ctx.region}
 
     def app_statements(self, ctx, resource):
-        """The app's item calls on this table (TransactWriteItems needs the actions of its parts,
-        not one of its own), and queries on its indexes."""
-        if resource is None:
+        """The app's item calls on this table."""
+        if resource is None or not APP_ACTIONS[self.table]:
             return []
-        sid = self.table.capitalize()
-        statements = [{"Sid": f"Use{sid}Table", "Effect": "Allow", "Action": list(APP_TABLE_ACTIONS),
-                       "Resource": resource.attrs["arn"]}]
-        if self.indexes:
-            statements.append({"Sid": f"Query{sid}Indexes", "Effect": "Allow", "Action": list(APP_INDEX_ACTIONS),
-                               "Resource": [f"{resource.attrs['arn']}/index/{i}" for i in self.indexes]})
-        return statements
+        return [{"Sid": f"Use{self.table.capitalize()}Table", "Effect": "Allow",
+                 "Action": list(APP_ACTIONS[self.table]), "Resource": resource.attrs["arn"]}]
 
     def outputs(self, resource):
         return {f"{self.table}_table": resource.id}

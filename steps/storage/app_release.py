@@ -22,6 +22,8 @@ COMPOSE_FILE = "docker-compose.yml"
 EXCLUDED_DIRS = frozenset({
     "node_modules", ".next", "__pycache__", ".git", ".hg", ".svn", ".pytest_cache", ".mypy_cache",
     ".ruff_cache", ".venv", "venv", ".tox", ".cache", ".turbo", "coverage", "artifacts", ".idea", ".vscode",
+    # The backend's receipts in a local run (docker compose mounts ./shared without EFS).
+    "shared",
 })
 EXCLUDED_FILES = ("*.pyc", "*.pyo", ".env", ".env.*", ".DS_Store", "npm-debug.log*", "*.swp", "*~",
                   ".coverage")

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 
+from .endpoints import redis_host
 from .secrets import Secret, SecretUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class RedisClient:
         from redis.retry import Retry
 
         return self._redis.Redis(
-            host=self.settings.redis_host, port=self.settings.redis_port,
+            host=redis_host(self.settings), port=self.settings.redis_port,
             password=password or None, ssl=self.settings.redis_tls,
             socket_timeout=2, socket_connect_timeout=2, health_check_interval=30,
             # One immediate retry (a connection the server closed while idle), not
@@ -75,7 +76,7 @@ class RedisClient:
 
 
 def redis_client(settings) -> RedisClient | None:
-    return RedisClient(settings) if settings.redis_host else None
+    return RedisClient(settings) if settings.redis_configured else None
 
 
 class CatalogCache:

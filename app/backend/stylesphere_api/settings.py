@@ -25,6 +25,7 @@ def _flag(value: str | None) -> bool:
 class Settings:
     database_engine: str = ""
     database_host: str = ""
+    database_instance_id: str = ""   # looked up when there is no host (endpoints.py)
     database_port: int = 0
     database_name: str = "stylesphere"
     database_user: str = ""
@@ -37,6 +38,7 @@ class Settings:
     dynamodb_create_tables: bool = False
 
     redis_host: str = ""
+    redis_replication_group_id: str = ""   # looked up when there is no host
     redis_port: int = 6379
     redis_tls: bool = False
     redis_password: str = ""
@@ -71,6 +73,7 @@ class Settings:
         return cls(
             database_engine=engine,
             database_host=get("DATABASE_HOST"),
+            database_instance_id=get("DATABASE_INSTANCE_ID"),
             database_port=port,
             database_name=get("DATABASE_NAME") or "stylesphere",
             database_user=get("DATABASE_USER"),
@@ -81,6 +84,7 @@ class Settings:
             dynamodb_table_prefix=get("DYNAMODB_TABLE_PREFIX") or "stylesphere-",
             dynamodb_create_tables=_flag(get("DYNAMODB_CREATE_TABLES")),
             redis_host=get("REDIS_HOST"),
+            redis_replication_group_id=get("REDIS_REPLICATION_GROUP_ID"),
             redis_port=redis_port,
             redis_tls=_flag(get("REDIS_TLS")),
             redis_password=env.get("REDIS_PASSWORD") or "",
@@ -89,6 +93,10 @@ class Settings:
             shared_files_dir=get("SHARED_FILES_DIR"),
             aws_region=get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
         )
+
+    @property
+    def redis_configured(self) -> bool:
+        return bool(self.redis_host or self.redis_replication_group_id)
 
     @property
     def store_kind(self) -> str:
@@ -101,6 +109,6 @@ class Settings:
             return "dynamodb"
         if self.database_engine:
             return self.database_engine
-        if self.redis_host:
+        if self.redis_configured:
             return "redis"
         return "memory"

@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 
+from ..endpoints import database_host
 from ..secrets import Secret
 from . import (MAX_QUANTITY, EmptyCart, QuantityLimit, StoreUnavailable, build_order,
                priced_lines)
@@ -130,7 +131,7 @@ class _Driver:
     def connect(self, settings, user: str, password: str):
         if self.engine == "postgres":
             return self.module.connect(
-                host=settings.database_host, port=settings.database_port, dbname=settings.database_name,
+                host=database_host(settings), port=settings.database_port, dbname=settings.database_name,
                 user=user, password=password, connect_timeout=5,
                 # require: encrypted, like RDS's rds.force_ssl wants; the RDS CA is not in
                 # the image's trust store, so the certificate is not verified (as libpq's
@@ -144,7 +145,7 @@ class _Driver:
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE  # as sslmode=require above
         return self.module.connect(
-            host=settings.database_host, port=settings.database_port, database=settings.database_name,
+            host=database_host(settings), port=settings.database_port, database=settings.database_name,
             user=user, password=password, connect_timeout=5, read_timeout=15, write_timeout=15,
             charset="utf8mb4", autocommit=False, ssl=tls,
         )
