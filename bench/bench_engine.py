@@ -87,6 +87,12 @@ ALB_ENI_RELEASE = 60.0  # and its network interfaces linger this much longer
 INSTANCE_TERMINATE = 60.0  # shutting-down -> terminated
 PROFILE_PROPAGATION = 10.0  # a new instance profile is refused by Auto Scaling
 CERTIFICATE_RELEASE = 10.0  # ACM still counts a deleted listener
+# The data tier (--data-tier): RDS is the longest wait of any stack the tool builds.
+DB_CREATE = 420.0           # single-AZ `creating` -> `available`
+DB_CREATE_MULTI_AZ = 900.0  # with its standby
+DB_DELETE = 360.0           # `deleting`, still holding its subnets and group
+TABLE_CREATE = 10.0         # DynamoDB CREATING -> ACTIVE
+TABLE_DELETE = 10.0
 
 
 def aws_like_delays(scale: float):
@@ -96,7 +102,9 @@ def aws_like_delays(scale: float):
                   alb_create=ALB_CREATE * scale, alb_delete=ALB_DELETE * scale,
                   alb_eni_release=ALB_ENI_RELEASE * scale, instance_terminate=INSTANCE_TERMINATE * scale,
                   profile_propagation=PROFILE_PROPAGATION * scale,
-                  certificate_release=CERTIFICATE_RELEASE * scale)
+                  certificate_release=CERTIFICATE_RELEASE * scale, db_create=DB_CREATE * scale,
+                  db_create_multi_az=DB_CREATE_MULTI_AZ * scale, db_delete=DB_DELETE * scale,
+                  table_create=TABLE_CREATE * scale, table_delete=TABLE_DELETE * scale)
 
 
 def latency_hook(scale: float, counter: Counter | None = None):
@@ -432,7 +440,7 @@ def analyse_walk(engine, active: str) -> dict:
 
 
 def bench_waits(state_root: str, scale: float, reps: int, poll: float, nat_per_az: bool,
-                write_state: bool = True) -> dict:
+                write_state: bool = True, data_tier: bool = False) -> dict:
     from moto import mock_aws
 
     from provisioner.shape.config import StackConfig
@@ -445,7 +453,8 @@ def bench_waits(state_root: str, scale: float, reps: int, poll: float, nat_per_a
             strict = StrictAws(region=REGION, delays=aws_like_delays(scale))
             harness = Harness(tempfile.mkdtemp(dir=state_root), strict, poll=poll,
                               hooks=[("before-parameter-build", latency_hook(scale))],
-                              config=StackConfig(zones=list(ZONES), nat_per_az=nat_per_az),
+                              config=StackConfig(zones=list(ZONES), nat_per_az=nat_per_az, **(
+                                  DATA_TIER if data_tier else {})),
                               write_state=write_state)
             up_engine, _, up_wall = harness.timed("up")
             up_saves = (harness.saves, harness.save_seconds)
@@ -462,6 +471,10 @@ def bench_waits(state_root: str, scale: float, reps: int, poll: float, nat_per_a
             "refusals": Counter("/".join(str(x) for x in r[1:]) for r in strict.refusals),  # code[/kind]
         })
     return {"runs": runs, "nat_per_az": nat_per_az}
+
+
+# The data tier's longest waits: a Multi-AZ database, and the catalog's tables.
+DATA_TIER = {"database": "postgres", "db_multi_az": True, "catalog": "dynamodb"}
 
 
 def summarise_waits(label: str, data: dict) -> dict:
@@ -554,6 +567,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.02, help="engine poll interval, seconds")
     parser.add_argument("--help-runs", type=int, default=10, help="runs of `provision --help` (median)")
     parser.add_argument("--skip-help", action="store_true", help="skip part 2")
+    parser.add_argument("--skip-data-tier", action="store_true", help="skip the up/down with the data tier")
     parser.add_argument("--skip-diagnostics", action="store_true",
                         help="skip the two diagnostic runs (state writes off; 3x longer waits)")
     args = parser.parse_args()
@@ -609,6 +623,15 @@ def main() -> None:
     per_az = bench_waits(state_root, scale, args.reps, args.poll, nat_per_az=True)
     per_az_s = summarise_waits(f"--nat-per-az ({all_steps} steps)", per_az)
 
+    data_s = None
+    if not args.skip_data_tier:
+        print(f"\n-- with the data tier: RDS PostgreSQL Multi-AZ ({DB_CREATE_MULTI_AZ:g} s to create -> "
+              f"{DB_CREATE_MULTI_AZ * scale:.3g} s, {DB_DELETE:g} s to delete), four DynamoDB tables --")
+        data = bench_waits(state_root, scale, args.reps, args.poll, nat_per_az=False, data_tier=True)
+        data_steps = len(build_steps(StackConfig(zones=list(ZONES), **DATA_TIER)))
+        data_s = summarise_waits(f"data tier ({data_steps} steps)", data)
+        per_step_table(data)
+
     diagnostics = []
     if not args.skip_diagnostics:
         print("\n== diagnostics: where the overhead comes from ==")
@@ -642,8 +665,9 @@ def main() -> None:
                      f"{'yes' if loaded.get('boto3') else 'no'} / {'yes' if loaded.get('rich') else 'no'}",
                      "no / no"))
     ms = 1000
-    for tag, s in [("single NAT", single_s), ("NAT per AZ", per_az_s)] + diagnostics:
-        target = "a few %" if any(s is x for x in (single_s, per_az_s)) else "(diagnostic)"
+    measured = [("single NAT", single_s), ("NAT per AZ", per_az_s)] + ([("data tier", data_s)] if data_s else [])
+    for tag, s in measured + diagnostics:
+        target = "a few %" if any(s is x for _, x in measured) else "(diagnostic)"
         rows += [
             (f"up   [{tag}] wall | critical path | sum",
              f"{s['up_wall']:.3f} | {s['up_cp']:.3f} | {s['up_sum']:.3f} s", ""),
