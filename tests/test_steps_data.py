@@ -224,3 +224,25 @@ def test_the_role_grants_exactly_the_calls_the_app_makes_on_the_tables():
     from stylesphere_api.stores.dynamodb import DYNAMODB_ACTIONS
 
     assert APP_ACTIONS == DYNAMODB_ACTIONS
+
+
+def test_strict_holds_the_subnet_group_group_and_subnets_while_the_database_is_deleting(data_stack, strict):
+    from botocore.exceptions import ClientError
+
+    strict.delays = dataclasses.replace(strict.delays, db_delete=30)
+    data_stack.up()
+    state = data_stack.state_file.load_for(ACCOUNT, REGION)
+    client = data_stack.session().client("rds", region_name=REGION)
+    ec2 = data_stack.session().client("ec2", region_name=REGION)
+    with pytest.raises(ClientError, match="InvalidDBSubnetGroupStateFault"):
+        client.delete_db_subnet_group(DBSubnetGroupName="stylesphere-database")
+    client.delete_db_instance(DBInstanceIdentifier="stylesphere-database", SkipFinalSnapshot=True)
+    (item,) = client.describe_db_instances(DBInstanceIdentifier="stylesphere-database")["DBInstances"]
+    assert item["DBInstanceStatus"] == "deleting"
+    for call in (lambda: client.delete_db_subnet_group(DBSubnetGroupName="stylesphere-database"),
+                 lambda: ec2.delete_security_group(GroupId=state.resources["database-security-group"]["id"]),
+                 lambda: ec2.delete_subnet(SubnetId=state.resources["data-subnet-1"]["id"])):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert refused.value.response["Error"]["Code"] in ("InvalidDBSubnetGroupStateFault", "DependencyViolation")
+    assert [kind for _, _, kind in strict.refusals] == ["order", "lingering", "lingering", "lingering"]
