@@ -23,6 +23,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from strict_base import LINGERING, ORDER, refuse  # noqa: F401  (re-exported for tests)
 from strict_bastion import BastionRules
 from strict_compute import ComputeRules
+from strict_data import DataRules
 from strict_edge import EdgeRules
 from strict_identity import IdentityRules
 
@@ -40,10 +41,16 @@ class Delays:
     instance_terminate: float = 0.2  # shutting-down -> terminated
     profile_propagation: float = 0.2 # a new instance profile is unknown to EC2 / Auto Scaling
     certificate_release: float = 0.1 # ACM still counts a deleted listener as a user
+    # The data tier.
+    cache_create: float = 0.3        # a replication group reads `creating`, without its endpoint
+    cache_delete: float = 0.3        # `deleting`, still holding its subnets, group and subnet group
+    efs_create: float = 0.1          # a file system reads `creating`
+    mount_target_create: float = 0.1
+    mount_target_release: float = 0.2  # a deleted mount target's interface lingers
 
 
 @dataclass
-class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
+class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DataRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived
@@ -122,6 +129,8 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
             body = params.get("body") or {}
             if isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
                 body = json.loads(body or b"{}")
+                # REST protocols (EFS) name the resource in the path: a copy the rule may read.
+                body["__url_path"] = params.get("url_path", "")
             with self._lock:
                 self._request.records = []
                 response = rule(body)

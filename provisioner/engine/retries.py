@@ -128,8 +128,11 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
         codes=not_found_codes, timeout="eventual-consistency",
         why="AWS has not yet propagated a resource created moments ago"),
     "dependency": RetryCase(
+        # ElastiCache's and EFS's own words for it: a subnet group a replication group being
+        # deleted still uses, a file system whose mount targets are still going.
         codes=frozenset({"DependencyViolation", "ResourceInUse", "ResourceInUseException",
-                         "InvalidIPAddress.InUse", "DeleteConflict", "ScalingActivityInProgress"}),
+                         "InvalidIPAddress.InUse", "DeleteConflict", "ScalingActivityInProgress",
+                         "CacheSubnetGroupInUse", "FileSystemInUse"}),
         timeout="dependency",
         why="something that uses it is still going away"),
     # Auto Scaling answers ValidationError and EC2 InvalidParameterValue, both generic codes,
