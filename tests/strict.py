@@ -129,7 +129,9 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DataRules)
             body = params.get("body") or {}
             if isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
                 body = json.loads(body or b"{}")
-                # REST protocols (EFS) name the resource in the path: a copy the rule may read.
+            if not isinstance(params.get("body"), dict):
+                # REST protocols (EFS) name the resource in the path: the rule reads it from its
+                # own copy of the document (a query protocol's body dict is the request itself).
                 body["__url_path"] = params.get("url_path", "")
             with self._lock:
                 self._request.records = []
