@@ -30,6 +30,9 @@ LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_
               "Projects": "codebuild_project"}
 
 
+DATA_TIER_KINDS = {"secret", "cache_subnet_group", "replication_group", "efs_file_system", "efs_access_point"}
+
+
 def context(region=REGION, strict=None, hooks=()) -> RunContext:
     ctx = RunContext(stack="whoever", region=region, config=StackConfig(),
                      session_factory=lambda: make_session(strict, hooks))
@@ -71,8 +74,9 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
     kinds = by_stack(found)
     assert set(kinds) == {"lab-a", "lab-b"}
     for stack in ("lab-a", "lab-b"):
-        # Key pairs come with --bastion only (tests/test_steps_bastion.py scans such a stack).
-        assert set(kinds[stack]) == set(KINDS) - {"key_pair"}, stack
+        # Key pairs come with --bastion only (tests/test_steps_bastion.py scans such a stack), the
+        # data tier with --cache and --shared-files (tests/test_steps_data_*.py).
+        assert set(kinds[stack]) == set(KINDS) - {"key_pair"} - DATA_TIER_KINDS, stack
         assert kinds[stack]["instance"] == 2 and kinds[stack]["volume"] == 2 and kinds[stack]["listener"] == 2
         # Every tagged step of the stack, counted as tests/stacks.py counts them.
         steps = Counter(f.step for f in found if f.stack == stack and f.kind not in ("instance", "volume", "listener"))
@@ -114,7 +118,7 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
                 "ListTagsForResource"}
     assert all(n == 1 for op, n in ops.items() if op not in per_item | {"DescribeTags", "ListRoleTags"}), ops
     assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2 and ops["ListRoleTags"] == 4, ops
-    assert len(ctx.calls) == 37
+    assert len(ctx.calls) == 37 + len(DATA_TIER_KINDS)
 
 
 def test_after_down_only_the_other_stack_remains(make_stack):

@@ -85,7 +85,8 @@ class SharedFiles(Step):
     iam = Iam(create=(actions("elasticfilesystem:CreateFileSystem", "elasticfilesystem:TagResource",
                               "elasticfilesystem:PutLifecycleConfiguration", on=FILE_SYSTEM_ARN),
                       EFS_SERVICE_ROLE),
-              read=(actions("elasticfilesystem:DescribeFileSystems", "elasticfilesystem:DescribeLifecycleConfiguration"),),
+              read=(actions("elasticfilesystem:DescribeFileSystems",
+                            "elasticfilesystem:DescribeLifecycleConfiguration"),),
               change=(actions("elasticfilesystem:TagResource", "elasticfilesystem:PutLifecycleConfiguration",
                               on=FILE_SYSTEM_ARN),),
               delete=(actions("elasticfilesystem:DeleteFileSystem", on=FILE_SYSTEM_ARN),))
@@ -134,7 +135,8 @@ class SharedFiles(Step):
                 # one deleted since, which holds the token while it goes.
                 if error_code(e) != "FileSystemAlreadyExists":
                     raise
-                made = [i for i in self._describe(ctx, CreationToken=token) if i.get("LifeCycleState") not in GONE_STATES]
+                made = [i for i in self._describe(ctx, CreationToken=token)
+                        if i.get("LifeCycleState") not in GONE_STATES]
                 if made and ctx.owns(made[0].get("Tags", []), self.name):
                     item = made[0]
                     break

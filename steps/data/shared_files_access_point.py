@@ -75,7 +75,8 @@ class SharedFilesAccessPoint(Step):
         if file_system is not None and item.get("FileSystemId") != file_system.id:
             raise DriftConflict(f"access point {resource.id} is on file system {item.get('FileSystemId')}, "
                                 f"not the stack's {file_system.id}", hint="delete it and run `provision up` again")
-        if item.get("PosixUser", {}) != POSIX_USER or item.get("RootDirectory", {}).get("Path") != ROOT_DIRECTORY["Path"]:
+        root = item.get("RootDirectory", {}).get("Path")
+        if item.get("PosixUser", {}) != POSIX_USER or root != ROOT_DIRECTORY["Path"]:
             raise DriftConflict(f"access point {resource.id} has another user or root directory, which cannot be "
                                 "changed in place", hint="delete it and run `provision up` again")
         efs = ctx.client("efs")

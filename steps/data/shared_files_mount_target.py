@@ -103,4 +103,5 @@ class SharedFilesMountTarget(Step):
         return {}
 
     def describe(self, resource):
-        return f"{resource.raw.get('LifeCycleState', '')}, {resource.raw.get('IpAddress', '')} in {resource.raw.get('SubnetId', '')}"
+        raw = resource.raw
+        return f"{raw.get('LifeCycleState', '')}, {raw.get('IpAddress', '')} in {raw.get('SubnetId', '')}"
