@@ -111,3 +111,14 @@ def test_a_replication_group_has_the_nodes_it_was_asked_for(moto_aws):
     members = group["NodeGroups"][0]["NodeGroupMembers"]
     assert [(m["CurrentRole"], m["PreferredAvailabilityZone"]) for m in members] == [
         ("primary", f"{REGION}a"), ("replica", f"{REGION}b")]
+
+
+def test_a_replication_groups_node_type_is_changed_in_place(moto_aws):
+    elasticache = _cache_subnet_group()
+    elasticache.create_replication_group(ReplicationGroupId="lab-cache", ReplicationGroupDescription="lab",
+                                         Engine="redis", CacheNodeType="cache.t4g.micro", NumCacheClusters=2)
+    changed = elasticache.modify_replication_group(ReplicationGroupId="lab-cache", CacheNodeType="cache.t4g.small",
+                                                   ApplyImmediately=True)["ReplicationGroup"]
+    assert changed["CacheNodeType"] == "cache.t4g.small"
+    (group,) = elasticache.describe_replication_groups(ReplicationGroupId="lab-cache")["ReplicationGroups"]
+    assert group["CacheNodeType"] == "cache.t4g.small" and group["MemberClusters"] == ["lab-cache-001", "lab-cache-002"]

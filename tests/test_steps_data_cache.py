@@ -286,3 +286,28 @@ def test_the_instance_role_may_read_the_token_and_nothing_else(built):
     (before,) = cache_policy_statements(ctx)
     assert before["Resource"] == (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:"
                                   "provision/lab/cache-auth-token-??????")
+
+
+def test_a_new_node_type_is_applied_in_place(built):
+    endpoint = built.engine().state.outputs["cache_host"]
+    results = _ok(built.up(config=cache_config(cache_node_type="cache.t4g.small"), only=ONLY))
+    assert results["cache"].outcome == "updated"
+    assert results["cache"].changes == ["node type cache.t4g.micro -> cache.t4g.small (online, minutes)"]
+    (group,) = _replication_groups()
+    assert group["CacheNodeType"] == "cache.t4g.small"
+    assert group["ReplicationGroupId"] == built.last_ctx.resources["cache"].id
+    assert built.engine().state.outputs["cache_host"] == endpoint
+
+
+def test_a_group_without_encryption_is_a_conflict_not_adopted_silently(make_stack, strict):
+    stack = make_stack(config=cache_config())
+    _ok(stack.up(only=("cache-auth-token", "cache-subnet-group", "cache-security-group")))
+    ctx = stack.last_ctx
+    # Made by hand with the stack's tags but no encryption (as if edited outside the tool).
+    _elasticache().create_replication_group(
+        ReplicationGroupId="stylesphere-cache", ReplicationGroupDescription="x", Engine="redis",
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=2, CacheSubnetGroupName="stylesphere-cache",
+        AutomaticFailoverEnabled=True, MultiAZEnabled=True, Tags=ctx.tags("cache"))
+    results = {r.name: r for r in stack.up(only=ONLY)}
+    assert not results["cache"].ok
+    assert "encrypted in transit and at rest" in results["cache"].detail

@@ -62,10 +62,11 @@ def _patch_elasticache_deletions() -> None:
     being deleted included, still uses it), and a replication group's deletion finishes: it is
     gone at the first read after `deletion_seconds` (an attribute of the backend, 0 unless a test
     models AWS's minutes; the answer to DeleteReplicationGroup itself still reads `deleting`). And
-    a group of NumCacheClusters nodes has them all, as on AWS."""
+    a group of NumCacheClusters nodes has them all, as on AWS; ModifyReplicationGroup changes its
+    node type."""
     import time
 
-    from moto.core.responses import EmptyResult
+    from moto.core.responses import ActionResult, EmptyResult
     from moto.elasticache.exceptions import CacheSubnetGroupNotFound, ElastiCacheException
     from moto.elasticache.models import ElastiCacheBackend, ReplicationGroup
     from moto.elasticache.responses import ElastiCacheResponse
@@ -123,6 +124,22 @@ def _patch_elasticache_deletions() -> None:
                                 replicas_per_node_group=replicas_per_node_group, **kwargs)
 
     ReplicationGroup._set_node_members_clusters_disabled = set_node_members_clusters_disabled
+    def modify_replication_group_response(self):
+        # moto has no ModifyReplicationGroup; the tool changes a group's node type with it (AWS
+        # scales it online, the endpoint unchanged). Only that is modelled.
+        from moto.elasticache.exceptions import ReplicationGroupNotFound
+
+        backend = self.elasticache_backend
+        backend._finish_deletions()
+        group_id = self._get_param("ReplicationGroupId")
+        group = backend.replication_groups.get(group_id)
+        if group is None or getattr(group, "deleting_since", None) is not None:
+            raise ReplicationGroupNotFound(group_id)
+        if self._get_param("CacheNodeType"):
+            group.cache_node_type = self._get_param("CacheNodeType")
+        return ActionResult({"ReplicationGroup": group})
+
+    ElastiCacheResponse.modify_replication_group = modify_replication_group_response
     ElastiCacheBackend._finish_deletions = _finish_deletions
     ElastiCacheBackend.delete_replication_group = delete_replication_group
     ElastiCacheBackend.describe_replication_groups = describe_replication_groups
