@@ -311,3 +311,14 @@ def test_a_group_without_encryption_is_a_conflict_not_adopted_silently(make_stac
     results = {r.name: r for r in stack.up(only=ONLY)}
     assert not results["cache"].ok
     assert "encrypted in transit and at rest" in results["cache"].detail
+
+
+def test_the_secret_without_its_step_tag_and_without_state_is_adopted_and_retagged(built):
+    arn = built.last_ctx.resources["cache-auth-token"].id
+    _secrets().untag_resource(SecretId=arn, TagKeys=[TAG_STEP])
+    built.state_file.remove()
+    results = _ok(built.up(only=ONLY))
+    assert built.last_ctx.resources["cache-auth-token"].id == arn
+    assert results["cache"].outcome == "kept"
+    assert _tags(_secrets().describe_secret(SecretId=arn)["Tags"])[TAG_STEP] == "cache-auth-token"
+    assert len(_secrets().list_secrets()["SecretList"]) == 1

@@ -132,7 +132,11 @@ class CacheAuthToken(Step):
             if not ctx.is_ours(secret.get("Tags", []), self.name):
                 raise self._taken(ctx, secret) from None
             if not secret.get("DeletedDate"):
-                raise
+                # The stack's, with its step tag removed (found by the stack's tag alone):
+                # adopted, its tags put back.
+                ctx.converge_tags(secret.get("Tags", []), self.name, True, lambda missing: sm.tag_resource(
+                    SecretId=secret["ARN"], Tags=missing))
+                return self._resource(ctx.retry("eventual-consistency", sm.describe_secret, SecretId=name))
             sm.restore_secret(SecretId=secret["ARN"])
         return self._resource(ctx.retry("eventual-consistency", sm.describe_secret, SecretId=name))
 
