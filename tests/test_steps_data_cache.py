@@ -313,12 +313,15 @@ def test_a_group_without_encryption_is_a_conflict_not_adopted_silently(make_stac
     assert "encrypted in transit and at rest" in results["cache"].detail
 
 
-def test_the_secret_without_its_step_tag_and_without_state_is_adopted_and_retagged(built):
+def test_without_state_and_their_step_tags_the_named_resources_are_adopted_and_retagged(built):
     arn = built.last_ctx.resources["cache-auth-token"].id
+    group_arn = _replication_groups()[0]["ARN"]
     _secrets().untag_resource(SecretId=arn, TagKeys=[TAG_STEP])
+    _elasticache().remove_tags_from_resource(ResourceName=group_arn, TagKeys=[TAG_STEP])
     built.state_file.remove()
     results = _ok(built.up(only=ONLY))
     assert built.last_ctx.resources["cache-auth-token"].id == arn
-    assert results["cache"].outcome == "kept"
+    assert results["cache-auth-token"].outcome == results["cache"].outcome == "updated"
     assert _tags(_secrets().describe_secret(SecretId=arn)["Tags"])[TAG_STEP] == "cache-auth-token"
-    assert len(_secrets().list_secrets()["SecretList"]) == 1
+    assert _tags(_elasticache().list_tags_for_resource(ResourceName=group_arn)["TagList"])[TAG_STEP] == "cache"
+    assert len(_secrets().list_secrets()["SecretList"]) == 1 and len(_replication_groups()) == 1

@@ -89,9 +89,10 @@ class CacheAuthToken(Step):
             if secret is None or secret.get("DeletedDate"):
                 continue
             if secret_id == known_id:
-                # Claimed: this stack's, its step tag maybe removed (`up` puts it back).
                 ctx.claim(self.name, secret["ARN"], secret.get("Tags", []), "secret")
-            if secret_id == known_id or ctx.owns(secret.get("Tags", []), self.name):
+            # The name is the stack's own: with the stack's tag it is ours, its step tag maybe
+            # removed (`up` puts it back).
+            if ctx.is_ours(secret.get("Tags", []), self.name):
                 return [self._resource(secret)]
         return []
 
@@ -132,11 +133,7 @@ class CacheAuthToken(Step):
             if not ctx.is_ours(secret.get("Tags", []), self.name):
                 raise self._taken(ctx, secret) from None
             if not secret.get("DeletedDate"):
-                # The stack's, with its step tag removed (found by the stack's tag alone):
-                # adopted, its tags put back.
-                ctx.converge_tags(secret.get("Tags", []), self.name, True, lambda missing: sm.tag_resource(
-                    SecretId=secret["ARN"], Tags=missing))
-                return self._resource(ctx.retry("eventual-consistency", sm.describe_secret, SecretId=name))
+                raise
             sm.restore_secret(SecretId=secret["ARN"])
         return self._resource(ctx.retry("eventual-consistency", sm.describe_secret, SecretId=name))
 

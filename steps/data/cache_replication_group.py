@@ -118,9 +118,10 @@ class Cache(Step):
             if group is None or group.get("Status") == "deleted":
                 continue
             if group_id == known_id:
-                # Claimed: this stack's, its step tag maybe removed (`up` puts it back).
                 ctx.claim(self.name, group_id, tags, "replication group")
-            if group_id == known_id or ctx.owns(tags, self.name):
+            # The name is the stack's own: with the stack's tag it is ours, its step tag maybe
+            # removed (`up` puts it back).
+            if ctx.is_ours(tags, self.name):
                 return [self._resource(group, tags)]
         return []
 

@@ -61,9 +61,10 @@ class CacheSubnetGroup(Step):
             if group is None:
                 continue
             if name == known_id:
-                # Claimed: this stack's, its step tag maybe removed (`up` puts it back).
                 ctx.claim(self.name, name, tags, "cache subnet group")
-            if name == known_id or ctx.owns(tags, self.name):
+            # The name is the stack's own: with the stack's tag it is ours, its step tag maybe
+            # removed (`up` puts it back).
+            if ctx.is_ours(tags, self.name):
                 return [self._resource(group, tags)]
         return []
 
