@@ -24,6 +24,7 @@ from strict_base import LINGERING, ORDER, refuse  # noqa: F401  (re-exported for
 from strict_bastion import BastionRules
 from strict_compute import ComputeRules
 from strict_database import DatabaseRules
+from strict_data import DataRules
 from strict_edge import EdgeRules
 from strict_identity import IdentityRules
 
@@ -47,10 +48,15 @@ class Delays:
     db_delete: float = 0.3           # deleting, still in its subnets and group, then gone
     table_create: float = 0.1        # CREATING -> ACTIVE
     table_delete: float = 0.1        # DELETING, then gone
+    cache_create: float = 0.3        # a replication group reads `creating`, without its endpoint
+    cache_delete: float = 0.3        # `deleting`, still holding its subnets, group and subnet group
+    efs_create: float = 0.1          # a file system reads `creating`
+    mount_target_create: float = 0.1
+    mount_target_release: float = 0.2  # a deleted mount target's interface lingers
 
 
 @dataclass
-class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules):
+class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived
@@ -134,6 +140,10 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRu
             body = params.get("body") or {}
             if isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
                 body = json.loads(body or b"{}")
+            if not isinstance(params.get("body"), dict):
+                # REST protocols (EFS) name the resource in the path: the rule reads it from its
+                # own copy of the document (a query protocol's body dict is the request itself).
+                body["__url_path"] = params.get("url_path", "")
             with self._lock:
                 self._request.records = []
                 response = rule(body)

@@ -40,3 +40,85 @@ def test_describe_key_pairs_answers_each_request_for_itself(moto_aws):
     with ThreadPoolExecutor(8) as pool:
         wrong = [w for found in pool.map(ask, range(8)) for w in found]
     assert wrong == []
+
+
+# -- ElastiCache ---------------------------------------------------------------------------------
+
+def _cache_subnet_group(name="lab-cache"):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+    elasticache = boto3.client("elasticache", region_name=REGION)
+    elasticache.create_cache_subnet_group(CacheSubnetGroupName=name, CacheSubnetGroupDescription="lab",
+                                          SubnetIds=[subnet])
+    return elasticache
+
+
+def test_a_cache_subnet_group_is_deleted_once_no_replication_group_uses_it(moto_aws):
+    """moto has no DeleteCacheSubnetGroup; AWS refuses it while a replication group, one being
+    deleted included, uses the group."""
+    from botocore.exceptions import ClientError
+
+    elasticache = _cache_subnet_group()
+    elasticache.create_replication_group(ReplicationGroupId="lab-cache", ReplicationGroupDescription="lab",
+                                         Engine="redis", CacheSubnetGroupName="lab-cache")
+    try:
+        elasticache.delete_cache_subnet_group(CacheSubnetGroupName="lab-cache")
+        raise AssertionError("deleted while in use")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "CacheSubnetGroupInUse"
+    elasticache.delete_replication_group(ReplicationGroupId="lab-cache")
+    elasticache.delete_cache_subnet_group(CacheSubnetGroupName="lab-cache")
+    assert elasticache.describe_cache_subnet_groups()["CacheSubnetGroups"] == []
+    try:
+        elasticache.delete_cache_subnet_group(CacheSubnetGroupName="lab-cache")
+        raise AssertionError("deleted twice")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "CacheSubnetGroupNotFoundFault"
+
+
+def test_a_deleted_replication_group_is_gone_after_the_backends_deletion_time(moto_aws):
+    """moto's deleted group read `deleting` forever, so no `down` could ever finish."""
+    import time
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.elasticache.models import elasticache_backends
+
+    elasticache = _cache_subnet_group()
+    backend = elasticache_backends[DEFAULT_ACCOUNT_ID][REGION]
+    backend.deletion_seconds = 0.2
+    for name in ("lab-cache", "slow-cache"):
+        elasticache.create_replication_group(ReplicationGroupId=name, ReplicationGroupDescription="lab",
+                                             Engine="redis", NumCacheClusters=2)
+        deleted = elasticache.delete_replication_group(ReplicationGroupId=name)["ReplicationGroup"]
+        assert deleted["Status"] == "deleting"
+        if name == "lab-cache":
+            time.sleep(0.25)
+    # The first one's time is up: gone; the second still reads `deleting`.
+    assert [(g["ReplicationGroupId"], g["Status"]) for g in
+            elasticache.describe_replication_groups()["ReplicationGroups"]] == [("slow-cache", "deleting")]
+    # Without a time of its own (the sandbox), a deletion is over at the next read.
+    backend.deletion_seconds = 0.0
+    assert elasticache.describe_replication_groups()["ReplicationGroups"] == []
+
+
+def test_a_replication_group_has_the_nodes_it_was_asked_for(moto_aws):
+    elasticache = _cache_subnet_group()
+    group = elasticache.create_replication_group(
+        ReplicationGroupId="lab-cache", ReplicationGroupDescription="lab", Engine="redis", NumCacheClusters=2,
+        PreferredCacheClusterAZs=[f"{REGION}a", f"{REGION}b"])["ReplicationGroup"]
+    assert group["MemberClusters"] == ["lab-cache-001", "lab-cache-002"]
+    members = group["NodeGroups"][0]["NodeGroupMembers"]
+    assert [(m["CurrentRole"], m["PreferredAvailabilityZone"]) for m in members] == [
+        ("primary", f"{REGION}a"), ("replica", f"{REGION}b")]
+
+
+def test_a_replication_groups_node_type_is_changed_in_place(moto_aws):
+    elasticache = _cache_subnet_group()
+    elasticache.create_replication_group(ReplicationGroupId="lab-cache", ReplicationGroupDescription="lab",
+                                         Engine="redis", CacheNodeType="cache.t4g.micro", NumCacheClusters=2)
+    changed = elasticache.modify_replication_group(ReplicationGroupId="lab-cache", CacheNodeType="cache.t4g.small",
+                                                   ApplyImmediately=True)["ReplicationGroup"]
+    assert changed["CacheNodeType"] == "cache.t4g.small"
+    (group,) = elasticache.describe_replication_groups(ReplicationGroupId="lab-cache")["ReplicationGroups"]
+    assert group["CacheNodeType"] == "cache.t4g.small" and group["MemberClusters"] == ["lab-cache-001", "lab-cache-002"]

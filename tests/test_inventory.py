@@ -30,6 +30,8 @@ LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_
               "Projects": "codebuild_project"}
 
 
+
+
 def context(region=REGION, strict=None, hooks=()) -> RunContext:
     ctx = RunContext(stack="whoever", region=region, config=StackConfig(),
                      session_factory=lambda: make_session(strict, hooks))

@@ -171,7 +171,8 @@ def operations(monkeypatch):
 
 
 @pytest.mark.parametrize("shape", [(), ("--bastion", "--ssh-cidr", "203.0.113.7/32", "--nat-per-az"),
-                                   ("--database", "mysql", "--catalog", "dynamodb")])
+                                   ("--database", "mysql", "--catalog", "dynamodb"),
+                                   ("--cache", "redis", "--shared-files")])
 def test_the_printed_policy_allows_every_call_of_a_full_lifecycle(hooks, state_dir, operations, shape):  # noqa: F811
     printed = cli("policy", "--stack", "pol", *shape, "--json", state_dir=state_dir)
     assert printed.exit_code == 0, printed.output

@@ -369,7 +369,11 @@ def stub_region(stubber, region, prefix, figures, instance_types):
     Price List read once), answered with `figures`."""
     p = f"{prefix}-" if prefix else ""
     ec2 = "AmazonEC2"
-    # ECR's storage first: the repository's step has no dependencies, so it comes first in plan order.
+    # The cache's secret and ECR's storage first: their steps have no dependencies, so they come
+    # first in plan order.
+    secrets = f"{prefix or 'USE1'}-AWSSecretsManager-Secrets"
+    expect(stubber, "AWSSecretsManager", [product("AWSSecretsManager", "Secret", secrets, figures.get("secret", 0.40),
+                                                  unit="Secrets", region=region, sku="SECRET")], regionCode=region)
     expect(stubber, "AmazonECR", [product("AmazonECR", "", f"{prefix or 'USE1'}-TimedStorage-ByteHrs",
                                           figures.get("ecr", 0.10), unit="GB-Mo", region=region, sku="ECRS")],
            regionCode=region)
@@ -381,6 +385,10 @@ def stub_region(stubber, region, prefix, figures, instance_types):
     ], next_token="page-2", regionCode=region)
     expect(stubber, "AmazonVPC", [product("AmazonVPC", "", ipv4, figures["ipv4"], region=region, sku="IPV4")],
            token="page-2", regionCode=region)
+    expect(stubber, "AmazonEFS", [product("AmazonEFS", "Storage", f"{prefix or 'USE1'}-TimedStorage-ByteHrs",
+                                          figures.get("efs", 0.30), unit="GB-Mo", region=region, sku="EFS",
+                                          storageClass="General Purpose")],
+           regionCode=region, storageClass="General Purpose")
     expect(stubber, ec2, [
         product(ec2, "NAT Gateway", f"{p}NatGateway-Hours", figures["nat"], region=region, sku="NATH"),
         product(ec2, "NAT Gateway", f"{p}NatGateway-Bytes", figures["nat_gb"], unit="GB", region=region, sku="NATB"),
@@ -406,6 +414,11 @@ def stub_region(stubber, region, prefix, figures, instance_types):
         expect(stubber, ec2, [product(ec2, "Storage", f"{p}EBS:VolumeUsage.{volume_type}", figures[volume_type],
                                       unit="GB-Mo", region=region, sku=volume_type, volumeApiName=volume_type)],
                productFamily="Storage", volumeApiName=volume_type, regionCode=region)
+    node = "cache.t4g.micro"
+    expect(stubber, "AmazonElastiCache", [product("AmazonElastiCache", "Cache Instance", f"{p}NodeUsage:{node}",
+                                                  figures.get("cache", 0.016), region=region, sku="NODE",
+                                                  instanceType=node, cacheEngine="Redis")],
+           instanceType=node, regionCode=region, cacheEngine="Redis")
 
 
 def pricing_client():
@@ -469,6 +482,8 @@ def test_refresh_parses_the_price_list(book):
     assert entry["public_ipv4_hour"] == 0.005
     assert entry["ebs_gb_month"] == {"gp3": 0.0912, "gp2": 0.114}
     assert entry["ecr_storage_gb_month"] == 0.10
+    assert entry["secret_month"] == 0.40 and entry["efs_storage_gb_month"] == 0.30
+    assert entry["cache_node_hour"] == {"cache.t4g.micro": 0.016}
     assert entry["ec2_hour"] == {"t3.micro": 0.0112, "t4g.micro": 0.0092}
     assert entry["usage_based"]["NAT data processing"].startswith("$0.056 per GB")
     assert entry["usage_based"]["ALB LCU"].startswith("$0.0084 per LCU-hour")

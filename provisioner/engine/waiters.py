@@ -58,6 +58,65 @@ MODELS: dict[str, dict] = {
                  "expected": True, "state": "success"},
             ],
         },
+        # EFS has no waiters at all. A file system and a mount target read "creating" for seconds
+        # to minutes; AWS refuses a mount target or an access point on a file system not yet
+        # available (IncorrectFileSystemLifeCycleState).
+        "FileSystemAvailable": {
+            "operation": "DescribeFileSystems",
+            "delay": 5,
+            "maxAttempts": 120,
+            "acceptors": [
+                {"matcher": "pathAll", "argument": "FileSystems[].LifeCycleState", "expected": "available",
+                 "state": "success"},
+                {"matcher": "pathAny", "argument": "FileSystems[].LifeCycleState", "expected": "error",
+                 "state": "failure"},
+            ],
+        },
+        # AWS refuses to delete a file system while it has mount targets, those being deleted
+        # included (FileSystemInUse); NumberOfMountTargets counts them until they are gone.
+        "FileSystemMountTargetsGone": {
+            "operation": "DescribeFileSystems",
+            "delay": 5,
+            "maxAttempts": 120,
+            "acceptors": [
+                {"matcher": "path", "argument": "length(FileSystems[?NumberOfMountTargets > `0`]) == `0`",
+                 "expected": True, "state": "success"},
+                {"matcher": "error", "expected": "FileSystemNotFound", "state": "success"},
+            ],
+        },
+        "FileSystemDeleted": {
+            "operation": "DescribeFileSystems",
+            "delay": 5,
+            "maxAttempts": 120,
+            "acceptors": [
+                {"matcher": "path", "argument": "length(FileSystems[?LifeCycleState != 'deleted']) == `0`",
+                 "expected": True, "state": "success"},
+                {"matcher": "error", "expected": "FileSystemNotFound", "state": "success"},
+            ],
+        },
+        "MountTargetAvailable": {
+            "operation": "DescribeMountTargets",
+            "delay": 5,
+            "maxAttempts": 120,
+            "acceptors": [
+                {"matcher": "pathAll", "argument": "MountTargets[].LifeCycleState", "expected": "available",
+                 "state": "success"},
+                {"matcher": "pathAny", "argument": "MountTargets[].LifeCycleState", "expected": "error",
+                 "state": "failure"},
+            ],
+        },
+        # A deleted mount target reads "deleting" for a minute or so, and its network interface
+        # holds the subnet and the files group until it is released.
+        "MountTargetDeleted": {
+            "operation": "DescribeMountTargets",
+            "delay": 5,
+            "maxAttempts": 120,
+            "acceptors": [
+                {"matcher": "path", "argument": "length(MountTargets[?LifeCycleState != 'deleted']) == `0`",
+                 "expected": True, "state": "success"},
+                {"matcher": "error", "expected": "MountTargetNotFound", "state": "success"},
+            ],
+        },
     },
 }
 

@@ -49,7 +49,102 @@ def apply() -> None:
     _patch_response_transformers_per_request()
     _patch_create_bucket_tags()
     _patch_codebuild_builds()
+    _patch_elasticache_deletions()
     _applied = True
+
+
+# -- ElastiCache -----------------------------------------------------------------------------------
+
+def _patch_elasticache_deletions() -> None:
+    """moto has no DeleteCacheSubnetGroup at all, and a deleted replication group reads
+    `deleting` forever: a stack with a cache could never be torn down. Here a cache subnet group
+    is deleted as AWS does it (refused with CacheSubnetGroupInUse while a replication group, one
+    being deleted included, still uses it), and a replication group's deletion finishes: it is
+    gone at the first read after `deletion_seconds` (an attribute of the backend, 0 unless a test
+    models AWS's minutes; the answer to DeleteReplicationGroup itself still reads `deleting`). And
+    a group of NumCacheClusters nodes has them all, as on AWS; ModifyReplicationGroup changes its
+    node type."""
+    import time
+
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.elasticache.exceptions import CacheSubnetGroupNotFound, ElastiCacheException
+    from moto.elasticache.models import ElastiCacheBackend, ReplicationGroup
+    from moto.elasticache.responses import ElastiCacheResponse
+
+    class CacheSubnetGroupInUse(ElastiCacheException):
+        code = "CacheSubnetGroupInUse"
+
+        def __init__(self, name: str):
+            super().__init__(f"Cache subnet group {name} is currently in use by a cache cluster.")
+
+    def _finish_deletions(self) -> None:
+        hold = getattr(self, "deletion_seconds", 0.0)
+        now = time.monotonic()
+        for group_id, group in list(self.replication_groups.items()):
+            since = getattr(group, "deleting_since", None)
+            if since is not None and now >= since + hold:
+                del self.replication_groups[group_id]
+
+    original_delete = ElastiCacheBackend.delete_replication_group
+    original_describe = ElastiCacheBackend.describe_replication_groups
+
+    def delete_replication_group(self, replication_group_id, retain_primary_cluster):
+        self._finish_deletions()
+        group = original_delete(self, replication_group_id, retain_primary_cluster)
+        if getattr(group, "deleting_since", None) is None:
+            group.deleting_since = time.monotonic()
+        return group
+
+    def describe_replication_groups(self, replication_group_id=None):
+        self._finish_deletions()
+        return original_describe(self, replication_group_id)
+
+    def delete_cache_subnet_group(self, cache_subnet_group_name):
+        self._finish_deletions()
+        if cache_subnet_group_name not in self.cache_subnet_groups:
+            raise CacheSubnetGroupNotFound(cache_subnet_group_name)
+        if any(g.cache_subnet_group_name == cache_subnet_group_name for g in self.replication_groups.values()):
+            raise CacheSubnetGroupInUse(cache_subnet_group_name)
+        group = self.cache_subnet_groups.pop(cache_subnet_group_name)
+        self.tagging_service.delete_all_tags_for_resource(group.arn)
+        return group
+
+    def delete_cache_subnet_group_response(self):
+        self.elasticache_backend.delete_cache_subnet_group(self._get_param("CacheSubnetGroupName"))
+        return EmptyResult()
+
+    # moto makes a group of NumCacheClusters=2 with its primary alone (it counts only
+    # ReplicasPerNodeGroup): AWS makes the primary and NumCacheClusters - 1 replicas.
+    original_members = ReplicationGroup._set_node_members_clusters_disabled
+
+    def set_node_members_clusters_disabled(self, *, num_cache_clusters, replicas_per_node_group, **kwargs):
+        if not replicas_per_node_group and num_cache_clusters and num_cache_clusters > 1:
+            replicas_per_node_group = num_cache_clusters - 1
+        return original_members(self, num_cache_clusters=num_cache_clusters,
+                                replicas_per_node_group=replicas_per_node_group, **kwargs)
+
+    ReplicationGroup._set_node_members_clusters_disabled = set_node_members_clusters_disabled
+    def modify_replication_group_response(self):
+        # moto has no ModifyReplicationGroup; the tool changes a group's node type with it (AWS
+        # scales it online, the endpoint unchanged). Only that is modelled.
+        from moto.elasticache.exceptions import ReplicationGroupNotFound
+
+        backend = self.elasticache_backend
+        backend._finish_deletions()
+        group_id = self._get_param("ReplicationGroupId")
+        group = backend.replication_groups.get(group_id)
+        if group is None or getattr(group, "deleting_since", None) is not None:
+            raise ReplicationGroupNotFound(group_id)
+        if self._get_param("CacheNodeType"):
+            group.cache_node_type = self._get_param("CacheNodeType")
+        return ActionResult({"ReplicationGroup": group})
+
+    ElastiCacheResponse.modify_replication_group = modify_replication_group_response
+    ElastiCacheBackend._finish_deletions = _finish_deletions
+    ElastiCacheBackend.delete_replication_group = delete_replication_group
+    ElastiCacheBackend.describe_replication_groups = describe_replication_groups
+    ElastiCacheBackend.delete_cache_subnet_group = delete_cache_subnet_group
+    ElastiCacheResponse.delete_cache_subnet_group = delete_cache_subnet_group_response
 
 
 # -- CodeBuild -----------------------------------------------------------------------------------

@@ -1,0 +1,221 @@
+"""The cache: an ElastiCache Redis replication group, a primary and a replica in the stack's two
+zones, encrypted in transit and at rest, behind an AUTH token. The app's REDIS_HOST and
+REDIS_PORT are its primary endpoint."""
+from provisioner.engine.context import Resource
+from provisioner.engine.errors import ConfigError, DriftConflict
+from provisioner.engine.kinds import Iam, Listing, PriceKey, actions
+from provisioner.account.pricing import price_of
+from provisioner.engine.registry import Step, register
+from provisioner.engine.retries import error_code, lookup
+
+from steps.data.cache_subnet_group import ELASTICACHE_TAGS, SUBNET_GROUP_ARN, cache_name
+
+REPLICATION_GROUP_ARN = "arn:{partition}:elasticache:{region}:{account}:replicationgroup:{stack}-cache"
+CLUSTER_ARN = "arn:{partition}:elasticache:{region}:{account}:cluster:{stack}-cache-*"
+# A primary and one replica: Multi-AZ with automatic failover needs at least one replica.
+NODES = 2
+REDIS_PORT = 6379
+# Billed while it exists in any of these; AWS keeps a deleted group listed as "deleting".
+GONE_STATES = ("deleting", "deleted", "create-failed")
+# What cannot be changed in place once the group exists (encryption at rest never can, and the
+# stack's security posture depends on the rest): `up` says so rather than run without it.
+FIXED = {"TransitEncryptionEnabled": True, "AtRestEncryptionEnabled": True, "AuthTokenEnabled": True,
+         "AutomaticFailover": "enabled", "MultiAZ": "enabled", "ClusterEnabled": False}
+# The first replication group of an account makes ElastiCache's service-linked role.
+ELASTICACHE_SERVICE_ROLE = actions(
+    "iam:CreateServiceLinkedRole",
+    on="arn:{partition}:iam::{account}:role/aws-service-role/elasticache.amazonaws.com/*",
+    condition={"StringEquals": {"iam:AWSServiceName": "elasticache.amazonaws.com"}})
+
+
+def _node_hour(products, region, types):
+    from provisioner.shape.config import DEFAULT_CACHE_NODE_TYPE
+
+    offers = products("AmazonElastiCache", instanceType=DEFAULT_CACHE_NODE_TYPE, regionCode=region,
+                      cacheEngine="Redis")
+    return {DEFAULT_CACHE_NODE_TYPE: price_of(offers, f"NodeUsage:{DEFAULT_CACHE_NODE_TYPE}")}
+
+
+CACHE_NODE_HOUR = PriceKey("cache_node_hour", "ElastiCache node", "hour", _node_hour, per="node type",
+                           missing="the Price List API has no Redis price for {type}; left out",
+                           # us-east-1's figure until `provision prices --refresh` has one.
+                           default={"cache.t4g.micro": 0.016})
+
+
+def cache_charges(item, prices, region):
+    detail = getattr(item, "detail", None) or {}
+    if detail.get("status") in ("deleted", "create-failed"):
+        return [], []
+    node_type, nodes = detail.get("node_type"), detail.get("nodes") or NODES
+    rate = (prices["cache_node_hour"] or {}).get(node_type) if node_type else None
+    if rate is None:
+        return [], [f"ElastiCache node type {node_type or '(unknown)'} has no price in {region}"]
+    return [(f"ElastiCache {node_type}", nodes, "node", rate)], []
+
+
+def cache_detail(item):
+    return {"status": item.get("Status"), "node_type": item.get("CacheNodeType"),
+            "nodes": len(item.get("MemberClusters") or []) or NODES}
+
+
+def primary_endpoint(group: dict) -> dict:
+    for node_group in group.get("NodeGroups") or []:
+        if node_group.get("PrimaryEndpoint"):
+            return node_group["PrimaryEndpoint"]
+    return {}
+
+
+@register
+class Cache(Step):
+    """Created in 10-15 minutes on AWS and deleted in 5-10; its nodes hold network interfaces in
+    the data subnets and the cache group until it is gone, so both wait for its deletion."""
+
+    kind = "replication_group"
+    aws_type = "AWS::ElastiCache::ReplicationGroup"
+    gone_codes = frozenset({"ReplicationGroupNotFoundFault", "CacheClusterNotFound"})
+    create_timeout = 1800
+    delete_timeout = 1800
+    listing = Listing("replication_group", "elasticache", "describe_replication_groups", "ReplicationGroups", "ARN",
+                      label="ElastiCache replication groups", tags=ELASTICACHE_TAGS,
+                      created_field="ReplicationGroupCreateTime", detail=cache_detail,
+                      gone=lambda i: i.get("Status") == "deleted",
+                      candidate=lambda ctx, i: i["ReplicationGroupId"].endswith("-cache"),
+                      price=cache_charges, price_keys=(CACHE_NODE_HOUR,))
+    iam = Iam(create=(actions("elasticache:CreateReplicationGroup", "elasticache:AddTagsToResource",
+                              on=(REPLICATION_GROUP_ARN, CLUSTER_ARN, SUBNET_GROUP_ARN,
+                                  "arn:{partition}:elasticache:{region}:{account}:parametergroup:*",
+                                  "arn:{partition}:elasticache:{region}:{account}:securitygroup:*")),
+                      # The nodes' interfaces are made in the caller's name.
+                      actions("ec2:CreateNetworkInterface", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+                              "ec2:DescribeSecurityGroups"),
+                      ELASTICACHE_SERVICE_ROLE),
+              read=(actions("elasticache:DescribeReplicationGroups", "elasticache:DescribeCacheClusters",
+                            "elasticache:ListTagsForResource"),),
+              change=(actions("elasticache:AddTagsToResource", "elasticache:ModifyReplicationGroup",
+                              on=(REPLICATION_GROUP_ARN, CLUSTER_ARN)),),
+              delete=(actions("elasticache:DeleteReplicationGroup", on=(REPLICATION_GROUP_ARN, CLUSTER_ARN)),))
+
+    def __init__(self):
+        super().__init__("cache", depends_on=("cache-subnet-group", "cache-security-group", "cache-auth-token"))
+
+    @classmethod
+    def instances(cls, config):
+        return [cls()] if config.cache != "none" else []
+
+    # -- find --------------------------------------------------------------------------------
+    def _read(self, ctx, group_id):
+        elasticache = ctx.client("elasticache")
+        found = lookup(elasticache.describe_replication_groups, ReplicationGroupId=group_id, gone=self.gone_codes)
+        if not found or not found["ReplicationGroups"]:
+            return None, []
+        group = found["ReplicationGroups"][0]
+        tags = lookup(elasticache.list_tags_for_resource, ResourceName=group["ARN"], gone=self.gone_codes)
+        return group, (tags or {}).get("TagList", [])
+
+    def find_all(self, ctx, known_id):
+        for group_id in dict.fromkeys(n for n in (known_id, cache_name(ctx)) if n):
+            group, tags = self._read(ctx, group_id)
+            if group is None or group.get("Status") == "deleted":
+                continue
+            if group_id == known_id:
+                ctx.claim(self.name, group_id, tags, "replication group")
+            # The name is the stack's own: with the stack's tag it is ours, its step tag maybe
+            # removed (`up` puts it back).
+            if ctx.is_ours(tags, self.name):
+                return [self._resource(group, tags)]
+        return []
+
+    def check_name(self, ctx, known_id):
+        group, tags = self._read(ctx, cache_name(ctx))
+        if group is not None and not ctx.is_ours(tags, self.name):
+            raise self._taken(ctx)
+
+    @staticmethod
+    def _taken(ctx):
+        return ConfigError(f"an ElastiCache replication group named {cache_name(ctx)} exists but is not this stack's",
+                           hint="delete it, or use another --stack name")
+
+    @staticmethod
+    def _resource(group, tags):
+        endpoint = primary_endpoint(group)
+        return Resource(id=group["ReplicationGroupId"],
+                        attrs={"arn": group["ARN"], "host": endpoint.get("Address"), "port": endpoint.get("Port")},
+                        raw={**group, "Tags": tags})
+
+    # -- create ------------------------------------------------------------------------------
+    def create(self, ctx):
+        from botocore.exceptions import ClientError
+
+        secret = ctx.dep("cache-auth-token")
+        # Read here and handed to AWS only: the token never reaches state, outputs or the log.
+        token = ctx.client("secretsmanager").get_secret_value(SecretId=secret.id)["SecretString"]
+        try:
+            group = ctx.retry(
+                "eventual-consistency", ctx.client("elasticache").create_replication_group,
+                ReplicationGroupId=cache_name(ctx), ReplicationGroupDescription=f"{ctx.stack}: the app's cache",
+                Engine="redis", CacheNodeType=ctx.config.cache_node_type, NumCacheClusters=NODES,
+                AutomaticFailoverEnabled=True, MultiAZEnabled=True,
+                # The primary in the first zone, the replica in the second: a zone's loss fails over.
+                PreferredCacheClusterAZs=list(ctx.config.zones[:NODES]),
+                TransitEncryptionEnabled=True, AtRestEncryptionEnabled=True, AuthToken=token,
+                SecurityGroupIds=[ctx.dep("cache-security-group").id],
+                CacheSubnetGroupName=ctx.dep("cache-subnet-group").id, Port=REDIS_PORT,
+                Tags=ctx.tags(self.name))["ReplicationGroup"]
+        except ClientError as e:
+            if error_code(e) == "ReplicationGroupAlreadyExists":
+                raise self._taken(ctx) from None
+            raise
+        return self._resource(group, ctx.tags(self.name))
+
+    def ready(self, ctx, resource):
+        if resource.raw.get("Status") != "available" or not resource.attrs.get("host"):
+            ctx.wait("elasticache", "replication_group_available", ReplicationGroupId=resource.id,
+                     timeout=self.create_timeout, what="cache to become available (10-15 minutes on AWS)")
+            group, tags = self._read(ctx, resource.id)
+            fresh = self._resource(group, tags)
+            resource.attrs.update(fresh.attrs)
+            resource.raw.update(fresh.raw)
+
+    # -- converge ----------------------------------------------------------------------------
+    def update(self, ctx, resource, apply):
+        group = resource.raw
+        if group.get("Status") in GONE_STATES:
+            raise DriftConflict(f"replication group {resource.id} is {group.get('Status')}",
+                                hint="wait until it is gone (minutes), then run `provision up` again")
+        differ = {k: group.get(k) for k, v in FIXED.items() if k in group and group.get(k) != v}
+        if differ:
+            raise DriftConflict(
+                f"replication group {resource.id} has {', '.join(f'{k}={v}' for k, v in differ.items())}; the stack "
+                "needs it encrypted in transit and at rest, with an AUTH token and Multi-AZ failover, and encryption "
+                "cannot be changed in place", hint="delete it (or `provision down`) and run `provision up` again")
+        elasticache = ctx.client("elasticache")
+        changes = ctx.converge_tags(group.get("Tags", []), self.name, apply, lambda missing: (
+            elasticache.add_tags_to_resource(ResourceName=resource.attrs["arn"], Tags=missing)))
+        if group.get("CacheNodeType") and group["CacheNodeType"] != ctx.config.cache_node_type:
+            changes.append(f"node type {group['CacheNodeType']} -> {ctx.config.cache_node_type} (online, minutes)")
+            if apply:
+                # A scaling in place: Redis stays up, the endpoint stays the same.
+                elasticache.modify_replication_group(ReplicationGroupId=resource.id,
+                                                     CacheNodeType=ctx.config.cache_node_type, ApplyImmediately=True)
+        return changes
+
+    # -- delete ------------------------------------------------------------------------------
+    def delete(self, ctx, resource):
+        if resource.raw.get("Status") != "deleting":
+            # AWS refuses to delete a group still being created or modified
+            # (InvalidReplicationGroupState): let the last change finish first.
+            if resource.raw.get("Status") not in ("available", None):
+                ctx.wait("elasticache", "replication_group_available", ReplicationGroupId=resource.id,
+                         timeout=self.create_timeout, what="cache to finish its change before deleting it")
+            ctx.client("elasticache").delete_replication_group(ReplicationGroupId=resource.id)
+        # Its nodes hold interfaces in the data subnets and the cache group, and the subnet group
+        # is in use, until it is gone.
+        ctx.wait("elasticache", "replication_group_deleted", ReplicationGroupId=resource.id,
+                 timeout=self.delete_timeout, what="cache to be deleted (5-10 minutes on AWS)")
+
+    def outputs(self, resource):
+        return {"cache_host": resource.attrs.get("host"), "cache_port": resource.attrs.get("port")}
+
+    def describe(self, resource):
+        return (f"{resource.raw.get('Status', '')}, {resource.raw.get('CacheNodeType', '')} x{NODES}, "
+                f"{resource.attrs.get('host')}:{resource.attrs.get('port')}")

@@ -1,0 +1,117 @@
+"""The cache subnet group: the two data subnets, one per zone, that ElastiCache places the
+replication group's nodes in."""
+from provisioner.engine.context import Resource
+from provisioner.engine.errors import ConfigError
+from provisioner.engine.kinds import FREE, Iam, ItemTags, Listing, actions
+from provisioner.engine.registry import Step, register
+from provisioner.engine.retries import error_code, lookup
+
+SUBNET_GROUP_ARN = "arn:{partition}:elasticache:{region}:{account}:subnetgroup:{stack}-cache"
+# ElastiCache answers a tag read of a resource it has never had tags for with an empty list; a
+# subnet group deleted between the list and the tag read is CacheSubnetGroupNotFoundFault (gone).
+ELASTICACHE_TAGS = ItemTags("list_tags_for_resource", "ResourceName", "TagList")
+
+
+def cache_name(ctx) -> str:
+    """The replication group's and its subnet group's name. ElastiCache lowercases names and
+    caps a replication group id at 40 characters; the stack's name (at most 23, lowercase) fits."""
+    return f"{ctx.stack}-cache"
+
+
+@register
+class CacheSubnetGroup(Step):
+    """Free. Deleted only once no replication group uses it (CacheSubnetGroupInUse), which the
+    graph gives: the cache depends on it."""
+
+    kind = "cache_subnet_group"
+    aws_type = "AWS::ElastiCache::SubnetGroup"
+    gone_codes = frozenset({"CacheSubnetGroupNotFoundFault"})
+    listing = Listing("cache_subnet_group", "elasticache", "describe_cache_subnet_groups", "CacheSubnetGroups", "ARN",
+                      label="cache subnet groups", tags=ELASTICACHE_TAGS, price=FREE,
+                      candidate=lambda ctx, i: i["CacheSubnetGroupName"].endswith("-cache"))
+    iam = Iam(create=(actions("elasticache:CreateCacheSubnetGroup", "elasticache:AddTagsToResource",
+                              on=SUBNET_GROUP_ARN),),
+              read=(actions("elasticache:DescribeCacheSubnetGroups", "elasticache:ListTagsForResource"),),
+              change=(actions("elasticache:ModifyCacheSubnetGroup", "elasticache:AddTagsToResource",
+                              on=SUBNET_GROUP_ARN),),
+              delete=(actions("elasticache:DeleteCacheSubnetGroup", on=SUBNET_GROUP_ARN),))
+
+    def __init__(self):
+        super().__init__("cache-subnet-group", depends_on=("data-subnet-1", "data-subnet-2"))
+
+    @classmethod
+    def instances(cls, config):
+        return [cls()] if config.cache != "none" else []
+
+    def _subnet_ids(self, ctx) -> list[str]:
+        return [ctx.dep(f"data-subnet-{n}").id for n in (1, 2) if ctx.dep(f"data-subnet-{n}")]
+
+    def _read(self, ctx, name):
+        elasticache = ctx.client("elasticache")
+        found = lookup(elasticache.describe_cache_subnet_groups, CacheSubnetGroupName=name, gone=self.gone_codes)
+        if not found or not found["CacheSubnetGroups"]:
+            return None, []
+        group = found["CacheSubnetGroups"][0]
+        tags = elasticache.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
+        return group, tags
+
+    def find_all(self, ctx, known_id):
+        for name in dict.fromkeys(n for n in (known_id, cache_name(ctx)) if n):
+            group, tags = self._read(ctx, name)
+            if group is None:
+                continue
+            if name == known_id:
+                ctx.claim(self.name, name, tags, "cache subnet group")
+            # The name is the stack's own: with the stack's tag it is ours, its step tag maybe
+            # removed (`up` puts it back).
+            if ctx.is_ours(tags, self.name):
+                return [self._resource(group, tags)]
+        return []
+
+    def check_name(self, ctx, known_id):
+        group, tags = self._read(ctx, cache_name(ctx))
+        if group is not None and not ctx.is_ours(tags, self.name):
+            raise self._taken(ctx)
+
+    @staticmethod
+    def _taken(ctx):
+        return ConfigError(f"a cache subnet group named {cache_name(ctx)} exists but is not this stack's",
+                           hint="delete or rename it, or use another --stack name")
+
+    @staticmethod
+    def _resource(group, tags):
+        return Resource(id=group["CacheSubnetGroupName"], attrs={"arn": group["ARN"]}, raw={**group, "Tags": tags})
+
+    def create(self, ctx):
+        from botocore.exceptions import ClientError
+
+        try:
+            group = ctx.retry("eventual-consistency", ctx.client("elasticache").create_cache_subnet_group,
+                              CacheSubnetGroupName=cache_name(ctx),
+                              CacheSubnetGroupDescription=f"{ctx.stack}: the cache's data subnets",
+                              SubnetIds=self._subnet_ids(ctx), Tags=ctx.tags(self.name))["CacheSubnetGroup"]
+        except ClientError as e:
+            if error_code(e) == "CacheSubnetGroupAlreadyExists":
+                raise self._taken(ctx) from None
+            raise
+        return self._resource(group, ctx.tags(self.name))
+
+    def update(self, ctx, resource, apply):
+        elasticache = ctx.client("elasticache")
+        changes = ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: (
+            elasticache.add_tags_to_resource(ResourceName=resource.attrs["arn"], Tags=missing)))
+        live = sorted(s["SubnetIdentifier"] for s in resource.raw.get("Subnets", []))
+        wanted = sorted(self._subnet_ids(ctx))
+        if wanted and live != wanted:
+            changes.append(f"subnets {', '.join(live) or '(none)'} -> {', '.join(wanted)}")
+            if apply:
+                elasticache.modify_cache_subnet_group(CacheSubnetGroupName=resource.id, SubnetIds=wanted)
+        return changes
+
+    def delete(self, ctx, resource):
+        # The cache is deleted (and waited until gone) first; a replication group that another
+        # run is still deleting holds it for minutes more.
+        ctx.retry("dependency", ctx.client("elasticache").delete_cache_subnet_group, CacheSubnetGroupName=resource.id)
+
+    def describe(self, resource):
+        return ", ".join(s["SubnetIdentifier"] for s in resource.raw.get("Subnets", []))
