@@ -58,6 +58,7 @@ class CacheAuthToken(Step):
     default 7-30 days of recovery it would keep its name (and its bill) after the stack is gone."""
 
     kind = "secret"
+    serves_app = True
     aws_type = "AWS::SecretsManager::Secret"
     gone_codes = frozenset({"ResourceNotFoundException"})
     listing = Listing("secret", "secretsmanager", "list_secrets", "SecretList", "ARN", label="Secrets Manager secrets",
@@ -144,6 +145,12 @@ class CacheAuthToken(Step):
 
     def delete(self, ctx, resource):
         ctx.client("secretsmanager").delete_secret(SecretId=resource.id, ForceDeleteWithoutRecovery=True)
+
+    def app_environment(self, ctx, resource):
+        return {"REDIS_AUTH_SECRET_ARN": resource.id} if resource is not None else {}
+
+    def app_statements(self, ctx, resource):
+        return cache_policy_statements(ctx)
 
     def outputs(self, resource):
         return {"cache_auth_token_secret_arn": resource.id}

@@ -71,6 +71,8 @@ class Cache(Step):
     the data subnets and the cache group until it is gone, so both wait for its deletion."""
 
     kind = "replication_group"
+    # The app needs its identifier only: the backend looks its address up once it has one.
+    serves_app = True
     aws_type = "AWS::ElastiCache::ReplicationGroup"
     gone_codes = frozenset({"ReplicationGroupNotFoundFault", "CacheClusterNotFound"})
     create_timeout = 1800
@@ -212,6 +214,20 @@ class Cache(Step):
         # is in use, until it is gone.
         ctx.wait("elasticache", "replication_group_deleted", ReplicationGroupId=resource.id,
                  timeout=self.delete_timeout, what="cache to be deleted (5-10 minutes on AWS)")
+
+    def app_environment(self, ctx, resource):
+        if resource is None:
+            return {}
+        # No host: the primary endpoint exists once the group is available, minutes after the
+        # instances boot; the backend looks it up by the group's id.
+        return {"REDIS_REPLICATION_GROUP_ID": resource.id, "REDIS_PORT": str(resource.attrs.get("port") or 6379),
+                "REDIS_TLS": "1", "AWS_REGION": ctx.region}
+
+    def app_statements(self, ctx, resource):
+        if resource is None:
+            return []
+        return [{"Sid": "FindCache", "Effect": "Allow", "Action": "elasticache:DescribeReplicationGroups",
+                 "Resource": resource.attrs["arn"]}]
 
     def outputs(self, resource):
         return {"cache_host": resource.attrs.get("host"), "cache_port": resource.attrs.get("port")}

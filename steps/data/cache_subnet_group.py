@@ -24,6 +24,8 @@ class CacheSubnetGroup(Step):
     graph gives: the cache depends on it."""
 
     kind = "cache_subnet_group"
+    # While a replication group, one still deleting too, uses it.
+    in_use_codes = frozenset({"CacheSubnetGroupInUse"})
     aws_type = "AWS::ElastiCache::SubnetGroup"
     gone_codes = frozenset({"CacheSubnetGroupNotFoundFault"})
     listing = Listing("cache_subnet_group", "elasticache", "describe_cache_subnet_groups", "CacheSubnetGroups", "ARN",

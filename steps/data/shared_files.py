@@ -25,22 +25,6 @@ EFS_SERVICE_ROLE = actions(
     condition={"StringEquals": {"iam:AWSServiceName": "elasticfilesystem.amazonaws.com"}})
 
 
-def shared_files_policy_statements(ctx) -> list[dict]:
-    """What the instance role needs to mount the file system with IAM authorization (the
-    `iam` mount option of amazon-efs-utils): mount and write, through the stack's access point."""
-    from steps.storage.s3_bucket import partition
-
-    file_system = ctx.dep("shared-files")
-    arn = file_system.attrs["arn"] if file_system is not None else (
-        f"arn:{partition(ctx.region)}:elasticfilesystem:{ctx.region}:{ctx.account or '*'}:file-system/*")
-    statement = {"Sid": "MountSharedFiles", "Effect": "Allow",
-                 "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"], "Resource": arn}
-    access_point = ctx.dep("shared-files-access-point")
-    if access_point is not None:
-        statement["Condition"] = {"StringEquals": {"elasticfilesystem:AccessPointArn": access_point.attrs["arn"]}}
-    return [statement]
-
-
 def _storage_products(products, region, instance_types):
     return price_of(products("AmazonEFS", regionCode=region, storageClass="General Purpose"), "TimedStorage-ByteHrs")
 
@@ -73,6 +57,9 @@ class SharedFiles(Step):
     """Encrypted at rest (the account's AWS-managed key); `down` deletes it with its files."""
 
     kind = "efs_file_system"
+    # While mount targets, or their interfaces, are still going.
+    in_use_codes = frozenset({"FileSystemInUse"})
+    serves_app = True
     aws_type = "AWS::EFS::FileSystem"
     gone_codes = frozenset({"FileSystemNotFound"})
     # Available in seconds on AWS; its deletion waits for the mount targets to go (a minute or two).
@@ -183,6 +170,11 @@ class SharedFiles(Step):
         ctx.retry("dependency", efs.delete_file_system, FileSystemId=resource.id)
         ctx.wait("efs", "FileSystemDeleted", FileSystemId=resource.id, timeout=self.delete_timeout,
                  what="file system to be deleted")
+
+    def app_environment(self, ctx, resource):
+        # The boot script mounts it (NFSv4.1; Ubuntu has no amazon-efs-utils) and the backend
+        # container sees its `stylesphere` directory, the access point's root, at /shared.
+        return {"SHARED_FILES_ID": resource.id, "SHARED_FILES_DIR": "/shared"} if resource is not None else {}
 
     def outputs(self, resource):
         return {"shared_files_id": resource.id}

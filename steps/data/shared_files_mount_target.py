@@ -3,7 +3,7 @@ it in its own zone (NFS across zones would bill data transfer and fail with the 
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import DriftConflict
 from provisioner.engine.kinds import Iam, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import IN_SERVICE, Step, register
 from provisioner.engine.retries import lookup
 
 GONE_STATES = ("deleting", "deleted")
@@ -16,6 +16,9 @@ class SharedFilesMountTarget(Step):
     which the subnet's and the group's own deletes wait out."""
 
     kind = "efs_mount_target"
+    # The instances mount the file system at boot: its mount targets must be available by then.
+    serves_app = True
+    app_needs = IN_SERVICE
     aws_type = "AWS::EFS::MountTarget"
     tagged = False
     found_through = "efs_file_system"
