@@ -162,6 +162,49 @@ class Step:
         return ""
 
 
+class NamedStep(Step):
+    """A resource whose name the tool derives from the stack (a database, a subnet group, a
+    table): found by the name the state file knows, then by the derived one, and the stack's only
+    with the stack's tag (its step tag maybe removed: `up` puts it back). One of that name without
+    it is someone else's: never adopted, and `up` refuses to start (check_name)."""
+
+    what: ClassVar[str]   # in AWS's words, for messages: "DB subnet group"
+
+    def resource_name(self, ctx: "RunContext") -> str:
+        raise NotImplementedError
+
+    def read(self, ctx: "RunContext", name: str) -> "tuple[dict | None, list[dict]]":
+        """The live item of that name and its tags, or (None, [])."""
+        raise NotImplementedError
+
+    def is_live(self, item: dict) -> bool:
+        """False for what AWS still lists on its way out (a table DELETING)."""
+        return True
+
+    def to_resource(self, item: dict, tags: list[dict]) -> "Resource":
+        raise NotImplementedError
+
+    def find_all(self, ctx, known_id):
+        for name in dict.fromkeys(n for n in (known_id, self.resource_name(ctx)) if n):
+            item, tags = self.read(ctx, name)
+            if item is None or not self.is_live(item):
+                continue
+            if name == known_id:
+                ctx.claim(self.name, name, tags, self.what)
+            if ctx.is_ours(tags, self.name):
+                return [self.to_resource(item, tags)]
+        return []
+
+    def check_name(self, ctx, known_id):
+        item, tags = self.read(ctx, self.resource_name(ctx))
+        if item is not None and not ctx.is_ours(tags, self.name):
+            raise self.taken(ctx)
+
+    def taken(self, ctx: "RunContext") -> ConfigError:
+        return ConfigError(f"a {self.what} named {self.resource_name(ctx)} exists but is not this stack's",
+                           hint="delete or rename it, or use another --stack name")
+
+
 class Ec2Step(Step):
     """An EC2 resource described declaratively, as Cloud Custodian does: the describe call, its
     result key, the id field and filter, and the TagSpecifications resource type."""

@@ -2,10 +2,10 @@
 zones, encrypted in transit and at rest, behind an AUTH token. The app's REDIS_HOST and
 REDIS_PORT are its primary endpoint."""
 from provisioner.engine.context import Resource
-from provisioner.engine.errors import ConfigError, DriftConflict
+from provisioner.engine.errors import DriftConflict
 from provisioner.engine.kinds import Iam, Listing, PriceKey, actions
 from provisioner.account.pricing import price_of
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import NamedStep, register
 from provisioner.engine.retries import error_code, lookup
 
 from steps.data.cache_subnet_group import ELASTICACHE_TAGS, SUBNET_GROUP_ARN, cache_name
@@ -66,7 +66,7 @@ def primary_endpoint(group: dict) -> dict:
 
 
 @register
-class Cache(Step):
+class Cache(NamedStep):
     """Created in 10-15 minutes on AWS and deleted in 5-10; its nodes hold network interfaces in
     the data subnets and the cache group until it is gone, so both wait for its deletion."""
 
@@ -105,7 +105,12 @@ class Cache(Step):
         return [cls()] if config.cache != "none" else []
 
     # -- find --------------------------------------------------------------------------------
-    def _read(self, ctx, group_id):
+    what = "ElastiCache replication group"
+
+    def resource_name(self, ctx):
+        return cache_name(ctx)
+
+    def read(self, ctx, group_id):
         elasticache = ctx.client("elasticache")
         found = lookup(elasticache.describe_replication_groups, ReplicationGroupId=group_id, gone=self.gone_codes)
         if not found or not found["ReplicationGroups"]:
@@ -114,31 +119,11 @@ class Cache(Step):
         tags = lookup(elasticache.list_tags_for_resource, ResourceName=group["ARN"], gone=self.gone_codes)
         return group, (tags or {}).get("TagList", [])
 
-    def find_all(self, ctx, known_id):
-        for group_id in dict.fromkeys(n for n in (known_id, cache_name(ctx)) if n):
-            group, tags = self._read(ctx, group_id)
-            if group is None or group.get("Status") == "deleted":
-                continue
-            if group_id == known_id:
-                ctx.claim(self.name, group_id, tags, "replication group")
-            # The name is the stack's own: with the stack's tag it is ours, its step tag maybe
-            # removed (`up` puts it back).
-            if ctx.is_ours(tags, self.name):
-                return [self._resource(group, tags)]
-        return []
-
-    def check_name(self, ctx, known_id):
-        group, tags = self._read(ctx, cache_name(ctx))
-        if group is not None and not ctx.is_ours(tags, self.name):
-            raise self._taken(ctx)
+    def is_live(self, group):
+        return group.get("Status") != "deleted"
 
     @staticmethod
-    def _taken(ctx):
-        return ConfigError(f"an ElastiCache replication group named {cache_name(ctx)} exists but is not this stack's",
-                           hint="delete it, or use another --stack name")
-
-    @staticmethod
-    def _resource(group, tags):
+    def to_resource(group, tags):
         endpoint = primary_endpoint(group)
         return Resource(id=group["ReplicationGroupId"],
                         attrs={"arn": group["ARN"], "host": endpoint.get("Address"), "port": endpoint.get("Port")},
@@ -165,16 +150,16 @@ class Cache(Step):
                 Tags=ctx.tags(self.name))["ReplicationGroup"]
         except ClientError as e:
             if error_code(e) == "ReplicationGroupAlreadyExists":
-                raise self._taken(ctx) from None
+                raise self.taken(ctx) from None
             raise
-        return self._resource(group, ctx.tags(self.name))
+        return self.to_resource(group, ctx.tags(self.name))
 
     def ready(self, ctx, resource):
         if resource.raw.get("Status") != "available" or not resource.attrs.get("host"):
             ctx.wait("elasticache", "replication_group_available", ReplicationGroupId=resource.id,
                      timeout=self.create_timeout, what="cache to become available (10-15 minutes on AWS)")
-            group, tags = self._read(ctx, resource.id)
-            fresh = self._resource(group, tags)
+            group, tags = self.read(ctx, resource.id)
+            fresh = self.to_resource(group, tags)
             resource.attrs.update(fresh.attrs)
             resource.raw.update(fresh.raw)
 

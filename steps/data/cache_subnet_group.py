@@ -1,9 +1,8 @@
 """The cache subnet group: the two data subnets, one per zone, that ElastiCache places the
 replication group's nodes in."""
 from provisioner.engine.context import Resource
-from provisioner.engine.errors import ConfigError
 from provisioner.engine.kinds import FREE, Iam, ItemTags, Listing, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import NamedStep, register
 from provisioner.engine.retries import error_code, lookup
 
 SUBNET_GROUP_ARN = "arn:{partition}:elasticache:{region}:{account}:subnetgroup:{stack}-cache"
@@ -19,7 +18,7 @@ def cache_name(ctx) -> str:
 
 
 @register
-class CacheSubnetGroup(Step):
+class CacheSubnetGroup(NamedStep):
     """Free. Deleted only once no replication group uses it (CacheSubnetGroupInUse), which the
     graph gives: the cache depends on it."""
 
@@ -48,40 +47,21 @@ class CacheSubnetGroup(Step):
     def _subnet_ids(self, ctx) -> list[str]:
         return [ctx.dep(f"data-subnet-{n}").id for n in (1, 2) if ctx.dep(f"data-subnet-{n}")]
 
-    def _read(self, ctx, name):
+    what = "cache subnet group"
+
+    def resource_name(self, ctx):
+        return cache_name(ctx)
+
+    def read(self, ctx, name):
         elasticache = ctx.client("elasticache")
         found = lookup(elasticache.describe_cache_subnet_groups, CacheSubnetGroupName=name, gone=self.gone_codes)
         if not found or not found["CacheSubnetGroups"]:
             return None, []
         group = found["CacheSubnetGroups"][0]
-        tags = elasticache.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
-        return group, tags
-
-    def find_all(self, ctx, known_id):
-        for name in dict.fromkeys(n for n in (known_id, cache_name(ctx)) if n):
-            group, tags = self._read(ctx, name)
-            if group is None:
-                continue
-            if name == known_id:
-                ctx.claim(self.name, name, tags, "cache subnet group")
-            # The name is the stack's own: with the stack's tag it is ours, its step tag maybe
-            # removed (`up` puts it back).
-            if ctx.is_ours(tags, self.name):
-                return [self._resource(group, tags)]
-        return []
-
-    def check_name(self, ctx, known_id):
-        group, tags = self._read(ctx, cache_name(ctx))
-        if group is not None and not ctx.is_ours(tags, self.name):
-            raise self._taken(ctx)
+        return group, elasticache.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
 
     @staticmethod
-    def _taken(ctx):
-        return ConfigError(f"a cache subnet group named {cache_name(ctx)} exists but is not this stack's",
-                           hint="delete or rename it, or use another --stack name")
-
-    @staticmethod
-    def _resource(group, tags):
+    def to_resource(group, tags):
         return Resource(id=group["CacheSubnetGroupName"], attrs={"arn": group["ARN"]}, raw={**group, "Tags": tags})
 
     def create(self, ctx):
@@ -94,9 +74,9 @@ class CacheSubnetGroup(Step):
                               SubnetIds=self._subnet_ids(ctx), Tags=ctx.tags(self.name))["CacheSubnetGroup"]
         except ClientError as e:
             if error_code(e) == "CacheSubnetGroupAlreadyExists":
-                raise self._taken(ctx) from None
+                raise self.taken(ctx) from None
             raise
-        return self._resource(group, ctx.tags(self.name))
+        return self.to_resource(group, ctx.tags(self.name))
 
     def update(self, ctx, resource, apply):
         elasticache = ctx.client("elasticache")

@@ -20,7 +20,7 @@ from provisioner.account.quotas import REGION_SCOPE, still_by_kind
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import ConfigError, DriftConflict
 from provisioner.engine.kinds import Iam, ItemTags, Listing, PriceKey, Quota, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import NamedStep, register
 from provisioner.engine.retries import error_code, lookup
 
 from steps.data.database_subnet_group import SUBNET_GROUP_ARN, rds_tags
@@ -104,7 +104,7 @@ def _detail(item):
 
 
 @register
-class Database(Step):
+class Database(NamedStep):
     """RDS, named <stack>-database: 20 GB of encrypted gp3, 7 days of automated backups, not
     publicly accessible, in the database subnet group and security group, the database
     `stylesphere` made at creation. Class, Multi-AZ, deletion protection and backups converge in
@@ -148,31 +148,21 @@ class Database(Step):
         return [cls()] if config.database != "none" else []
 
     # -- find --------------------------------------------------------------------------------
-    def find_all(self, ctx, known_id):
-        rds = ctx.client("rds")
-        for name in dict.fromkeys(n for n in (known_id, database_name(ctx.stack)) if n):
-            found = lookup(rds.describe_db_instances, DBInstanceIdentifier=name, gone=self.gone_codes)
-            if not found or not found["DBInstances"]:
-                continue
-            item = found["DBInstances"][0]
-            tags = rds_tags(rds, item["DBInstanceArn"])
-            if name == known_id:
-                ctx.claim(self.name, name, tags, "DB instance")
-            if ctx.owns(tags, self.name):
-                return [self._resource(item, tags)]
-        return []
+    what = "DB instance"
 
-    def check_name(self, ctx, known_id):
-        if known_id or self.find_all(ctx, None):
-            return
-        found = lookup(ctx.client("rds").describe_db_instances, DBInstanceIdentifier=database_name(ctx.stack),
-                       gone=self.gone_codes)
-        if found and found["DBInstances"]:
-            raise ConfigError(f"a DB instance named {database_name(ctx.stack)} exists but is not this stack's",
-                              hint="use another --stack name")
+    def resource_name(self, ctx):
+        return database_name(ctx.stack)
+
+    def read(self, ctx, name):
+        rds = ctx.client("rds")
+        found = lookup(rds.describe_db_instances, DBInstanceIdentifier=name, gone=self.gone_codes)
+        if not found or not found["DBInstances"]:
+            return None, []
+        item = found["DBInstances"][0]
+        return item, rds_tags(rds, item["DBInstanceArn"])
 
     @staticmethod
-    def _resource(item, tags):
+    def to_resource(item, tags):
         endpoint = item.get("Endpoint") or {}
         secret = item.get("MasterUserSecret") or {}
         return Resource(id=item["DBInstanceIdentifier"],
@@ -207,10 +197,9 @@ class Database(Step):
                 Tags=ctx.tags(self.name), **STORAGE, **self._settings(ctx))["DBInstance"]
         except ClientError as e:
             if error_code(e) == "DBInstanceAlreadyExists":
-                raise ConfigError(f"a DB instance named {name} exists but is not this stack's",
-                                  hint="use another --stack name") from None
+                raise self.taken(ctx) from None
             raise
-        return self._resource(item, ctx.tags(self.name))
+        return self.to_resource(item, ctx.tags(self.name))
 
     def ready(self, ctx, resource):
         if resource.attrs.get("status") == "available" and resource.attrs.get("address"):
@@ -218,7 +207,7 @@ class Database(Step):
         ctx.wait("rds", "db_instance_available", DBInstanceIdentifier=resource.id, timeout=self.create_timeout,
                  what=f"database to become available (5-10 minutes on AWS{', 15-20 with Multi-AZ' if ctx.config.db_multi_az else ''})")
         item = ctx.client("rds").describe_db_instances(DBInstanceIdentifier=resource.id)["DBInstances"][0]
-        fresh = self._resource(item, resource.raw.get("Tags", []))
+        fresh = self.to_resource(item, resource.raw.get("Tags", []))
         resource.attrs.update(fresh.attrs)
         resource.raw.update(fresh.raw)
 
@@ -254,7 +243,7 @@ class Database(Step):
                                     "is available", hint="run `provision up` again in a few minutes")
             rds.modify_db_instance(DBInstanceIdentifier=resource.id, ApplyImmediately=True, **modify)
             item = rds.describe_db_instances(DBInstanceIdentifier=resource.id)["DBInstances"][0]
-            fresh = self._resource(item, resource.raw.get("Tags", []))
+            fresh = self.to_resource(item, resource.raw.get("Tags", []))
             resource.attrs.update(fresh.attrs)
             resource.raw.update(fresh.raw)
         return changes

@@ -2,9 +2,9 @@
 a single-AZ instance, so that a Multi-AZ standby or a restore has somewhere to go)."""
 
 from provisioner.engine.context import Resource
-from provisioner.engine.errors import ConfigError
+
 from provisioner.engine.kinds import FREE, Iam, ItemTags, Listing, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import NamedStep, register
 from provisioner.engine.retries import error_code, lookup
 
 from provisioner.shape.config import ZONE_COUNT
@@ -18,7 +18,7 @@ def rds_tags(rds, arn: str) -> list[dict]:
 
 
 @register
-class DatabaseSubnetGroup(Step):
+class DatabaseSubnetGroup(NamedStep):
     """Named <stack>-database; its subnets converge (a group may change subnets in place)."""
 
     kind = "db_subnet_group"
@@ -42,34 +42,21 @@ class DatabaseSubnetGroup(Step):
     def instances(cls, config):
         return [cls()] if config.database != "none" else []
 
-    def group_name(self, ctx) -> str:
+    what = "DB subnet group"
+
+    def resource_name(self, ctx) -> str:
         return f"{ctx.stack}-database"
 
-    def find_all(self, ctx, known_id):
+    def read(self, ctx, name):
         rds = ctx.client("rds")
-        for name in dict.fromkeys(n for n in (known_id, self.group_name(ctx)) if n):
-            found = lookup(rds.describe_db_subnet_groups, DBSubnetGroupName=name, gone=self.gone_codes)
-            if not found or not found["DBSubnetGroups"]:
-                continue
-            group = found["DBSubnetGroups"][0]
-            tags = rds_tags(rds, group["DBSubnetGroupArn"])
-            if name == known_id:
-                ctx.claim(self.name, name, tags, "DB subnet group")
-            if ctx.owns(tags, self.name):
-                return [self._resource(group, tags)]
-        return []
-
-    def check_name(self, ctx, known_id):
-        if known_id or self.find_all(ctx, None):
-            return
-        found = lookup(ctx.client("rds").describe_db_subnet_groups, DBSubnetGroupName=self.group_name(ctx),
-                       gone=self.gone_codes)
-        if found and found["DBSubnetGroups"]:
-            raise ConfigError(f"a DB subnet group named {self.group_name(ctx)} exists but is not this stack's",
-                              hint="delete or rename it, or use another --stack name")
+        found = lookup(rds.describe_db_subnet_groups, DBSubnetGroupName=name, gone=self.gone_codes)
+        if not found or not found["DBSubnetGroups"]:
+            return None, []
+        group = found["DBSubnetGroups"][0]
+        return group, rds_tags(rds, group["DBSubnetGroupArn"])
 
     @staticmethod
-    def _resource(group, tags):
+    def to_resource(group, tags):
         return Resource(id=group["DBSubnetGroupName"],
                         attrs={"arn": group["DBSubnetGroupArn"],
                                "subnets": sorted(s["SubnetIdentifier"] for s in group.get("Subnets", []))},
@@ -84,15 +71,14 @@ class DatabaseSubnetGroup(Step):
         rds = ctx.client("rds")
         try:
             group = ctx.retry("eventual-consistency", rds.create_db_subnet_group,
-                              DBSubnetGroupName=self.group_name(ctx),
+                              DBSubnetGroupName=self.resource_name(ctx),
                               DBSubnetGroupDescription=f"{ctx.stack}: the data subnets",
                               SubnetIds=self._subnet_ids(ctx), Tags=ctx.tags(self.name))["DBSubnetGroup"]
         except ClientError as e:
             if error_code(e) == "DBSubnetGroupAlreadyExists":
-                raise ConfigError(f"a DB subnet group named {self.group_name(ctx)} exists but is not this stack's",
-                                  hint="delete or rename it, or use another --stack name") from None
+                raise self.taken(ctx) from None
             raise
-        return self._resource(group, ctx.tags(self.name))
+        return self.to_resource(group, ctx.tags(self.name))
 
     def update(self, ctx, resource, apply):
         rds = ctx.client("rds")

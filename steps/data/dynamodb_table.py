@@ -4,9 +4,9 @@ carts in them; the instance role may make exactly the item calls the app makes, 
 tables and their indexes (`table_policy_statements`)."""
 
 from provisioner.engine.context import Resource
-from provisioner.engine.errors import ConfigError, DriftConflict
+from provisioner.engine.errors import DriftConflict
 from provisioner.engine.kinds import Free, Iam, ItemTags, Listing, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import NamedStep, register
 from provisioner.engine.retries import error_code, lookup
 
 TABLE_ARN = "arn:{partition}:dynamodb:{region}:{account}:table/{stack}-*"
@@ -49,7 +49,7 @@ def _schema(pairs):
 
 
 @register
-class CatalogTable(Step):
+class CatalogTable(NamedStep):
     """One table, <stack>-<table>. Its keys and indexes are fixed at creation (a different
     schema is a DriftConflict); billing mode, point-in-time recovery and tags converge."""
 
@@ -84,36 +84,31 @@ class CatalogTable(Step):
         return [cls(t) for t in TABLES] if config.catalog == "dynamodb" else []
 
     # -- find --------------------------------------------------------------------------------
-    def _describe(self, ctx, name):
-        found = lookup(ctx.client("dynamodb").describe_table, TableName=name, gone=self.gone_codes)
-        return found["Table"] if found else None
+    what = "DynamoDB table"
 
-    def find_all(self, ctx, known_id):
+    def resource_name(self, ctx):
+        return table_name(ctx.stack, self.table)
+
+    def read(self, ctx, name):
         dynamodb = ctx.client("dynamodb")
-        for name in dict.fromkeys(n for n in (known_id, table_name(ctx.stack, self.table)) if n):
-            table = self._describe(ctx, name)
-            if table is None or table.get("TableStatus") in GONE_STATES:
-                continue
-            tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
-            if name == known_id:
-                ctx.claim(self.name, name, tags, "DynamoDB table")
-            if ctx.owns(tags, self.name):
-                return [self._resource(ctx, table, tags)]
-        return []
+        found = lookup(dynamodb.describe_table, TableName=name, gone=self.gone_codes)
+        if not found:
+            return None, []
+        table = found["Table"]
+        tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
+        # Point-in-time recovery is a setting of its own, read with the table.
+        backups = lookup(dynamodb.describe_continuous_backups, TableName=name, gone=self.gone_codes) or {}
+        pitr = backups.get("ContinuousBackupsDescription", {}).get("PointInTimeRecoveryDescription", {})
+        return {**table, "PointInTimeRecovery": pitr.get("PointInTimeRecoveryStatus") == "ENABLED"}, tags
 
-    def check_name(self, ctx, known_id):
-        if known_id or self.find_all(ctx, None):
-            return
-        if self._describe(ctx, table_name(ctx.stack, self.table)) is not None:
-            raise ConfigError(f"a DynamoDB table named {table_name(ctx.stack, self.table)} exists but is not this "
-                              "stack's", hint="delete or rename it, or use another --stack name")
+    def is_live(self, item):
+        return item.get("TableStatus") not in GONE_STATES
 
-    def _resource(self, ctx, table, tags):
-        backups = ctx.client("dynamodb").describe_continuous_backups(TableName=table["TableName"])
-        pitr = backups["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
+    @staticmethod
+    def to_resource(table, tags):
         return Resource(id=table["TableName"],
                         attrs={"arn": table["TableArn"], "status": table.get("TableStatus"),
-                               "pitr": pitr.get("PointInTimeRecoveryStatus") == "ENABLED"},
+                               "pitr": bool(table.get("PointInTimeRecovery"))},
                         raw={**table, "Tags": tags})
 
     # -- create ------------------------------------------------------------------------------
@@ -134,13 +129,13 @@ class CatalogTable(Step):
             dynamodb.create_table(**params)
         except ClientError as e:
             if error_code(e) == "ResourceInUseException":
-                raise ConfigError(f"a DynamoDB table named {name} exists but is not this stack's",
-                                  hint="delete or rename it, or use another --stack name") from None
+                raise self.taken(ctx) from None
             raise
         ctx.wait("dynamodb", "table_exists", TableName=name, timeout=self.create_timeout,
                  what=f"table {name} to become active")
         self._point_in_time_recovery(ctx, name)
-        return self._resource(ctx, self._describe(ctx, name), ctx.tags(self.name))
+        item, _ = self.read(ctx, name)
+        return self.to_resource(item, ctx.tags(self.name))
 
     @staticmethod
     def _point_in_time_recovery(ctx, name):
