@@ -39,6 +39,17 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
 
     again = provision("up", "--sandbox")
     assert "36 kept" in again.stdout
+    assert "warning: the sandbox server was started by" not in up.stderr + again.stderr
+
+    # A server an older installation started (an upgrade since) is named as such: what it emulates
+    # may differ, and only a restart gives this version's.
+    info_path = tmp_path / "sandbox" / "sandbox.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "emulation": "provision 0.1, moto 5.0.0, emulator 000000000000"}))
+    stale = provision("status", "--sandbox")
+    assert "the sandbox server was started by provision 0.1, moto 5.0.0" in stale.stderr
+    assert "`provision sandbox stop` restarts it" in stale.stderr
+    info_path.write_text(json.dumps(info))
 
     status = json.loads(provision("status", "--sandbox", "--json").stdout)
     assert {s["state"] for s in status["steps"]} == {"present"}

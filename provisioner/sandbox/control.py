@@ -75,11 +75,41 @@ def _start_lock():
         yield
 
 
+def emulation() -> str:
+    """What the sandbox's behaviour comes from: the tool's and moto's versions and the emulator's
+    own patches. A server started by another (an upgrade since) emulates differently."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from provisioner import __version__
+    from provisioner.sandbox import emulator
+
+    try:
+        moto_version = version("moto")
+    except PackageNotFoundError:
+        moto_version = "?"
+    digest = hashlib.sha256(Path(emulator.__file__).read_bytes()).hexdigest()[:12]
+    return f"provision {__version__}, moto {moto_version}, emulator {digest}"
+
+
+def stale_warning(info: dict) -> str | None:
+    """What to say when the running server emulates otherwise than this installation would."""
+    started_by = info.get("emulation")
+    if started_by == emulation():
+        return None
+    return (f"warning: the sandbox server was started by {started_by or 'an older provision'}, this is "
+            f"{emulation()}: what it emulates may differ (a wait that never ends). `provision sandbox stop` "
+            "restarts it with this version; the stacks in it are lost.")
+
+
 def ensure_running(timeout: float = 30.0) -> str:
     """The endpoint of the running sandbox, starting it first if needed."""
     with _start_lock():
         info = status()
         if info:
+            warning = stale_warning(info)
+            if warning:
+                print(warning, file=sys.stderr)
             return info["endpoint"]
         try:
             import moto.server  # noqa: F401
@@ -96,7 +126,8 @@ def ensure_running(timeout: float = 30.0) -> str:
                 [sys.executable, "-m", "provisioner.sandbox.server", "-H", HOST, "-p", str(port)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
         _wait_until_up(proc, endpoint, timeout, log)
-        _info_path().write_text(json.dumps({"pid": proc.pid, "endpoint": endpoint, "log": str(log)}))
+        _info_path().write_text(json.dumps({"pid": proc.pid, "endpoint": endpoint, "log": str(log),
+                                            "emulation": emulation()}))
         return endpoint
 
 
