@@ -22,6 +22,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from strict_base import LINGERING, ORDER, refuse  # noqa: F401  (re-exported for tests)
 from strict_bastion import BastionRules
+from strict_cdn import CdnRules
 from strict_compute import ComputeRules
 from strict_edge import EdgeRules
 from strict_identity import IdentityRules
@@ -43,7 +44,7 @@ class Delays:
 
 
 @dataclass
-class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules):
+class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, CdnRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived

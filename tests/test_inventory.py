@@ -19,6 +19,8 @@ from stacks import ACCOUNT, REGION, count_tagged, live_resources, make_session
 from strict_base import refuse
 
 OTHER_REGION = "eu-west-1"
+# The kinds of --waf, not in a default stack (test_the_edge_kinds_are_scanned...).
+EDGE_KINDS = ("web_acl", "waf_log_group")
 # What live_resources (tests/stacks.py) calls each kind.
 LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_gateway",
               "Addresses": "elastic_ip", "NatGateways": "nat_gateway", "RouteTables": "route_table",
@@ -72,7 +74,7 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
     assert set(kinds) == {"lab-a", "lab-b"}
     for stack in ("lab-a", "lab-b"):
         # Key pairs come with --bastion only (tests/test_steps_bastion.py scans such a stack).
-        assert set(kinds[stack]) == set(KINDS) - {"key_pair"}, stack
+        assert set(kinds[stack]) == set(KINDS) - {"key_pair", *EDGE_KINDS}, stack
         assert kinds[stack]["instance"] == 2 and kinds[stack]["volume"] == 2 and kinds[stack]["listener"] == 2
         # Every tagged step of the stack, counted as tests/stacks.py counts them.
         steps = Counter(f.step for f in found if f.stack == stack and f.kind not in ("instance", "volume", "listener"))
@@ -114,7 +116,8 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
                 "ListTagsForResource"}
     assert all(n == 1 for op, n in ops.items() if op not in per_item | {"DescribeTags", "ListRoleTags"}), ops
     assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2 and ops["ListRoleTags"] == 4, ops
-    assert len(ctx.calls) == 37
+    # ...and one list each for the edge kinds the stacks do not have (web ACLs, WAF log groups).
+    assert len(ctx.calls) == 39
 
 
 def test_after_down_only_the_other_stack_remains(make_stack):
@@ -339,3 +342,22 @@ def test_a_bucket_is_found_without_knowing_the_account(moto_aws):
     ctx.account = None
     assert [(f.kind, f.id) for f in scan(ctx) if f.kind == "bucket"] == [
         ("bucket", f"lab-d-assets-{ACCOUNT}-{REGION}")]
+
+
+def test_the_edge_kinds_are_scanned_and_priced(make_stack):
+    """The web ACL and its log group carry the stack's tags; the ACL is priced with its rules."""
+    from provisioner.account.pricing import estimate, load_packaged
+
+    config = StackConfig(zones=["us-east-1a", "us-east-1b"], waf=True)
+    make_stack("lab-e", config=config).up(only=["web-acl-association"])
+    found = [f for f in scan(context()) if f.stack == "lab-e"]
+    edge = {f.kind: f for f in found if f.kind in EDGE_KINDS}
+    assert set(edge) == set(EDGE_KINDS)
+    assert edge["waf_log_group"].id == "aws-waf-logs-lab-e"
+    assert edge["web_acl"].detail["rules"] == 4
+    assert all(f.step == f.tags["provision:step"] for f in edge.values())
+
+    book = load_packaged()
+    cost = estimate([edge["web_acl"]], REGION, book)
+    assert cost.hourly == pytest.approx((5.0 + 4 * 1.0) / 730)
+    assert estimate([edge["waf_log_group"]], REGION, book).hourly == 0

@@ -170,7 +170,8 @@ def operations(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("shape", [(), ("--bastion", "--ssh-cidr", "203.0.113.7/32", "--nat-per-az")])
+@pytest.mark.parametrize("shape", [(), ("--bastion", "--ssh-cidr", "203.0.113.7/32", "--nat-per-az"),
+                                   ("--waf", "--block-countries", "DE")])
 def test_the_printed_policy_allows_every_call_of_a_full_lifecycle(hooks, state_dir, operations, shape):  # noqa: F811
     printed = cli("policy", "--stack", "pol", *shape, "--json", state_dir=state_dir)
     assert printed.exit_code == 0, printed.output

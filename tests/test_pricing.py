@@ -381,6 +381,20 @@ def stub_region(stubber, region, prefix, figures, instance_types):
     ], next_token="page-2", regionCode=region)
     expect(stubber, "AmazonVPC", [product("AmazonVPC", "", ipv4, figures["ipv4"], region=region, sku="IPV4")],
            token="page-2", regionCode=region)
+    # The WAF's log group's storage, then the web ACL and its rules (one read for both, and for
+    # the requests' usage note).
+    expect(stubber, "AmazonCloudWatch", [product("AmazonCloudWatch", "Storage Snapshot",
+                                                 f"{prefix or 'USE1'}-TimedStorage-ByteHrs", figures.get("logs", 0.03),
+                                                 unit="GB-Mo", region=region, sku="CWLS")],
+           regionCode=region, productFamily="Storage Snapshot")
+    expect(stubber, "awswaf", [
+        product("awswaf", "Web Application Firewall", f"{prefix or 'USE1'}-WebACL", figures.get("web_acl", 5.0),
+                unit="WebACL-Mo", region=region, sku="WACL"),
+        product("awswaf", "Web Application Firewall", f"{prefix or 'USE1'}-Rule", figures.get("rule", 1.0),
+                unit="Rule-Mo", region=region, sku="WRUL"),
+        product("awswaf", "Web Application Firewall", f"{prefix or 'USE1'}-Request", 0.0000006, unit="Request",
+                region=region, sku="WREQ"),
+    ], regionCode=region)
     expect(stubber, ec2, [
         product(ec2, "NAT Gateway", f"{p}NatGateway-Hours", figures["nat"], region=region, sku="NATH"),
         product(ec2, "NAT Gateway", f"{p}NatGateway-Bytes", figures["nat_gb"], unit="GB", region=region, sku="NATB"),
@@ -432,6 +446,8 @@ def test_refresh_parses_the_price_list(book):
     assert entry["ec2_hour"] == {"t3.micro": 0.0112, "t4g.micro": 0.0092}
     assert entry["usage_based"]["NAT data processing"].startswith("$0.056 per GB")
     assert entry["usage_based"]["ALB LCU"].startswith("$0.0084 per LCU-hour")
+    assert (entry["waf_web_acl_month"], entry["waf_rule_month"], entry["logs_storage_gb_month"]) == (5.0, 1.0, 0.03)
+    assert entry["usage_based"]["WAF requests"] == "$0.6 per million requests (WAF)"
     assert table["notes"] == ["ap-south-1: the Price List API has no Linux On-Demand price for x9.tiny; left out"]
     validate_table(table)
     # The refreshed table prices a stack there.
@@ -461,7 +477,7 @@ def test_refresh_keeps_the_packaged_figure_for_what_the_api_does_not_answer(book
 def test_refresh_leaves_out_a_region_it_cannot_complete(book):
     client = pricing_client()
     with Stubber(client) as stubber:
-        for _ in range(4):  # ECR, NAT, ALB, VPC: nothing at all
+        for _ in range(6):  # ECR, NAT, ALB, VPC, CloudWatch, WAF: nothing at all
             stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []})
         for _ in range(3):  # gp3, gp2, t3.micro
             stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []})

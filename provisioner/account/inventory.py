@@ -170,6 +170,10 @@ def _item_tags(ctx, service: str, how: ItemTags, ids: list[str]) -> dict[str, di
     tags: dict[str, dict] = {}
     for one in ids:
         try:
+            if how.as_map:
+                answer = getattr(ctx.client(service), how.operation)(**{how.param: one})
+                tags[one] = dict(jmespath.search(how.result_key, answer) or {})
+                continue
             tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: one}))
         except ClientError as e:
             if error_code(e) in how.untagged_codes:

@@ -57,6 +57,8 @@ class ItemTags:
     param: str
     result_key: str
     untagged_codes: frozenset = frozenset()
+    # The answer is a {key: value} map, not a list of Key/Value pairs (CloudWatch Logs).
+    as_map: bool = False
 
 
 INLINE = InlineTags()

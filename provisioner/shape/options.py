@@ -57,7 +57,14 @@ def _ssh_cidr(value):
     return normalize_ssh_cidr(value)
 
 
+def _countries(value):
+    from provisioner.shape.config import parse_countries
+
+    return parse_countries(value)
+
+
 PARSE: dict[str, Callable[[Any], Any]] = {
+    "block_countries": _countries,
     "public_subnets": _cidr_pair("--public-subnets"),
     "private_subnets": _cidr_pair("--private-subnets"),
     "ssh_cidr": _ssh_cidr,
@@ -121,6 +128,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("allow_wide_ssh", "--allow-wide-ssh", bool, "Accept an --ssh-cidr wider than /16 (such as 0.0.0.0/0, "
            "the whole internet); remembered with that CIDR", "off", "allow_wide_ssh", ("bastion-security-group",),
            flag_only=True, more="warned about on every run"),
+    Option("waf", "--waf/--no-waf", bool, "A WAF web ACL on the load balancer: AWS's managed rules (common, SQL "
+           "injection, known bad inputs), a rate limit per address and an optional geo block", "no WAF", "waf",
+           ("waf-log-group", "web-acl", "web-acl-association"),
+           more="logs to CloudWatch Logs `aws-waf-logs-<stack>` (30 days); about $5/month plus $1 per rule and "
+                "$0.60 per million requests"),
+    Option("rate_limit", "--rate-limit", int, "WAF: block an address above this many requests per 5 minutes",
+           "1000", "waf_rate_limit", ("web-acl",), metavar="REQUESTS", more="10 to 2,000,000,000; with --waf"),
+    Option("block_countries", "--block-countries", list, "WAF: block requests from these countries (ISO codes, "
+           "e.g. DE,FR; \"\" for none)", "none", "waf_block_countries", ("web-acl",), metavar="CC,CC",
+           more="with --waf; by the address's country as AWS WAF reads it"),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 
