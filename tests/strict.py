@@ -41,6 +41,7 @@ class Delays:
     instance_terminate: float = 0.2  # shutting-down -> terminated
     profile_propagation: float = 0.2 # a new instance profile is unknown to EC2 / Auto Scaling
     certificate_release: float = 0.1 # ACM still counts a deleted listener as a user
+    distribution_deploy: float = 0.2 # a CloudFront distribution's create or update is InProgress
 
 
 @dataclass
@@ -77,6 +78,13 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, CdnRules):
                 for key, rule in getattr(self, name)().items():
                     service, operation = key.split(".")
                     events.register(f"before-call.{service}.{operation}", self._guard(operation, rule))
+            elif name.startswith("strict_requests_"):
+                # REST protocols (CloudFront) carry ids in the path and IfMatch in a header: these
+                # rules read the request itself, {"Id": ..., "IfMatch": ...}.
+                for key, rule in getattr(self, name)().items():
+                    service, operation = key.split(".")
+                    events.register(f"before-call.{service}.{operation}",
+                                    self._guard(operation, rule, rest=True))
             elif name.startswith("strict_after_"):
                 for key, hook in getattr(self, name)().items():
                     events.register(f"after-call.{key}", self._after(hook))
@@ -118,10 +126,14 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, CdnRules):
             "ec2.CreateVpc": self._after_create_vpc,
         }
 
-    def _guard(self, operation, rule):
+    def _guard(self, operation, rule, rest=False):
         def handler(params, context=None, **_):
             body = params.get("body") or {}
-            if isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
+            if rest:
+                path = params.get("url_path", "").split("?")[0].rstrip("/").split("/")
+                body = {"Id": path[-2] if path[-1] == "config" else path[-1],
+                        "IfMatch": (params.get("headers") or {}).get("If-Match")}
+            elif isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
                 body = json.loads(body or b"{}")
             with self._lock:
                 self._request.records = []

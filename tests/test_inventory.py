@@ -19,8 +19,8 @@ from stacks import ACCOUNT, REGION, count_tagged, live_resources, make_session
 from strict_base import refuse
 
 OTHER_REGION = "eu-west-1"
-# The kinds of --waf, not in a default stack (test_the_edge_kinds_are_scanned...).
-EDGE_KINDS = ("web_acl", "waf_log_group")
+# The kinds of --waf and --cdn, not in a default stack (test_the_edge_kinds_are_scanned...).
+EDGE_KINDS = ("web_acl", "waf_log_group", "cloudfront_distribution")
 # What live_resources (tests/stacks.py) calls each kind.
 LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_gateway",
               "Addresses": "elastic_ip", "NatGateways": "nat_gateway", "RouteTables": "route_table",
@@ -116,8 +116,9 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
                 "ListTagsForResource"}
     assert all(n == 1 for op, n in ops.items() if op not in per_item | {"DescribeTags", "ListRoleTags"}), ops
     assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2 and ops["ListRoleTags"] == 4, ops
-    # ...and one list each for the edge kinds the stacks do not have (web ACLs, WAF log groups).
-    assert len(ctx.calls) == 39
+    # ...and one list each for the edge kinds the stacks do not have (web ACLs, WAF log groups,
+    # CloudFront distributions).
+    assert len(ctx.calls) == 40
 
 
 def test_after_down_only_the_other_stack_remains(make_stack):
@@ -344,20 +345,26 @@ def test_a_bucket_is_found_without_knowing_the_account(moto_aws):
         ("bucket", f"lab-d-assets-{ACCOUNT}-{REGION}")]
 
 
-def test_the_edge_kinds_are_scanned_and_priced(make_stack):
-    """The web ACL and its log group carry the stack's tags; the ACL is priced with its rules."""
+def test_the_edge_kinds_are_scanned_and_a_distribution_counts_in_its_stacks_region(make_stack):
+    """The web ACL, its log group and the CloudFront distribution carry the stack's tags. CloudFront
+    answers the same list from every region: the distribution counts only in the scan of the
+    region whose load balancer it serves, so `list --all-regions` shows it once."""
     from provisioner.account.pricing import estimate, load_packaged
 
-    config = StackConfig(zones=["us-east-1a", "us-east-1b"], waf=True)
-    make_stack("lab-e", config=config).up(only=["web-acl-association"])
+    config = StackConfig(zones=["us-east-1a", "us-east-1b"], waf=True, cdn=True)
+    make_stack("lab-e", config=config).up(only=["web-acl-association", "cdn-frontend-rule", "assets-bucket"])
     found = [f for f in scan(context()) if f.stack == "lab-e"]
-    edge = {f.kind: f for f in found if f.kind in EDGE_KINDS}
-    assert set(edge) == set(EDGE_KINDS)
+    edge = {f.kind: f for f in found if f.kind in ("web_acl", "waf_log_group", "cloudfront_distribution")}
+    assert set(edge) == {"web_acl", "waf_log_group", "cloudfront_distribution"}
     assert edge["waf_log_group"].id == "aws-waf-logs-lab-e"
     assert edge["web_acl"].detail["rules"] == 4
+    assert edge["cloudfront_distribution"].detail["domain_name"].endswith(".cloudfront.net")
     assert all(f.step == f.tags["provision:step"] for f in edge.values())
+
+    elsewhere = scan(context(OTHER_REGION))
+    assert not [f for f in elsewhere if f.kind == "cloudfront_distribution"]
 
     book = load_packaged()
     cost = estimate([edge["web_acl"]], REGION, book)
     assert cost.hourly == pytest.approx((5.0 + 4 * 1.0) / 730)
-    assert estimate([edge["waf_log_group"]], REGION, book).hourly == 0
+    assert estimate([edge["cloudfront_distribution"], edge["waf_log_group"]], REGION, book).hourly == 0

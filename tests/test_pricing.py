@@ -420,6 +420,10 @@ def stub_region(stubber, region, prefix, figures, instance_types):
         expect(stubber, ec2, [product(ec2, "Storage", f"{p}EBS:VolumeUsage.{volume_type}", figures[volume_type],
                                       unit="GB-Mo", region=region, sku=volume_type, volumeApiName=volume_type)],
                productFamily="Storage", volumeApiName=volume_type, regionCode=region)
+    # The usage notes' reads that no price key made: CloudFront's data out.
+    expect(stubber, "AmazonCloudFront", [product("AmazonCloudFront", "Data Transfer", "US-DataTransfer-Out-Bytes",
+                                                 0.085, unit="GB", region=region, sku="CFDT")],
+           fromLocation="United States")
 
 
 def pricing_client():
@@ -448,6 +452,7 @@ def test_refresh_parses_the_price_list(book):
     assert entry["usage_based"]["ALB LCU"].startswith("$0.0084 per LCU-hour")
     assert (entry["waf_web_acl_month"], entry["waf_rule_month"], entry["logs_storage_gb_month"]) == (5.0, 1.0, 0.03)
     assert entry["usage_based"]["WAF requests"] == "$0.6 per million requests (WAF)"
+    assert entry["usage_based"]["CloudFront"].startswith("$0.085 per GB out")
     assert table["notes"] == ["ap-south-1: the Price List API has no Linux On-Demand price for x9.tiny; left out"]
     validate_table(table)
     # The refreshed table prices a stack there.

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--vpc-cidr", "--public-subnets", "--private-subnets", "--zones", "--nat-per-az", "--single-nat", "--instance-type",
          "--ami", "--min", "--desired", "--max", "--grace-period", "--domain", "--certificate-arn", "--ttl",
          "--expires-at", "--bastion", "--no-bastion", "--ssh-cidr", "--allow-wide-ssh", "--build-on-instance",
-         "--build-in-aws", "--waf", "--no-waf", "--rate-limit", "--block-countries"]
+         "--build-in-aws", "--waf", "--no-waf", "--rate-limit", "--block-countries", "--cdn", "--no-cdn"]
 
 
 def test_the_click_options_are_exactly_the_declared_flags():

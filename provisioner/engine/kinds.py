@@ -153,6 +153,10 @@ class Listing:
     # Listed per tagged resource of another kind (listeners per load balancer).
     parent: str | None = None
     parent_param: str | None = None
+    # A global kind (a CloudFront distribution), the same list in every region: the region of
+    # the stack an item serves, read from the item; a region's scan keeps only its own, so that
+    # `list --all-regions` counts it once, with its stack.
+    served_region: Callable[[dict], str | None] | None = None
 
     @property
     def plural(self) -> str:

@@ -99,6 +99,9 @@ class StackConfig:
     waf: bool = False
     waf_rate_limit: int = DEFAULT_RATE_LIMIT
     waf_block_countries: list[str] = field(default_factory=list)
+    # --cdn: a CloudFront distribution in front of the load balancer and the assets bucket; the
+    # load balancer then answers 403 to a request without the distribution's secret header.
+    cdn: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -129,7 +132,7 @@ class StackConfig:
         # for the user's certificate, which is not the stack's to delete.
         # The image build's steps exist only without --build-on-instance.
         return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False,
-                                   waf=True)
+                                   waf=True, cdn=True)
 
     @property
     def grace_seconds(self) -> int:

@@ -138,6 +138,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("block_countries", "--block-countries", list, "WAF: block requests from these countries (ISO codes, "
            "e.g. DE,FR; \"\" for none)", "none", "waf_block_countries", ("web-acl",), metavar="CC,CC",
            more="with --waf; by the address's country as AWS WAF reads it"),
+    Option("cdn", "--cdn/--no-cdn", bool, "A CloudFront distribution in front: images from the bucket through "
+           "Origin Access Control (the bucket is no longer public), the rest from the load balancer, which "
+           "then refuses requests that bypass CloudFront", "no CDN", "cdn",
+           ("origin-access-control", "cloudfront-distribution", "assets-bucket", "https-listener",
+            "api-routing-rule", "cdn-frontend-rule", "launch-template"),
+           more="the URL becomes the distribution's; creating, disabling and deleting it take minutes each"),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

@@ -1,6 +1,8 @@
 """The WAFv2 web ACL in front of the load balancer (--waf), and its logging to CloudWatch Logs.
 
-Regional scope: it filters what reaches the load balancer.
+Regional scope: it filters what reaches the load balancer. With --cdn the load balancer answers
+only requests that carry CloudFront's secret header, so every visitor's request passes this ACL
+whichever way it came in, and no second (us-east-1, CLOUDFRONT-scope) ACL is needed.
 """
 
 import re
