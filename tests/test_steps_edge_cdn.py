@@ -20,7 +20,7 @@ CDN_STEPS = ["origin-access-control", "cloudfront-distribution", "cdn-frontend-r
 
 
 def cdn_config(**more):
-    return StackConfig(zones=list(ZONES), cdn=True, **more)
+    return StackConfig(zones=list(ZONES), **{"cdn": True, **more})
 
 
 def distribution(stack):
@@ -264,3 +264,20 @@ def test_the_distribution_is_waited_for_by_nothing_and_holds_nothing_but_its_ori
     assert down["cloudfront-distribution"] == set()
     assert "cloudfront-distribution" not in down["load-balancer"]
     assert "cloudfront-distribution" in down["origin-access-control"]
+
+
+def test_cdn_is_refused_on_real_aws_before_anything_is_built():
+    """CloudFront would check the load balancer's certificate against its *.elb.amazonaws.com
+    name, which no certificate of the stack matches: every page would be a 502."""
+    from types import SimpleNamespace
+
+    from provisioner.commands.runner import check_cdn_origin
+    from provisioner.engine.errors import ConfigError
+
+    def run(sandbox, cdn):
+        return SimpleNamespace(opts=SimpleNamespace(sandbox=sandbox), config=cdn_config(cdn=cdn))
+
+    with pytest.raises(ConfigError, match="--cdn needs a certificate on the load balancer that CloudFront trusts"):
+        check_cdn_origin(run(sandbox=False, cdn=True))
+    check_cdn_origin(run(sandbox=True, cdn=True))
+    check_cdn_origin(run(sandbox=False, cdn=False))
