@@ -65,6 +65,7 @@ class Stack:
         state = self.state_file.load_for(ACCOUNT, self.region)
         if config is None:
             config = StackConfig.from_dict(state.config) if state and state.config else self.config
+        shape = config
         if superset:
             config = config.superset()
         ctx = self.context(config)
@@ -73,7 +74,10 @@ class Stack:
         ctx.generation = state.generation
         steps, retired = plan_steps(config)
         if only is not None:
-            steps, retired = closure(steps, only), {}
+            # What the named steps depend on in this stack's own shape: the superset's extra
+            # edges (with --cdn the bucket depends on the distribution) must not pull another
+            # tier into a test of one.
+            steps, retired = closure(steps, only, shape=plan_steps(shape)[0] if superset else None), {}
         return Engine(ctx, steps, state, self.state_file, retired=retired)
 
     def up(self, config: StackConfig | None = None, only=None):
@@ -96,14 +100,16 @@ class Stack:
         return [c for c in self.last_ctx.calls if is_mutating(c[1])]
 
 
-def closure(steps: dict, names) -> dict:
-    """The named steps and everything they depend on, in the engine's order."""
+def closure(steps: dict, names, shape: dict | None = None) -> dict:
+    """The named steps and everything they depend on, in the engine's order; the dependencies as
+    `shape`'s steps have them, where it has the step."""
+    shape = shape or {}
     wanted, todo = set(), list(names)
     while todo:
         name = todo.pop()
         if name not in wanted:
             wanted.add(name)
-            todo.extend(steps[name].depends_on)
+            todo.extend((shape.get(name) or steps[name]).depends_on)
     return {n: s for n, s in steps.items() if n in wanted}
 
 

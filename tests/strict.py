@@ -22,6 +22,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from strict_base import LINGERING, ORDER, refuse  # noqa: F401  (re-exported for tests)
 from strict_bastion import BastionRules
+from strict_cdn import CdnRules
 from strict_compute import ComputeRules
 from strict_database import DatabaseRules
 from strict_data import DataRules
@@ -53,10 +54,11 @@ class Delays:
     efs_create: float = 0.1          # a file system reads `creating`
     mount_target_create: float = 0.1
     mount_target_release: float = 0.2  # a deleted mount target's interface lingers
+    distribution_deploy: float = 0.2 # a CloudFront distribution's create or update is InProgress
 
 
 @dataclass
-class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules):
+class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules, CdnRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived
@@ -89,6 +91,13 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRu
                 for key, rule in getattr(self, name)().items():
                     service, operation = key.split(".")
                     events.register(f"before-call.{service}.{operation}", self._guard(operation, rule))
+            elif name.startswith("strict_requests_"):
+                # REST protocols (CloudFront) carry ids in the path and IfMatch in a header: these
+                # rules read the request itself, {"Id": ..., "IfMatch": ...}.
+                for key, rule in getattr(self, name)().items():
+                    service, operation = key.split(".")
+                    events.register(f"before-call.{service}.{operation}",
+                                    self._guard(operation, rule, rest=True))
             elif name.startswith("strict_after_"):
                 for key, hook in getattr(self, name)().items():
                     events.register(f"after-call.{key}", self._after(hook))
@@ -135,10 +144,14 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRu
             "ec2.CreateVpc": self._after_create_vpc,
         }
 
-    def _guard(self, operation, rule):
+    def _guard(self, operation, rule, rest=False):
         def handler(params, context=None, **_):
             body = params.get("body") or {}
-            if isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
+            if rest:
+                path = params.get("url_path", "").split("?")[0].rstrip("/").split("/")
+                body = {"Id": path[-2] if path[-1] == "config" else path[-1],
+                        "IfMatch": (params.get("headers") or {}).get("If-Match")}
+            elif isinstance(body, (bytes, str)):  # JSON protocols (ACM): the body is the document
                 body = json.loads(body or b"{}")
             if not isinstance(params.get("body"), dict):
                 # REST protocols (EFS) name the resource in the path: the rule reads it from its

@@ -122,3 +122,29 @@ def test_a_replication_groups_node_type_is_changed_in_place(moto_aws):
     assert changed["CacheNodeType"] == "cache.t4g.small"
     (group,) = elasticache.describe_replication_groups(ReplicationGroupId="lab-cache")["ReplicationGroups"]
     assert group["CacheNodeType"] == "cache.t4g.small" and group["MemberClusters"] == ["lab-cache-001", "lab-cache-002"]
+
+
+def test_a_distribution_keeps_its_origin_access_control_and_is_listed_with_its_config(moto_aws):
+    """AWS hands back an S3 origin's Origin Access Control, and lists each distribution with its
+    comment, origins and whether it is enabled; unpatched moto drops the first and lists only ids
+    and names, so `up` would "correct" the origin every run and `down` could not tell a stack's
+    distribution from another."""
+    cloudfront = boto3.client("cloudfront", region_name=REGION)
+    control = cloudfront.create_origin_access_control(OriginAccessControlConfig={
+        "Name": "lab-assets", "SigningProtocol": "sigv4", "SigningBehavior": "always",
+        "OriginAccessControlOriginType": "s3"})["OriginAccessControl"]["Id"]
+    methods = {"Quantity": 2, "Items": ["GET", "HEAD"], "CachedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"]}}
+    config = {"CallerReference": "lab", "Comment": "provision stack lab", "Enabled": True,
+              "Origins": {"Quantity": 1, "Items": [{
+                  "Id": "assets", "DomainName": "lab-assets.s3.us-east-1.amazonaws.com",
+                  "S3OriginConfig": {"OriginAccessIdentity": ""}, "OriginAccessControlId": control}]},
+              "DefaultCacheBehavior": {"TargetOriginId": "assets", "ViewerProtocolPolicy": "redirect-to-https",
+                                       "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
+                                       "AllowedMethods": methods}}
+    made = cloudfront.create_distribution(DistributionConfig=config)["Distribution"]
+    [origin] = cloudfront.get_distribution(Id=made["Id"])["Distribution"]["DistributionConfig"]["Origins"]["Items"]
+    assert origin["OriginAccessControlId"] == control
+    assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
+    [listed] = cloudfront.list_distributions()["DistributionList"]["Items"]
+    assert (listed["Comment"], listed["Enabled"]) == ("provision stack lab", True)
+    assert [o["DomainName"] for o in listed["Origins"]["Items"]] == ["lab-assets.s3.us-east-1.amazonaws.com"]

@@ -19,6 +19,7 @@ from stacks import ACCOUNT, REGION, count_tagged, live_resources, make_session
 from strict_base import refuse
 
 OTHER_REGION = "eu-west-1"
+# The kinds of --waf and --cdn, not in a default stack (test_the_edge_kinds_are_scanned...).
 # What live_resources (tests/stacks.py) calls each kind.
 LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_gateway",
               "Addresses": "elastic_ip", "NatGateways": "nat_gateway", "RouteTables": "route_table",
@@ -357,3 +358,28 @@ def test_a_bucket_is_found_without_knowing_the_account(moto_aws):
     ctx.account = None
     assert [(f.kind, f.id) for f in scan(ctx) if f.kind == "bucket"] == [
         ("bucket", f"lab-d-assets-{ACCOUNT}-{REGION}")]
+
+
+def test_the_edge_kinds_are_scanned_and_a_distribution_counts_in_its_stacks_region(make_stack):
+    """The web ACL, its log group and the CloudFront distribution carry the stack's tags. CloudFront
+    answers the same list from every region: the distribution counts only in the scan of the
+    region whose load balancer it serves, so `list --all-regions` shows it once."""
+    from provisioner.account.pricing import estimate, load_packaged
+
+    config = StackConfig(zones=["us-east-1a", "us-east-1b"], waf=True, cdn=True)
+    make_stack("lab-e", config=config).up(only=["web-acl-association", "cdn-frontend-rule", "assets-bucket"])
+    found = [f for f in scan(context()) if f.stack == "lab-e"]
+    edge = {f.kind: f for f in found if f.kind in ("web_acl", "waf_log_group", "cloudfront_distribution")}
+    assert set(edge) == {"web_acl", "waf_log_group", "cloudfront_distribution"}
+    assert edge["waf_log_group"].id == "aws-waf-logs-lab-e"
+    assert edge["web_acl"].detail["rules"] == 4
+    assert edge["cloudfront_distribution"].detail["domain_name"].endswith(".cloudfront.net")
+    assert all(f.step == f.tags["provision:step"] for f in edge.values())
+
+    elsewhere = scan(context(OTHER_REGION))
+    assert not [f for f in elsewhere if f.kind == "cloudfront_distribution"]
+
+    book = load_packaged()
+    cost = estimate([edge["web_acl"]], REGION, book)
+    assert cost.hourly == pytest.approx((5.0 + 4 * 1.0) / 730)
+    assert estimate([edge["cloudfront_distribution"], edge["waf_log_group"]], REGION, book).hourly == 0

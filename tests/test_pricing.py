@@ -389,6 +389,20 @@ def stub_region(stubber, region, prefix, figures, instance_types):
                                           figures.get("efs", 0.30), unit="GB-Mo", region=region, sku="EFS",
                                           storageClass="General Purpose")],
            regionCode=region, storageClass="General Purpose")
+    # The WAF's log group's storage, then the web ACL and its rules (one read for both, and for
+    # the requests' usage note).
+    expect(stubber, "AmazonCloudWatch", [product("AmazonCloudWatch", "Storage Snapshot",
+                                                 f"{prefix or 'USE1'}-TimedStorage-ByteHrs", figures.get("logs", 0.03),
+                                                 unit="GB-Mo", region=region, sku="CWLS")],
+           regionCode=region, productFamily="Storage Snapshot")
+    expect(stubber, "awswaf", [
+        product("awswaf", "Web Application Firewall", f"{prefix or 'USE1'}-WebACL", figures.get("web_acl", 5.0),
+                unit="WebACL-Mo", region=region, sku="WACL"),
+        product("awswaf", "Web Application Firewall", f"{prefix or 'USE1'}-Rule", figures.get("rule", 1.0),
+                unit="Rule-Mo", region=region, sku="WRUL"),
+        product("awswaf", "Web Application Firewall", f"{prefix or 'USE1'}-Request", 0.0000006, unit="Request",
+                region=region, sku="WREQ"),
+    ], regionCode=region)
     expect(stubber, ec2, [
         product(ec2, "NAT Gateway", f"{p}NatGateway-Hours", figures["nat"], region=region, sku="NATH"),
         product(ec2, "NAT Gateway", f"{p}NatGateway-Bytes", figures["nat_gb"], unit="GB", region=region, sku="NATB"),
@@ -419,6 +433,10 @@ def stub_region(stubber, region, prefix, figures, instance_types):
                                                   figures.get("cache", 0.016), region=region, sku="NODE",
                                                   instanceType=node, cacheEngine="Redis")],
            instanceType=node, regionCode=region, cacheEngine="Redis")
+    # The usage notes' reads that no price key made: CloudFront's data out.
+    expect(stubber, "AmazonCloudFront", [product("AmazonCloudFront", "Data Transfer", "US-DataTransfer-Out-Bytes",
+                                                 0.085, unit="GB", region=region, sku="CFDT")],
+           fromLocation="United States")
 
 
 def pricing_client():
@@ -487,6 +505,9 @@ def test_refresh_parses_the_price_list(book):
     assert entry["ec2_hour"] == {"t3.micro": 0.0112, "t4g.micro": 0.0092}
     assert entry["usage_based"]["NAT data processing"].startswith("$0.056 per GB")
     assert entry["usage_based"]["ALB LCU"].startswith("$0.0084 per LCU-hour")
+    assert (entry["waf_web_acl_month"], entry["waf_rule_month"], entry["logs_storage_gb_month"]) == (5.0, 1.0, 0.03)
+    assert entry["usage_based"]["WAF requests"] == "$0.6 per million requests (WAF)"
+    assert entry["usage_based"]["CloudFront"].startswith("$0.085 per GB out")
     # The figures this test does not answer (other kinds') keep their packaged or default values.
     assert [n for n in table["notes"] if "kept the packaged" not in n] == [
         "ap-south-1: the Price List API has no Linux On-Demand price for x9.tiny; left out"]

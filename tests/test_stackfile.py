@@ -29,6 +29,8 @@ FLAGS = ["--vpc-cidr", "--public-subnets", "--private-subnets", "--zones", "--na
 FLAGS += ["--database", "--db-class", "--db-multi-az", "--db-single-az", "--db-deletion-protection",
           "--no-db-deletion-protection", "--final-snapshot", "--no-final-snapshot", "--data-subnets", "--catalog",
           "--cache", "--cache-node-type", "--shared-files", "--no-shared-files"]
+# The edge tier's.
+FLAGS += ["--waf", "--no-waf", "--rate-limit", "--block-countries", "--cdn", "--no-cdn"]
 
 
 def test_the_click_options_are_exactly_the_declared_flags():

@@ -139,7 +139,8 @@ def _tag_dict(pairs, key: str = "Key", value: str = "Value") -> dict[str, str]:
 
 def _list(ctx, spec: Kind, **params) -> list[dict]:
     items = all_pages(ctx, spec.service, spec.operation, spec.items, **{**spec.params, **params})
-    return [i for i in items if not spec.gone(i) and (spec.candidate is None or spec.candidate(ctx, i))]
+    return [i for i in items if not spec.gone(i) and (spec.candidate is None or spec.candidate(ctx, i))
+            and (spec.served_region is None or spec.served_region(i) == ctx.region)]
 
 
 def _batch_tags(ctx, service: str, how: BatchTags, ids: list[str]) -> dict[str, dict]:
@@ -170,6 +171,10 @@ def _item_tags(ctx, service: str, how: ItemTags, ids: list[str]) -> dict[str, di
     tags: dict[str, dict] = {}
     for one in ids:
         try:
+            if how.as_map:
+                answer = getattr(ctx.client(service), how.operation)(**{how.param: one})
+                tags[one] = dict(jmespath.search(how.result_key, answer) or {})
+                continue
             param = how.arn(ctx, one) if how.arn else one
             tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: param}))
         except ClientError as e:

@@ -51,6 +51,8 @@ OPERATION_ACTIONS = {
     ("s3", "UploadPart"): ("s3:PutObject",),
     ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
     ("s3", "AbortMultipartUpload"): ("s3:AbortMultipartUpload",),
+    # CloudFront authorizes a create with tags as the create and the tagging.
+    ("cloudfront", "CreateDistributionWithTags"): ("cloudfront:CreateDistribution", "cloudfront:TagResource"),
 }
 PARTITION = "aws"
 

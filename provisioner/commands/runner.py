@@ -135,6 +135,7 @@ def check_compute(run: Run) -> None:
 
     check_types(run.ctx)
     check_certificate(run.ctx)
+    check_cdn_origin(run)
     if not run.config.build_on_instance:
         from provisioner.account.inventory import offered
 
@@ -145,6 +146,18 @@ def check_compute(run: Run) -> None:
         from steps.compute.launch_template import check_platform, instance_architecture
 
         check_platform(run.ctx, instance_architecture(run.ctx, run.config.instance_type))
+
+
+def check_cdn_origin(run: Run) -> None:
+    if run.config.cdn and not run.opts.sandbox:
+        # CloudFront reaches the load balancer over HTTPS only (the secret header must not
+        # travel in clear) and checks its certificate against the origin's name, the load
+        # balancer's *.elb.amazonaws.com address: no certificate the stack can have matches it,
+        # so every page would be a 502. The emulator does not check.
+        raise ConfigError("--cdn needs a certificate on the load balancer that CloudFront trusts for the name it "
+                          "connects to, and this version has none to give it (the self-signed one, or one of "
+                          "yours for another name, is refused by CloudFront: 502 on every page)",
+                          hint="use --cdn with --sandbox for now, or leave it out")
 
 
 def check_build_options(run: Run) -> None:
@@ -268,7 +281,8 @@ def print_url(run: Run, reporter: ConsoleReporter) -> None:
         return
     reporter.out.print(f"\n  {outputs['url']}\n", highlight=False)
     certificate = run.state.resources.get("certificate", {}).get("attrs", {})
-    if certificate.get("self_signed"):
+    # Behind the CDN, visitors see CloudFront's own (trusted) certificate.
+    if certificate.get("self_signed") and not outputs.get("cdn_domain_name"):
         reporter.out.print(f"The certificate is self-signed for {certificate.get('domain')}: browsers warn "
                            "before the first visit (pass --certificate-arn to use your own).")
     if run.opts.sandbox:

@@ -60,6 +60,8 @@ class ItemTags:
     # What the tag call takes from the listed id, when not the id itself (DynamoDB lists table
     # names and tags by ARN): arn(ctx, id).
     arn: Callable[[Any, str], str] | None = None
+    # The answer is a {key: value} map, not a list of Key/Value pairs (CloudWatch Logs).
+    as_map: bool = False
 
 
 INLINE = InlineTags()
@@ -154,6 +156,10 @@ class Listing:
     # Listed per tagged resource of another kind (listeners per load balancer).
     parent: str | None = None
     parent_param: str | None = None
+    # A global kind (a CloudFront distribution), the same list in every region: the region of
+    # the stack an item serves, read from the item; a region's scan keeps only its own, so that
+    # `list --all-regions` counts it once, with its stack.
+    served_region: Callable[[dict], str | None] | None = None
 
     @property
     def plural(self) -> str:

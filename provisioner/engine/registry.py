@@ -27,6 +27,7 @@ REGISTRY: dict[str, type["Step"]] = {}
 READY = "ready"            # in service (a NAT gateway available), and held: `down` deletes this first
 CREATED = "created"        # its id or DNS name only (it may still be provisioning), and held
 IN_SERVICE = "in-service"  # in service when this starts, but holds nothing of it: `down` is not ordered by it
+CREATED_ONLY = "created-only"  # its id or DNS name only, and holds nothing of it: `down` is not ordered by it
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,12 @@ class Dep:
     needs: str = READY
 
 
-def created(step: str) -> Dep:
+def created(step: str, held: bool = True) -> Dep:
     """A dependency on the other step's creation: this one starts as soon as its id (or DNS
-    name) exists, before it is ready (a distribution on a load balancer still provisioning)."""
-    return Dep(step, CREATED)
+    name) exists, before it is ready (a distribution on a load balancer still provisioning).
+    `held=False`: this one only copies the id (a bucket policy naming a distribution's ARN) and
+    AWS lets either go first, so `down` deletes them in any order, at once."""
+    return Dep(step, CREATED if held else CREATED_ONLY)
 
 
 def in_service(step: str) -> Dep:
@@ -380,7 +383,7 @@ def dependency_graph(all_steps: dict[str, Step], reverse: bool = False) -> dict[
         # Dependencies outside the set (a subset being torn down) are already settled.
         for dep in (d for d in step.depends_on if d in all_steps):
             if reverse:
-                if step.needs.get(dep, READY) != IN_SERVICE:
+                if step.needs.get(dep, READY) not in (IN_SERVICE, CREATED_ONLY):
                     graph[dep].add(step.name)
             else:
                 graph[step.name].add(dep)
@@ -406,7 +409,8 @@ def up_graph(all_steps: dict[str, Step]) -> dict[str, set[str]]:
         preds = set()
         for dep in (d for d in step.depends_on if d in all_steps):
             other = all_steps[dep]
-            preds.add(dep if step.needs.get(dep) == CREATED or not has_ready(other) else READY_NODE.format(dep))
+            preds.add(dep if step.needs.get(dep) in (CREATED, CREATED_ONLY) or not has_ready(other)
+                      else READY_NODE.format(dep))
         graph[step.name] = preds
         if has_ready(step):
             graph[READY_NODE.format(step.name)] = {step.name}

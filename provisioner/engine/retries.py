@@ -160,6 +160,11 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
     "build-role": RetryCase(
         codes=frozenset({"InvalidInputException"}), timeout="build-role",
         why="a new IAM role takes seconds to reach CodeBuild", message="not authorized to perform: sts:AssumeRole"),
+    # WAF answers WAFUnavailableEntityException for a load balancer it does not know yet (made
+    # moments ago, or still provisioning); AWS's own advice is to retry.
+    "waf-association": RetryCase(
+        codes=frozenset({"WAFUnavailableEntityException"}), timeout="eventual-consistency",
+        why="WAF does not know the new load balancer yet"),
 }
 
 # One line per code a user is likely to meet, said the way a colleague would say it.

@@ -50,6 +50,7 @@ def apply() -> None:
     _patch_create_bucket_tags()
     _patch_codebuild_builds()
     _patch_elasticache_deletions()
+    _patch_cloudfront_distribution_fields()
     _applied = True
 
 
@@ -145,6 +146,35 @@ def _patch_elasticache_deletions() -> None:
     ElastiCacheBackend.describe_replication_groups = describe_replication_groups
     ElastiCacheBackend.delete_cache_subnet_group = delete_cache_subnet_group
     ElastiCacheResponse.delete_cache_subnet_group = delete_cache_subnet_group_response
+
+
+# -- CloudFront ----------------------------------------------------------------------------------
+
+# What AWS's ListDistributions gives of each distribution (DistributionSummary), from its config.
+SUMMARY_FIELDS = ("Comment", "Origins", "Enabled", "PriceClass", "Aliases", "DefaultCacheBehavior", "CacheBehaviors",
+                  "CustomErrorResponses", "ViewerCertificate", "Restrictions", "WebACLId", "HttpVersion",
+                  "IsIPV6Enabled")
+
+
+def _patch_cloudfront_distribution_fields() -> None:
+    """moto forgets an origin's Origin Access Control and S3OriginConfig (GetDistribution then
+    says the bucket is read without one, and `up` would "correct" it on every run), and its
+    ListDistributions answers only ids and names, without the Comment, the origins and Enabled
+    by which the inventory and `down` recognize a stack's distribution."""
+    from moto.cloudfront.models import Distribution, Origin
+
+    original = Origin.__init__
+
+    def __init__(self, origin):
+        original(self, origin)
+        self.origin_access_control_id = origin.get("OriginAccessControlId") or ""
+        if "S3OriginConfig" in origin:
+            self.s3_origin_config = {"OriginAccessIdentity": self.s3_access_identity or ""}
+
+    Origin.__init__ = __init__
+    for name in SUMMARY_FIELDS:
+        if not hasattr(Distribution, name):
+            setattr(Distribution, name, property(lambda self, n=name: getattr(self.distribution_config, n, None)))
 
 
 # -- CodeBuild -----------------------------------------------------------------------------------

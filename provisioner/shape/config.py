@@ -55,6 +55,11 @@ SSH_CIDR_HINT = "--ssh-cidr 203.0.113.7/32 (your address; `curl https://checkip.
 # campus or a provider's block). Wider is a good part of the internet, whose scanners find an
 # open port 22 within minutes of the bastion getting its public address.
 WIDEST_SSH_PREFIX = 16
+# WAF's rate-based rule: requests from one address per 5-minute window (AWS takes 10 to 2e9).
+DEFAULT_RATE_LIMIT = 1000
+MIN_RATE_LIMIT = 10
+MAX_RATE_LIMIT = 2_000_000_000
+COUNTRY_CODE_RE = re.compile(r"\A[A-Z]{2}\Z")
 
 
 @dataclass
@@ -106,6 +111,15 @@ class StackConfig:
     cache: str = "none"                  # none | redis (ElastiCache, a primary and a replica)
     cache_node_type: str = DEFAULT_CACHE_NODE_TYPE
     shared_files: bool = False           # EFS, mounted by every instance
+    # The edge tier's options (all off by default). --waf: a regional WAFv2 web ACL on the load
+    # balancer (AWS's managed rule groups, a rate-based rule, an optional geo block), logging to
+    # CloudWatch Logs.
+    waf: bool = False
+    waf_rate_limit: int = DEFAULT_RATE_LIMIT
+    waf_block_countries: list[str] = field(default_factory=list)
+    # --cdn: a CloudFront distribution in front of the load balancer and the assets bucket; the
+    # load balancer then answers 403 to a request without the distribution's secret header.
+    cdn: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,7 +157,7 @@ class StackConfig:
         # The data tier: every kind of it (the engine only changes the port its group opens).
         return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False,
                                    database=self.database if self.database != "none" else "postgres",
-                                   catalog="dynamodb", cache="redis", shared_files=True)
+                                   catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True)
 
     @property
     def grace_seconds(self) -> int:
@@ -287,10 +301,21 @@ class StackConfig:
         if self.bastion and not self.ssh_cidr:
             raise ConfigError("--bastion needs --ssh-cidr, the addresses SSH is allowed from; refusing to guess "
                               "0.0.0.0/0 (the whole internet)", hint=SSH_CIDR_HINT)
+        self.validate_edge()
         if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn):
             raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
                               hint="an ACM certificate ARN looks like "
                                    "arn:aws:acm:us-east-1:123456789012:certificate/<uuid>")
+
+    def validate_edge(self) -> None:
+        limit = self.waf_rate_limit
+        if not isinstance(limit, int) or isinstance(limit, bool) or not MIN_RATE_LIMIT <= limit <= MAX_RATE_LIMIT:
+            raise ConfigError(f"--rate-limit {limit!r} must be {MIN_RATE_LIMIT} to {MAX_RATE_LIMIT:,} requests per "
+                              "address per 5 minutes (AWS WAF's range)")
+        for code in self.waf_block_countries:
+            if not COUNTRY_CODE_RE.fullmatch(code):
+                raise ConfigError(f"--block-countries: {code!r} is not a country code",
+                                  hint="two capital letters per country (ISO 3166-1 alpha-2), e.g. --block-countries DE,FR")
 
     def check_ssh_exposure(self) -> str | None:
         """Refuse a bastion whose SSH rule is wider than a /16 unless --allow-wide-ssh was
@@ -382,6 +407,20 @@ def parse_zones(value) -> list[str] | None:
     if bad:
         raise ConfigError(f"--zones: {bad[0]!r} is not a zone name", hint="e.g. --zones us-east-1a,us-east-1b")
     return parts
+
+
+def parse_countries(value) -> list[str] | None:
+    """--block-countries DE,FR: ISO 3166-1 alpha-2 codes, as WAF's geo match takes them; "" for none."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"--block-countries takes country codes as strings, got {value!r}")
+        value = ",".join(value)
+    codes = [c.strip() for c in value.split(",") if c.strip()]
+    if len(set(codes)) != len(codes):
+        raise ConfigError(f"--block-countries names a country twice: {value!r}")
+    return codes
 
 
 def parse_cidr_pair(value: str | None, option: str) -> list[str] | None:

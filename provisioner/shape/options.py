@@ -57,7 +57,14 @@ def _ssh_cidr(value):
     return normalize_ssh_cidr(value)
 
 
+def _countries(value):
+    from provisioner.shape.config import parse_countries
+
+    return parse_countries(value)
+
+
 PARSE: dict[str, Callable[[Any], Any]] = {
+    "block_countries": _countries,
     "public_subnets": _cidr_pair("--public-subnets"),
     "data_subnets": _cidr_pair("--data-subnets"),
     "private_subnets": _cidr_pair("--private-subnets"),
@@ -160,6 +167,22 @@ OPTIONS: tuple[Option, ...] = (
            "instance (order receipts)", "off", "shared_files",
            ("shared-files", "shared-files-mount-1", "shared-files-mount-2", "shared-files-access-point",
             "files-security-group", "instance-role", "launch-template")),
+    Option("waf", "--waf/--no-waf", bool, "A WAF web ACL on the load balancer: AWS's managed rules (common, SQL "
+           "injection, known bad inputs), a rate limit per address and an optional geo block", "no WAF", "waf",
+           ("waf-log-group", "web-acl", "web-acl-association"),
+           more="logs to CloudWatch Logs `aws-waf-logs-<stack>` (30 days); about $5/month plus $1 per rule and "
+                "$0.60 per million requests"),
+    Option("rate_limit", "--rate-limit", int, "WAF: block an address above this many requests per 5 minutes",
+           "1000", "waf_rate_limit", ("web-acl",), metavar="REQUESTS", more="10 to 2,000,000,000; with --waf"),
+    Option("block_countries", "--block-countries", list, "WAF: block requests from these countries (ISO codes, "
+           "e.g. DE,FR; \"\" for none)", "none", "waf_block_countries", ("web-acl",), metavar="CC,CC",
+           more="with --waf; by the address's country as AWS WAF reads it"),
+    Option("cdn", "--cdn/--no-cdn", bool, "A CloudFront distribution in front: images from the bucket through "
+           "Origin Access Control (the bucket is no longer public), the rest from the load balancer, which "
+           "then refuses requests that bypass CloudFront", "no CDN", "cdn",
+           ("origin-access-control", "cloudfront-distribution", "assets-bucket", "https-listener",
+            "api-routing-rule", "cdn-frontend-rule", "launch-template"),
+           more="the URL becomes the distribution's; creating, disabling and deleting it take minutes each"),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

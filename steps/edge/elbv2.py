@@ -81,6 +81,9 @@ def action_value(action: dict) -> tuple:
         config = {"Host": "#{host}", "Path": "/#{path}", "Query": "#{query}", "Protocol": "#{protocol}",
                   "Port": "#{port}", **action.get("RedirectConfig", {})}
         return (kind, tuple(sorted(config.items())))
+    if kind == "fixed-response":
+        config = action.get("FixedResponseConfig", {})
+        return (kind, (config.get("StatusCode"), config.get("ContentType"), config.get("MessageBody")))
     return (kind, repr(sorted(action.items())))
 
 

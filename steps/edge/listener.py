@@ -11,6 +11,11 @@ REDIRECT_TO_HTTPS = [{"Type": "redirect", "RedirectConfig": {
     "StatusCode": "HTTP_301"}}]
 
 
+# With --cdn: what the HTTPS listener answers a request without CloudFront's secret header (the
+# rules forward only those that carry it), so the cache and the WAF cannot be gone around.
+FORBIDDEN = [{"Type": "fixed-response", "FixedResponseConfig": {
+    "StatusCode": "403", "ContentType": "text/plain", "MessageBody": "Forbidden"}}]
+
 LISTENER_ARN = "arn:{partition}:elasticloadbalancing:{region}:{account}:listener/app/{stack}-*"
 
 
@@ -59,7 +64,7 @@ class Listener(ElbStep):
         certificate, frontend = ctx.dep("certificate"), ctx.dep("frontend-target-group")
         return {"Protocol": "HTTPS", "Port": self.port, "SslPolicy": SSL_POLICY,
                 "Certificates": [{"CertificateArn": certificate.id}] if certificate else None,
-                "DefaultActions": forward(frontend.id) if frontend else None}
+                "DefaultActions": FORBIDDEN if ctx.config.cdn else (forward(frontend.id) if frontend else None)}
 
     def create(self, ctx):
         tags = ctx.tags(self.name)
@@ -110,6 +115,8 @@ def describe_actions(actions: list[dict]) -> str:
             arn = action.get("TargetGroupArn") or action.get("ForwardConfig", {}).get("TargetGroups", [{}])[0].get(
                 "TargetGroupArn", "?")
             out.append(f"forward to {arn.split('/')[-2] if '/' in arn else arn}")
+        elif action["Type"] == "fixed-response":
+            out.append(f"answer {action.get('FixedResponseConfig', {}).get('StatusCode')}")
         elif action["Type"] == "redirect":
             config = action.get("RedirectConfig", {})
             out.append(f"redirect {config.get('StatusCode')} to {config.get('Protocol')}:{config.get('Port')}")

@@ -4,7 +4,7 @@ import re
 from provisioner.engine.context import TAG_STACK, Resource
 from provisioner.engine.errors import ConfigError
 from provisioner.engine.kinds import Free, Iam, ItemTags, Listing, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import Step, created, register
 from provisioner.engine.retries import PERMISSION_CODES, error_code
 
 # Public read on the product images only; everything else (releases/) stays private.
@@ -20,6 +20,10 @@ DELETE_BATCH = 1000
 # is accepted.
 PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True,
                        "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
+# With --cdn nothing in the bucket is public: CloudFront reads images/ through its Origin Access
+# Control, so Block Public Access is fully on.
+PRIVATE_ACCESS_BLOCK = {key: True for key in PUBLIC_ACCESS_BLOCK}
+DISTRIBUTION = "cloudfront-distribution"
 OWNERSHIP = "BucketOwnerEnforced"
 ENCRYPTION_RULE = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
 
@@ -46,6 +50,19 @@ def bucket_arn(ctx, bucket: str) -> str:
     return f"arn:{partition(ctx.region)}:s3:::{bucket}"
 
 
+def public_access_block(ctx) -> dict:
+    return PRIVATE_ACCESS_BLOCK if ctx.config.cdn else PUBLIC_ACCESS_BLOCK
+
+
+def served_images_url(ctx, bucket: str) -> str:
+    """Where the app's pages point for the images: the distribution with --cdn (cached at its
+    edge, and the only reader of the bucket), else the bucket itself."""
+    distribution = ctx.dep(DISTRIBUTION) if ctx.config.cdn else None
+    if distribution is not None:
+        return distribution.attrs["images_base_url"]
+    return images_base_url(ctx, bucket)
+
+
 def images_base_url(ctx, bucket: str) -> str:
     if ctx.endpoint_url:  # the sandbox's emulator serves buckets path-style on its own address
         return f"{ctx.endpoint_url.rstrip('/')}/{bucket}/{IMAGES_PREFIX}"
@@ -54,11 +71,21 @@ def images_base_url(ctx, bucket: str) -> str:
 
 def bucket_policy(ctx, bucket: str) -> dict:
     arn = bucket_arn(ctx, bucket)
+    read = {"Sid": "PublicReadProductImages", "Effect": "Allow", "Principal": "*",
+            "Action": "s3:GetObject", "Resource": f"{arn}/{IMAGES_PREFIX}*"}
+    if ctx.config.cdn:
+        distribution = ctx.dep(DISTRIBUTION)
+        # This stack's distribution only: any other distribution (anyone's) would read the
+        # bucket through the same service principal without the condition.
+        source = distribution.attrs["arn"] if distribution is not None else (
+            f"arn:{partition(ctx.region)}:cloudfront::{ctx.account}:distribution/(not made yet)")
+        read = {"Sid": "CloudFrontReadsProductImages", "Effect": "Allow",
+                "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
+                "Resource": f"{arn}/{IMAGES_PREFIX}*", "Condition": {"StringEquals": {"AWS:SourceArn": source}}}
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "PublicReadProductImages", "Effect": "Allow", "Principal": "*",
-             "Action": "s3:GetObject", "Resource": f"{arn}/{IMAGES_PREFIX}*"},
+            read,
             {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
              "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
         ],
@@ -120,8 +147,14 @@ class AssetsBucket(Step):
               delete=(actions("s3:DeleteBucket", "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketVersions",
                               "s3:DeleteObjectVersion", on=BUCKET_ARNS),))
 
-    def __init__(self):
-        super().__init__("assets-bucket", depends_on=())
+    def __init__(self, cdn: bool = False):
+        # With --cdn the policy names the distribution's ARN, so the distribution is made first
+        # (from the bucket's name). Neither holds the other: `down` deletes both at once.
+        super().__init__("assets-bucket", depends_on=(created(DISTRIBUTION, held=False),) if cdn else ())
+
+    @classmethod
+    def instances(cls, config):
+        return [cls(config.cdn)]
 
     # -- find --------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
@@ -187,7 +220,7 @@ class AssetsBucket(Step):
             raise
 
     def _resource(self, ctx, bucket, tags) -> Resource:
-        return Resource(id=bucket, attrs={"bucket": bucket, "images_base_url": images_base_url(ctx, bucket)},
+        return Resource(id=bucket, attrs={"bucket": bucket, "images_base_url": served_images_url(ctx, bucket)},
                         raw={"Tags": tags})
 
     # -- create ------------------------------------------------------------------------------
@@ -232,6 +265,8 @@ class AssetsBucket(Step):
     # -- converge: one helper per attribute, each returning its change line ---------------------
     def update(self, ctx, resource, apply):
         bucket = resource.id
+        # Found before its dependencies (by name): the images' address follows --cdn.
+        resource.attrs["images_base_url"] = served_images_url(ctx, bucket)
         changes = []
         for helper in (self._converge_tags, self._converge_ownership, self._converge_encryption,
                        # Block Public Access before the policy: a new bucket blocks public
@@ -280,12 +315,13 @@ class AssetsBucket(Step):
         s3 = ctx.client("s3")
         have = _setting(s3.get_public_access_block, bucket, "NoSuchPublicAccessBlockConfiguration",
                         "PublicAccessBlockConfiguration", {})
-        wrong = [k for k, v in PUBLIC_ACCESS_BLOCK.items() if have.get(k) != v]
+        wanted = public_access_block(ctx)
+        wrong = [k for k, v in wanted.items() if have.get(k) != v]
         if not wrong:
             return None
         if apply:
-            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict(PUBLIC_ACCESS_BLOCK))
-        return f"set Block Public Access ({', '.join(f'{k}={PUBLIC_ACCESS_BLOCK[k]}' for k in wrong)})"
+            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict(wanted))
+        return f"set Block Public Access ({', '.join(f'{k}={wanted[k]}' for k in wrong)})"
 
     def _converge_policy(self, ctx, resource, bucket, apply):
         s3 = ctx.client("s3")
@@ -296,8 +332,9 @@ class AssetsBucket(Step):
             return None
         if apply:
             self._put_policy(ctx, bucket, want)
-        return ("set the bucket policy (public read on images/ only, TLS only)" if have is None
-                else "put back the bucket policy (public read on images/ only, TLS only)")
+        reader = "CloudFront reads images/" if ctx.config.cdn else "public read on images/ only"
+        return (f"set the bucket policy ({reader}, TLS only)" if have is None
+                else f"put back the bucket policy ({reader}, TLS only)")
 
     @staticmethod
     def _put_policy(ctx, bucket, policy):
