@@ -250,7 +250,8 @@ def test_crash_after_any_call_then_resume_and_down(make_stack, strict):
         counts = count_tagged(name)
         assert all(n == 1 for n in counts.values()), (after, counts)
 
-        assert all(r.ok for r in resumed.down())
+        down = resumed.down()
+        assert all(r.ok for r in down), (after, [(r.name, r.outcome, r.detail) for r in down if not r.ok])
         assert tagged_leftovers(name) == [], after
 
 
