@@ -199,6 +199,8 @@ class NamedStep(Step):
         return []
 
     def check_name(self, ctx, known_id):
+        if known_id == self.resource_name(ctx):
+            return  # the state knows it by that name: find_all claims it (no second read)
         item, tags = self.read(ctx, self.resource_name(ctx))
         if item is not None and not ctx.is_ours(tags, self.name):
             raise self.taken(ctx)
@@ -334,13 +336,18 @@ def quotas() -> tuple[Quota, ...]:
     return tuple(found.values())
 
 
+def _by_module(classes) -> list[type[Step]]:
+    """By module name, not import order: moving a module to another tier changes no order."""
+    return sorted(classes, key=lambda c: c.__module__.rsplit(".", 1)[-1])
+
+
 def build_steps(config: "StackConfig") -> dict[str, Step]:
     """Every step instance for this config, by name; checks that the graph is whole."""
     load_steps()
     found: dict[str, Step] = {}
     # By module name, not by import order, so that the order of independent steps (and so of the
     # plan, `list` and the price refresh) does not change when a module moves to another tier.
-    for cls in sorted(REGISTRY.values(), key=lambda c: c.__module__.rsplit(".", 1)[-1]):
+    for cls in _by_module(REGISTRY.values()):
         for step in cls.instances(config):
             if step.name in found:
                 raise ValueError(f"two steps are named {step.name!r}")
@@ -358,8 +365,7 @@ def build_steps(config: "StackConfig") -> dict[str, Step]:
 def app_steps(config: "StackConfig") -> list[Step]:
     """The steps of this config whose resources the app's instances use (serves_app), in module
     order: each step of the data tier the config turns on."""
-    return [step for cls in sorted(load_steps().values(), key=lambda c: c.__module__.rsplit(".", 1)[-1])
-            if cls.serves_app for step in cls.instances(config)]
+    return [step for cls in _by_module(load_steps().values()) if cls.serves_app for step in cls.instances(config)]
 
 
 def app_needs(config: "StackConfig") -> tuple[Dep, ...]:
