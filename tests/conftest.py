@@ -51,3 +51,12 @@ def make_stack(tmp_path, strict):
     return make
 
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`--dist loadgroup`), the app's tests share one process: its real
+    PostgreSQL, MariaDB and Redis servers and the storefront's build start once, not once per
+    process; the engine's tests on moto spread over the others."""
+    for item in items:
+        if "tests/app/" in item.nodeid or item.nodeid.startswith("app/"):
+            item.add_marker(pytest.mark.xdist_group("app"))

@@ -4,6 +4,7 @@ and a loopback stack (API + storefront + images host behind an ALB-like router).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import os
 import shutil
@@ -71,6 +72,14 @@ def frontend_build():
     the Dockerfile does, ready for `node server.js`.
     """
     require(shutil.which("npm") is not None and shutil.which("node") is not None, "node/npm not installed")
+    # Test processes running side by side (pytest-xdist) build in the same tree: one at a time,
+    # and the next one finds the build fresh.
+    with open(FRONTEND / ".build.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return _build_once()
+
+
+def _build_once():
     lock = FRONTEND / "package-lock.json"
     installed = FRONTEND / "node_modules" / ".package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
