@@ -80,7 +80,10 @@ class ScalingPolicy(Step):
 
     def create(self, ctx):
         group = ctx.dep("auto-scaling-group").id
-        arn = self._put(ctx, group)["PolicyARN"]
+        arn = self._put(ctx, group).get("PolicyARN")
+        if not arn:  # PutScalingPolicy answers it; an emulator may not: read it back
+            arn = ctx.client("autoscaling").describe_policies(
+                AutoScalingGroupName=group, PolicyNames=[self.policy_name(ctx)])["ScalingPolicies"][0]["PolicyARN"]
         return Resource(id=self.policy_name(ctx), attrs={"arn": arn, "group": group},
                         raw={"PolicyName": self.policy_name(ctx), "PolicyARN": arn, **self.wanted()})
 
