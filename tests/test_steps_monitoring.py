@@ -239,7 +239,7 @@ def test_prices_alarm_metrics_and_the_dashboard():
     rows, _ = alarm_charges(SimpleNamespace(id="a", detail={"metrics": 2}), prices, REGION)
     assert rows[0][1] == 2 and abs(rows[0][1] * rows[0][3] * 730 - 0.20) < 0.01
     rows, notes = dashboard_charges(SimpleNamespace(id="d", detail={}), prices, REGION)
-    assert abs(rows[0][3] * 730 - 3.0) < 0.05 and "first 3" in notes[0]
+    assert abs(rows[0][3] * 730 - 3.0) < 0.05 and "first 3" in rows[0][0] and notes == []
 
 
 @pytest.mark.parametrize("more, words", [

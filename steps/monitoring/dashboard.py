@@ -70,8 +70,10 @@ DASHBOARD_MONTH = PriceKey("cloudwatch_dashboard_month", "CloudWatch dashboard",
 
 
 def dashboard_charges(item, prices, region):
-    return ([("CloudWatch dashboard", 1, "dashboard", prices["cloudwatch_dashboard_month"] / HOURS_PER_MONTH)],
-            ["the account's first 3 dashboards are free: the dashboard's $3/month is counted as if beyond them"])
+    # Counted as if beyond the account's free 3: whether it is depends on the account's other
+    # dashboards, which are no stack's (and a sentence here would mark the figure unpriced).
+    return [("CloudWatch dashboard ($3/month beyond an account's first 3)", 1, "dashboard",
+             prices["cloudwatch_dashboard_month"] / HOURS_PER_MONTH)], []
 
 
 def widgets(ctx) -> list[dict]:
