@@ -28,6 +28,7 @@ from strict_database import DatabaseRules
 from strict_data import DataRules
 from strict_edge import EdgeRules
 from strict_identity import IdentityRules
+from strict_monitoring import MonitoringRules
 
 
 @dataclass
@@ -58,7 +59,8 @@ class Delays:
 
 
 @dataclass
-class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules, CdnRules):
+class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules, CdnRules,
+                MonitoringRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived
@@ -98,6 +100,13 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRu
                     service, operation = key.split(".")
                     events.register(f"before-call.{service}.{operation}",
                                     self._guard(operation, rule, rest=True))
+            elif name.startswith("strict_params_"):
+                # Protocols whose body is binary (CloudWatch's CBOR): the rule reads the API's
+                # parameters, kept in the request context before they are serialized.
+                for key, rule in getattr(self, name)().items():
+                    service, operation = key.split(".")
+                    events.register(f"before-parameter-build.{service}.{operation}", _keep_params)
+                    events.register(f"before-call.{service}.{operation}", self._guard_params(operation, rule))
             elif name.startswith("strict_after_"):
                 for key, hook in getattr(self, name)().items():
                     events.register(f"after-call.{key}", self._after(hook))
@@ -165,6 +174,15 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRu
                 self.refusals.append((operation, response[1]["Error"]["Code"], response[1].pop("kind")))
             elif records and context is not None:
                 context.setdefault("strict_records", []).extend(records)
+            return response
+        return handler
+
+    def _guard_params(self, operation, rule):
+        def handler(context=None, **_):
+            with self._lock:
+                response = rule(dict((context or {}).get("strict_params") or {}))
+            if response is not None:
+                self.refusals.append((operation, response[1]["Error"]["Code"], response[1].pop("kind")))
             return response
         return handler
 
@@ -341,3 +359,8 @@ class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRu
         if table is not None and table._associations:
             return refuse("DependencyViolation", f"The routeTable '{table.id}' has dependencies")
         return None
+
+
+def _keep_params(params, context=None, **_):
+    if context is not None:
+        context["strict_params"] = dict(params)

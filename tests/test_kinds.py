@@ -40,7 +40,8 @@ class AlertTopic(Step):
               delete=(actions("sns:DeleteTopic"),))
 
     def __init__(self):
-        super().__init__("alert-topic")
+        # Not "alert-topic", the monitoring tier's own step (steps/monitoring/alert_topic.py).
+        super().__init__("made-up-topic")
 
     def find_all(self, ctx, known_id):
         from provisioner.engine.context import Resource
@@ -58,7 +59,7 @@ class AlertTopic(Step):
     def create(self, ctx):
         from provisioner.engine.context import Resource
 
-        arn = ctx.client("sns").create_topic(Name=f"{ctx.stack}-alerts", Tags=ctx.tags(self.name))["TopicArn"]
+        arn = ctx.client("sns").create_topic(Name=f"{ctx.stack}-made-up", Tags=ctx.tags(self.name))["TopicArn"]
         return Resource(id=arn, attrs={}, raw={"TopicArn": arn})
 
     def delete(self, ctx, resource):

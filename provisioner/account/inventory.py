@@ -175,6 +175,9 @@ def _item_tags(ctx, service: str, how: ItemTags, ids: list[str]) -> dict[str, di
                 answer = getattr(ctx.client(service), how.operation)(**{how.param: one})
                 tags[one] = dict(jmespath.search(how.result_key, answer) or {})
                 continue
+            if how.parse is not None:
+                tags[one] = how.parse(getattr(ctx.client(service), how.operation)(**{how.param: one}))
+                continue
             param = how.arn(ctx, one) if how.arn else one
             tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: param}))
         except ClientError as e:

@@ -612,6 +612,12 @@ def cmd_scale(opts: GlobalOptions, reporter: ConsoleReporter, count: int, no_wai
         reporter.out.print(f"  (also {', '.join(notes)})")
     if not changes:
         reporter.out.print(f"Already at {count} instance(s).")
+    if config.monitoring:
+        # The scaling policies (steps/monitoring/scaling_policy.py) change the desired capacity on
+        # their own afterwards: this count is where the group starts from, not where it stays.
+        reporter.out.print(f"  Scaling on load is on: from {count}, the group adds an instance while CPU is above "
+                           f"70% for 2 minutes and removes one below 30% for 5, within min {config.min_size} .. "
+                           f"max {config.max_size}; `up` sets it back to {count}.")
     if no_wait:
         return EXIT_OK
     return wait_for_app(run, reporter, count)

@@ -62,6 +62,9 @@ class ItemTags:
     arn: Callable[[Any, str], str] | None = None
     # The answer is a {key: value} map, not a list of Key/Value pairs (CloudWatch Logs).
     as_map: bool = False
+    # The tags are written into the item itself, for a kind the API gives no tags (a CloudWatch
+    # dashboard's body): parse(answer) -> {key: value}, {} for an item that carries none.
+    parse: Callable[[dict], dict] | None = None
 
 
 INLINE = InlineTags()

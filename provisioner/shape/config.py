@@ -60,6 +60,10 @@ DEFAULT_RATE_LIMIT = 1000
 MIN_RATE_LIMIT = 10
 MAX_RATE_LIMIT = 2_000_000_000
 COUNTRY_CODE_RE = re.compile(r"\A[A-Z]{2}\Z")
+# An address SNS's email protocol takes: one @, a dotted domain, no spaces or angle brackets (SNS
+# answers InvalidParameter for "Name <a@b.c>" only at Subscribe, after the alarms are made).
+EMAIL_RE = re.compile(r"\A[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+                      r"[A-Za-z]{2,63}\Z")
 
 
 @dataclass
@@ -120,6 +124,10 @@ class StackConfig:
     # --cdn: a CloudFront distribution in front of the load balancer and the assets bucket; the
     # load balancer then answers 403 to a request without the distribution's secret header.
     cdn: bool = False
+    # --monitoring: an SNS topic, CloudWatch alarms to it, step scaling on CPU and a dashboard
+    # (steps/monitoring/); --alert-email subscribes an address to the topic.
+    monitoring: bool = False
+    alert_email: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -157,7 +165,8 @@ class StackConfig:
         # The data tier: every kind of it (the engine only changes the port its group opens).
         return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False,
                                    database=self.database if self.database != "none" else "postgres",
-                                   catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True)
+                                   catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True,
+                                   monitoring=True, alert_email=self.alert_email or "superset@example.com")
 
     @property
     def grace_seconds(self) -> int:
@@ -302,6 +311,7 @@ class StackConfig:
             raise ConfigError("--bastion needs --ssh-cidr, the addresses SSH is allowed from; refusing to guess "
                               "0.0.0.0/0 (the whole internet)", hint=SSH_CIDR_HINT)
         self.validate_edge()
+        self.validate_monitoring()
         if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn):
             raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
                               hint="an ACM certificate ARN looks like "
@@ -316,6 +326,16 @@ class StackConfig:
             if not COUNTRY_CODE_RE.fullmatch(code):
                 raise ConfigError(f"--block-countries: {code!r} is not a country code",
                                   hint="two capital letters per country (ISO 3166-1 alpha-2), e.g. --block-countries DE,FR")
+
+    def validate_monitoring(self) -> None:
+        if not self.alert_email:  # none, or "" (a stack file's way to remove it)
+            return
+        if not isinstance(self.alert_email, str) or not EMAIL_RE.fullmatch(self.alert_email) or len(self.alert_email) > 254:
+            raise ConfigError(f"--alert-email {self.alert_email!r} is not an email address",
+                              hint="a plain address such as --alert-email ops@example.com (no name, no <>)")
+        if not self.monitoring:
+            raise ConfigError("--alert-email without --monitoring: there are no alarms to send",
+                              hint="add --monitoring")
 
     def check_ssh_exposure(self) -> str | None:
         """Refuse a bastion whose SSH rule is wider than a /16 unless --allow-wide-ssh was

@@ -183,6 +183,13 @@ OPTIONS: tuple[Option, ...] = (
            ("origin-access-control", "cloudfront-distribution", "assets-bucket", "https-listener",
             "api-routing-rule", "cdn-frontend-rule", "launch-template"),
            more="the URL becomes the distribution's; creating, disabling and deleting it take minutes each"),
+    # Monitoring (issue 17): the alarms, the scaling policies and the dashboard; the app logs' part
+    # adds its own steps to this same declaration.
+    Option("monitoring", "--monitoring/--no-monitoring", bool, "Alarms, scaling on load, app logs and a dashboard", "off", "monitoring", ("alert-topic", "alert-subscription", "cpu-high-alarm", "cpu-low-alarm", "alb-5xx-alarm", "frontend-unhealthy-alarm", "backend-unhealthy-alarm", "database-cpu-alarm", "database-connections-alarm", "scale-out-policy", "scale-in-policy", "dashboard")),
+    Option("alert_email", "--alert-email", str, "Monitoring: send the alarms to this address (SNS asks it to "
+           "confirm first)", "none: the alarms go to the SNS topic only", "alert_email", ("alert-subscription",),
+           metavar="ADDRESS", more="with --monitoring; `status` says \"pending confirmation\" until the link in "
+                                   "AWS's email is followed"),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 
