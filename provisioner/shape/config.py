@@ -57,6 +57,11 @@ SSH_CIDR_HINT = "--ssh-cidr 203.0.113.7/32 (your address; `curl https://checkip.
 WIDEST_SSH_PREFIX = 16
 # WAF's rate-based rule: requests from one address per 5-minute window (AWS takes 10 to 2e9).
 DEFAULT_RATE_LIMIT = 1000
+# What PutRetentionPolicy accepts (any other number is InvalidParameterException): CloudWatch
+# Logs' LogGroup.retentionInDays, "Possible values are: 1, 3, 5, ... 3653".
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+DEFAULT_LOG_RETENTION_DAYS = 14
 MIN_RATE_LIMIT = 10
 MAX_RATE_LIMIT = 2_000_000_000
 COUNTRY_CODE_RE = re.compile(r"\A[A-Z]{2}\Z")
@@ -120,6 +125,11 @@ class StackConfig:
     # --cdn: a CloudFront distribution in front of the load balancer and the assets bucket; the
     # load balancer then answers 403 to a request without the distribution's secret header.
     cdn: bool = False
+    # --monitoring: among the rest, both containers log to CloudWatch Logs `/provision/<stack>/app`.
+    monitoring: bool = False
+    # How long the app's log group and the image builds' keep their events (CloudWatch Logs'
+    # retention; it accepts only RETENTION_DAYS).
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -157,7 +167,8 @@ class StackConfig:
         # The data tier: every kind of it (the engine only changes the port its group opens).
         return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False,
                                    database=self.database if self.database != "none" else "postgres",
-                                   catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True)
+                                   catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True,
+                                   monitoring=True)
 
     @property
     def grace_seconds(self) -> int:
@@ -302,6 +313,7 @@ class StackConfig:
             raise ConfigError("--bastion needs --ssh-cidr, the addresses SSH is allowed from; refusing to guess "
                               "0.0.0.0/0 (the whole internet)", hint=SSH_CIDR_HINT)
         self.validate_edge()
+        self.validate_logs()
         if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn):
             raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
                               hint="an ACM certificate ARN looks like "
@@ -316,6 +328,12 @@ class StackConfig:
             if not COUNTRY_CODE_RE.fullmatch(code):
                 raise ConfigError(f"--block-countries: {code!r} is not a country code",
                                   hint="two capital letters per country (ISO 3166-1 alpha-2), e.g. --block-countries DE,FR")
+
+    def validate_logs(self) -> None:
+        days = self.log_retention_days
+        if isinstance(days, bool) or days not in LOG_RETENTION_DAYS:
+            raise ConfigError(f"--log-retention-days {days!r} is not a retention CloudWatch Logs accepts",
+                              hint="one of " + ", ".join(map(str, LOG_RETENTION_DAYS)))
 
     def check_ssh_exposure(self) -> str | None:
         """Refuse a bastion whose SSH rule is wider than a /16 unless --allow-wide-ssh was

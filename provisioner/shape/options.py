@@ -183,6 +183,12 @@ OPTIONS: tuple[Option, ...] = (
            ("origin-access-control", "cloudfront-distribution", "assets-bucket", "https-listener",
             "api-routing-rule", "cdn-frontend-rule", "launch-template"),
            more="the URL becomes the distribution's; creating, disabling and deleting it take minutes each"),
+    Option("monitoring", "--monitoring/--no-monitoring", bool, "Alarms, scaling on load, app logs and a dashboard", "off", "monitoring", ("app-log-group", "instance-role", "launch-template")),
+    Option("log_retention_days", "--log-retention-days", int, "Days CloudWatch Logs keeps the app's logs "
+           "(--monitoring) and the image builds' logs", "14", "log_retention_days",
+           ("app-log-group", "build-log-group"), metavar="DAYS",
+           more="one of the values CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, "
+                "545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

@@ -1,0 +1,1 @@
+"""What watches the running stack: the app's logs in CloudWatch Logs (--monitoring)."""
