@@ -383,3 +383,20 @@ def test_the_edge_kinds_are_scanned_and_a_distribution_counts_in_its_stacks_regi
     cost = estimate([edge["web_acl"]], REGION, book)
     assert cost.hourly == pytest.approx((5.0 + 4 * 1.0) / 730)
     assert estimate([edge["cloudfront_distribution"], edge["waf_log_group"]], REGION, book).hourly == 0
+
+
+def test_the_app_and_build_log_groups_are_scanned_with_their_stack(make_stack):
+    """Both groups the tool makes (the app's with --monitoring, CodeBuild's) carry the stack's
+    tags: `list`, `cleanup` and `reap` see them, priced by what they store."""
+    from provisioner.account.pricing import estimate, load_packaged
+
+    config = StackConfig(zones=["us-east-1a", "us-east-1b"], monitoring=True)
+    make_stack("lab-l", config=config).up(only=["app-log-group", "build-log-group"])
+    # CodeBuild's own group of another project, untagged: not the stack's, not listed.
+    boto3.client("logs", region_name=REGION).create_log_group(logGroupName="/aws/codebuild/other-image-build")
+    found = {f.kind: f for f in scan(context()) if f.stack == "lab-l"}
+    assert found["app_log_group"].id == "/provision/lab-l/app"
+    assert found["codebuild_log_group"].id == "/aws/codebuild/lab-l-image-build"
+    assert all(f.step == f.tags["provision:step"] for f in found.values())
+    assert [f.id for f in scan(context()) if f.id.startswith("/aws/codebuild/other")] == []
+    assert estimate([found["app_log_group"]], REGION, load_packaged()).hourly == 0  # empty: nothing stored
