@@ -28,7 +28,8 @@ LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_
               "TargetGroups": "target_group", "AutoScalingGroups": "auto_scaling_group",
               "Certificates": "certificate", "Buckets": "bucket", "Roles": "iam_role",
               "InstanceProfiles": "instance_profile", "Repositories": "ecr_repository",
-              "Projects": "codebuild_project"}
+              "Projects": "codebuild_project", "AppLogGroups": "app_log_group",
+              "CodeBuildLogGroups": "codebuild_log_group", "WafLogGroups": "waf_log_group"}
 
 
 
