@@ -1,18 +1,18 @@
 """The CloudWatch Logs group the web ACL logs to (--waf): `aws-waf-logs-<stack>`, kept 30 days."""
 
-from provisioner.account.pricing import HOURS_PER_MONTH, price_of
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import ConfigError
-from provisioner.engine.kinds import Iam, ItemTags, Listing, PriceKey, actions
+from provisioner.engine.kinds import Iam, ItemTags, Listing, actions
 from provisioner.engine.registry import Step, register
 from provisioner.engine.retries import error_code
+
+from steps.monitoring.log_group import BYTES_PER_GB, LOGS_STORAGE_GB_MONTH, log_storage_charges  # noqa: F401
 
 # WAF delivers logs only to a log group whose name starts with this (and to nothing else in
 # CloudWatch Logs): PutLoggingConfiguration refuses any other name (WAFInvalidParameterException).
 WAF_LOG_PREFIX = "aws-waf-logs-"
 RETENTION_DAYS = 30
 LOG_GROUP_ARN = "arn:{partition}:logs:{region}:{account}:log-group:aws-waf-logs-{stack}*"
-BYTES_PER_GB = 1024 ** 3
 
 
 def log_group_name(ctx) -> str:
@@ -24,25 +24,6 @@ def log_group_arn(ctx) -> str:
     from steps.storage.s3_bucket import partition
 
     return f"arn:{partition(ctx.region)}:logs:{ctx.region}:{ctx.account}:log-group:{log_group_name(ctx)}"
-
-
-def _storage(products, region, instance_types):
-    return price_of(products("AmazonCloudWatch", regionCode=region, productFamily="Storage Snapshot"),
-                    "TimedStorage-ByteHrs")
-
-
-LOGS_STORAGE_GB_MONTH = PriceKey("logs_storage_gb_month", "CloudWatch Logs storage", "GB-month", _storage,
-                                 # us-east-1's figure until `provision prices --refresh` has one.
-                                 default=0.03)
-
-
-def log_storage_charges(item, prices, region):
-    """What the group stores (DescribeLogGroups says its size); ingestion ($0.50/GB) bills by use."""
-    size = (getattr(item, "detail", None) or {}).get("size_gb")
-    if not isinstance(size, (int, float)) or size <= 0:
-        return [], []
-    rate = prices["logs_storage_gb_month"]
-    return [(f"CloudWatch Logs storage (${rate:g}/GB-month)", size, "GB", rate / HOURS_PER_MONTH)], []
 
 
 @register

@@ -5,18 +5,36 @@ CreateLogGroup takes the tags (CloudWatch Logs has no TagSpecifications: the `ta
 never the retention: PutRetentionPolicy follows at once, and `update` puts it back if it drifted.
 """
 
+from provisioner.account.pricing import HOURS_PER_MONTH, price_of
 from provisioner.engine.context import Resource
-from provisioner.engine.kinds import Iam, ItemTags, Listing, UsageNote, actions
+from provisioner.engine.kinds import Iam, ItemTags, Listing, PriceKey, UsageNote, actions
 from provisioner.engine.registry import NamedStep
 from provisioner.engine.retries import error_code
 
-from steps.edge.waf_log_group import BYTES_PER_GB, LOGS_STORAGE_GB_MONTH, log_storage_charges
+BYTES_PER_GB = 1024 ** 3
+
+
+def _storage(products, region, instance_types):
+    return price_of(products("AmazonCloudWatch", regionCode=region, productFamily="Storage Snapshot"),
+                    "TimedStorage-ByteHrs")
+
+
+LOGS_STORAGE_GB_MONTH = PriceKey("logs_storage_gb_month", "CloudWatch Logs storage", "GB-month", _storage,
+                                 # us-east-1's figure until `provision prices --refresh` has one.
+                                 default=0.03)
+
+
+def log_storage_charges(item, prices, region):
+    """What the group stores (DescribeLogGroups says its size); ingestion ($0.50/GB) bills by use."""
+    size = (getattr(item, "detail", None) or {}).get("size_gb")
+    if not isinstance(size, (int, float)) or size <= 0:
+        return [], []
+    rate = prices["logs_storage_gb_month"]
+    return [(f"CloudWatch Logs storage (${rate:g}/GB-month)", size, "GB", rate / HOURS_PER_MONTH)], []
 
 
 def logs_ingestion(products, region):
     """Ingestion is billed per GB the drivers send, by use ($0.50/GB in us-east-1)."""
-    from provisioner.account.pricing import price_of
-
     rate = price_of(products("AmazonCloudWatch", regionCode=region, productFamily="Data Payload"), "DataProcessing-Bytes")
     return None if rate is None else f"${rate:g} per GB ingested (CloudWatch Logs, standard class)"
 
