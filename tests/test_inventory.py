@@ -13,7 +13,7 @@ from provisioner.shape.config import StackConfig
 from provisioner.engine.context import TAG_STACK, RunContext
 from provisioner.engine.errors import AwsFailure
 from provisioner.account.inventory import BY_KIND, KINDS, SCANNERS, Found, forgotten, regions, scan
-from provisioner.engine.registry import REGISTRY
+from provisioner.engine.registry import REGISTRY, listings
 
 from stacks import ACCOUNT, REGION, count_tagged, live_resources, make_session
 from strict_base import refuse
@@ -128,13 +128,17 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
     # projects and their tags in one call).
     ops = Counter(op for _, op in ctx.calls)
     per_item = {"ListTagsForCertificate", "GetBucketTagging", "ListInstanceProfileTags", "DescribeListeners",
-                "ListTagsForResource"}
-    assert all(n == 1 for op, n in ops.items() if op not in per_item | {"DescribeTags", "ListRoleTags"}), ops
+                "ListTagsForResource", "ListTagsLogGroup"}
+    # CloudWatch Logs: one list per name prefix of the tool's log groups (WAF's, the app's, CodeBuild's).
+    log_listings = [listing for listing in listings() if listing.service == "logs"]
+    assert ops["DescribeLogGroups"] == len(log_listings) == 3, ops
+    assert all(n == 1 for op, n in ops.items()
+               if op not in per_item | {"DescribeTags", "ListRoleTags", "DescribeLogGroups"}), ops
     assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2 and ops["ListRoleTags"] == 4, ops
-    # One call per list (a kind of an option the stacks lack still costs its list call), and the
-    # 17 per-item reads above for two stacks.
+    # One call per list (a kind of an option the stacks lack still costs its list call; the log
+    # groups' list once per prefix), and the 19 per-item reads above for two stacks.
     lists = {(s.service, s.operation) for s in SCANNERS if not s.parent}
-    assert len(ctx.calls) == len(lists) + 17
+    assert len(ctx.calls) == len(lists) + len(log_listings) - 1 + 19
 
 
 def test_after_down_only_the_other_stack_remains(make_stack):

@@ -20,6 +20,7 @@ class CodeBuildLogGroup(LogGroupStep):
     """Where the image builds log; deleted with its logs by `down`."""
 
     kind = "codebuild_log_group"
+    gone_codes = frozenset({"ResourceNotFoundException"})
     listing = log_group_listing("codebuild_log_group", CODEBUILD_LOG_PREFIX, "CloudWatch Logs groups (CodeBuild)",
                                 candidate=lambda ctx, item: item.get("logGroupName", "").endswith("-image-build"))
     iam = log_group_iam(LOG_GROUP_ARN)

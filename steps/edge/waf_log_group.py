@@ -29,6 +29,7 @@ class WafLogGroup(LogGroupStep):
     """Where the web ACL's request logs go; deleted with its logs by `down`."""
 
     kind = "waf_log_group"
+    gone_codes = frozenset({"ResourceNotFoundException"})
     listing = Listing("waf_log_group", "logs", "describe_log_groups", "logGroups", "logGroupName",
                       label="CloudWatch Logs groups (WAF)", params={"logGroupNamePrefix": WAF_LOG_PREFIX},
                       tags=ItemTags("list_tags_log_group", "logGroupName", "tags", as_map=True),

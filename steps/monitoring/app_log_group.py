@@ -22,6 +22,7 @@ class AppLogGroup(LogGroupStep):
     """The app's log group; deleted with its logs by `down`."""
 
     kind = "app_log_group"
+    gone_codes = frozenset({"ResourceNotFoundException"})
     listing = log_group_listing("app_log_group", APP_LOG_PREFIX, "CloudWatch Logs groups (app)",
                                 candidate=lambda ctx, item: item.get("logGroupName", "").endswith("/app"))
     iam = log_group_iam(LOG_GROUP_ARN)

@@ -64,10 +64,10 @@ def log_group_iam(arn: str) -> Iam:
 
 
 class LogGroupStep(NamedStep):
-    """A log group of the stack's: `resource_name(ctx)` and `retention(ctx)` say which and how long."""
+    """A log group of the stack's: `resource_name(ctx)` and `retention(ctx)` say which and how long.
+    Each kind declares its gone codes (ResourceNotFoundException: the group)."""
 
     what = "CloudWatch Logs group"
-    gone_codes = frozenset({"ResourceNotFoundException"})
     aws_type = "AWS::Logs::LogGroup"
 
     def retention(self, ctx) -> int:
