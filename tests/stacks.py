@@ -145,8 +145,8 @@ def _tags(pairs) -> dict:
 def live_resources(region: str = REGION):
     """(kind, id, tags) of every live resource of every type a stack makes: the network, then
     instances, launch templates, volumes, load balancers, target groups, Auto Scaling Groups,
-    IAM roles and instance profiles, ACM certificates, S3 buckets, ECR repositories and CodeBuild
-    projects."""
+    IAM roles and instance profiles, ACM certificates, S3 buckets, ECR repositories, CodeBuild
+    projects and CloudWatch Logs groups."""
     from botocore.exceptions import ClientError
 
     yield from live_network_resources(region=region)
@@ -194,6 +194,14 @@ def live_resources(region: str = REGION):
     names = codebuild.list_projects()["projects"]
     for project in codebuild.batch_get_projects(names=names)["projects"] if names else []:
         yield "Projects", project["name"], {t["key"]: t["value"] for t in project.get("tags") or []}
+    logs = boto3.client("logs", region_name=region)
+    for page in logs.get_paginator("describe_log_groups").paginate():
+        for group in page["logGroups"]:
+            name = group["logGroupName"]
+            kind = ("AppLogGroups" if name.startswith("/provision/") else
+                    "CodeBuildLogGroups" if name.startswith("/aws/codebuild/") else
+                    "WafLogGroups" if name.startswith("aws-waf-logs-") else "LogGroups")
+            yield kind, name, logs.list_tags_log_group(logGroupName=name).get("tags", {})
 
 
 def tagged_leftovers(stack: str, region: str = REGION) -> list[str]:

@@ -13,7 +13,7 @@ from provisioner.shape.config import StackConfig
 from provisioner.engine.context import TAG_STACK, RunContext
 from provisioner.engine.errors import AwsFailure
 from provisioner.account.inventory import BY_KIND, KINDS, SCANNERS, Found, forgotten, regions, scan
-from provisioner.engine.registry import REGISTRY
+from provisioner.engine.registry import REGISTRY, listings
 
 from stacks import ACCOUNT, REGION, count_tagged, live_resources, make_session
 from strict_base import refuse
@@ -28,7 +28,8 @@ LIVE_KINDS = {"Vpcs": "vpc", "Subnets": "subnet", "InternetGateways": "internet_
               "TargetGroups": "target_group", "AutoScalingGroups": "auto_scaling_group",
               "Certificates": "certificate", "Buckets": "bucket", "Roles": "iam_role",
               "InstanceProfiles": "instance_profile", "Repositories": "ecr_repository",
-              "Projects": "codebuild_project"}
+              "Projects": "codebuild_project", "AppLogGroups": "app_log_group",
+              "CodeBuildLogGroups": "codebuild_log_group", "WafLogGroups": "waf_log_group"}
 
 
 
@@ -127,13 +128,17 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
     # projects and their tags in one call).
     ops = Counter(op for _, op in ctx.calls)
     per_item = {"ListTagsForCertificate", "GetBucketTagging", "ListInstanceProfileTags", "DescribeListeners",
-                "ListTagsForResource"}
-    assert all(n == 1 for op, n in ops.items() if op not in per_item | {"DescribeTags", "ListRoleTags"}), ops
+                "ListTagsForResource", "ListTagsLogGroup"}
+    # CloudWatch Logs: one list per name prefix of the tool's log groups (WAF's, the app's, CodeBuild's).
+    log_listings = [listing for listing in listings() if listing.service == "logs"]
+    assert ops["DescribeLogGroups"] == len(log_listings) == 3, ops
+    assert all(n == 1 for op, n in ops.items()
+               if op not in per_item | {"DescribeTags", "ListRoleTags", "DescribeLogGroups"}), ops
     assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2 and ops["ListRoleTags"] == 4, ops
-    # One call per list (a kind of an option the stacks lack still costs its list call), and the
-    # 17 per-item reads above for two stacks.
+    # One call per list (a kind of an option the stacks lack still costs its list call; the log
+    # groups' list once per prefix), and the 19 per-item reads above for two stacks.
     lists = {(s.service, s.operation) for s in SCANNERS if not s.parent}
-    assert len(ctx.calls) == len(lists) + 17
+    assert len(ctx.calls) == len(lists) + len(log_listings) - 1 + 19
 
 
 def test_after_down_only_the_other_stack_remains(make_stack):
@@ -383,3 +388,20 @@ def test_the_edge_kinds_are_scanned_and_a_distribution_counts_in_its_stacks_regi
     cost = estimate([edge["web_acl"]], REGION, book)
     assert cost.hourly == pytest.approx((5.0 + 4 * 1.0) / 730)
     assert estimate([edge["cloudfront_distribution"], edge["waf_log_group"]], REGION, book).hourly == 0
+
+
+def test_the_app_and_build_log_groups_are_scanned_with_their_stack(make_stack):
+    """Both groups the tool makes (the app's with --monitoring, CodeBuild's) carry the stack's
+    tags: `list`, `cleanup` and `reap` see them, priced by what they store."""
+    from provisioner.account.pricing import estimate, load_packaged
+
+    config = StackConfig(zones=["us-east-1a", "us-east-1b"], monitoring=True)
+    make_stack("lab-l", config=config).up(only=["app-log-group", "build-log-group"])
+    # CodeBuild's own group of another project, untagged: not the stack's, not listed.
+    boto3.client("logs", region_name=REGION).create_log_group(logGroupName="/aws/codebuild/other-image-build")
+    found = {f.kind: f for f in scan(context()) if f.stack == "lab-l"}
+    assert found["app_log_group"].id == "/provision/lab-l/app"
+    assert found["codebuild_log_group"].id == "/aws/codebuild/lab-l-image-build"
+    assert all(f.step == f.tags["provision:step"] for f in found.values())
+    assert [f.id for f in scan(context()) if f.id.startswith("/aws/codebuild/other")] == []
+    assert estimate([found["app_log_group"]], REGION, load_packaged()).hourly == 0  # empty: nothing stored

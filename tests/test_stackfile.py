@@ -32,7 +32,7 @@ FLAGS += ["--database", "--db-class", "--db-multi-az", "--db-single-az", "--db-d
 # The edge tier's.
 FLAGS += ["--waf", "--no-waf", "--rate-limit", "--block-countries", "--cdn", "--no-cdn"]
 # Monitoring's.
-FLAGS += ["--monitoring", "--no-monitoring", "--alert-email"]
+FLAGS += ["--monitoring", "--no-monitoring", "--alert-email", "--log-retention-days"]
 
 
 def test_the_click_options_are_exactly_the_declared_flags():

@@ -228,9 +228,12 @@ def test_down_deletes_project_log_group_and_role_and_twice_is_a_no_op(make_stack
     stack = make_stack()
     up(stack, ["build-project"])
     logs = boto3.client("logs", region_name=REGION)
-    logs.create_log_group(logGroupName=log_group_name(stack.last_ctx))  # as CodeBuild makes it
+    # The tool made the project's group, tagged, before the project.
+    assert logs.list_tags_log_group(logGroupName=log_group_name(stack.last_ctx))["tags"]["provision:step"] == \
+        "build-log-group"
     first = outcomes(stack.down(only=["build-project"]))
     assert first["build-project"] == "deleted" and first["build-role"] == "deleted"
+    assert first["build-log-group"] == "deleted"
     assert codebuild().batch_get_projects(names=[PROJECT])["projects"] == []
     assert logs.describe_log_groups(logGroupNamePrefix="/aws/codebuild/")["logGroups"] == []
     second = outcomes(stack.down(only=["build-project"]))

@@ -142,6 +142,7 @@ def render_bootstrap(*, region: str, release_bucket: str, release_key: str, imag
     values = {
         "APP_ENVIRONMENT": "".join(f"{name}={value}\n" for name, value in sorted(environment.items())),
         "SHARED_FILES": environment.get("SHARED_FILES_ID", ""),
+        "APP_LOG_GROUP": environment.get("AWSLOGS_GROUP", ""),
         "REGION": region,
         "RELEASE_BUCKET": release_bucket,
         "RELEASE_KEY": release_key,

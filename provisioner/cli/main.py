@@ -258,11 +258,26 @@ def scale(opts, count, no_wait):
 @main.command()
 @common_options
 @click.argument("instance", required=False)
-def logs(opts, instance):
+@click.option("--app", "app", is_flag=True,
+              help="The app's containers' logs from CloudWatch Logs (a stack built with --monitoring).")
+@click.option("--since", default=None, metavar="WHEN",
+              help="With --app: from this long ago (30s, 10m, 2h, 1d) or this ISO time (UTC if no zone) [10m].")
+@click.option("--follow", "-f", is_flag=True, help="With --app: keep printing new lines until Ctrl-C.")
+def logs(opts, instance, app, since, follow):
     """An instance's console output: the boot script's progress and its OK or FAILED marker.
 
     Without INSTANCE: the first instance of the stack that is not healthy, else the first one.
+    With --app: both containers' lines of every instance, as `<time> <instance> <container> <message>`.
     """
+    if app:
+        from provisioner.commands.applogs import DEFAULT_SINCE
+        from provisioner.commands.runner import cmd_app_logs
+
+        if instance:
+            raise click.UsageError("--app shows every instance's lines: give no INSTANCE")
+        cmd_app_logs(opts, since or DEFAULT_SINCE, follow)
+    if since is not None or follow:
+        raise click.UsageError("--since and --follow go with --app")
     from provisioner.commands.runner import cmd_logs
 
     cmd_logs(opts, instance)

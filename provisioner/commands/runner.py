@@ -671,3 +671,27 @@ def cmd_logs(opts: GlobalOptions, reporter: ConsoleReporter, instance: str | Non
     else:
         reporter.console.print(f"{instance}: no bootstrap marker yet (still booting, or the console lags by minutes)")
     return EXIT_OK
+
+
+@guarded
+def cmd_app_logs(opts: GlobalOptions, reporter: ConsoleReporter, since: str, follow: bool) -> int:
+    """The app's containers' lines from CloudWatch Logs (--monitoring)."""
+    from provisioner.commands.applogs import FOLLOW_DELAY, group_exists, parse_since, show_app_logs, stdout_line
+    from steps.monitoring.app_log_group import app_log_group_name
+
+    since_ms = parse_since(since)
+    run = Run(opts, reporter)
+    group = app_log_group_name(opts.stack)
+    logs = run.ctx.client("logs")
+    if not run.config.monitoring:
+        raise ConfigError(f"stack {opts.stack!r} was built without --monitoring: its containers log on the "
+                          "instances (json-file), not to CloudWatch Logs",
+                          hint="`provision up --monitoring` sends both containers' logs to "
+                               f"{group}; until then `provision exec -- docker compose logs` reads them")
+    if not group_exists(logs, group):
+        raise ConfigError(f"the app's log group {group} does not exist in {run.ctx.region}",
+                          hint="`provision up --monitoring` makes it (and `provision status` says what the stack has)")
+    # The run's poll interval (PROVISION_POLL_INTERVAL), at most FOLLOW_DELAY apart.
+    return show_app_logs(logs, group, since_ms, follow=follow, write=stdout_line,
+                         delay=min(FOLLOW_DELAY, run.ctx.poll_interval),
+                         note=lambda text: reporter.console.print(text))

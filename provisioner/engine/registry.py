@@ -77,6 +77,10 @@ class Step:
     # `app_environment` and the role's statements from its `app_statements`.
     serves_app: ClassVar[bool] = False
     app_needs: ClassVar[str] = CREATED
+    # Whether the app's containers themselves call AWS for it (the instance role through IMDS,
+    # one hop more than the host: the launch template's hop limit 2). False for what only the
+    # host's Docker daemon uses (the awslogs driver writing the app's logs).
+    containers_call_aws: ClassVar[bool] = True
     # What its delete is answered while something still uses it (a subnet group holding a
     # database): retried for as long as the "dependency" case allows.
     in_use_codes: ClassVar[frozenset[str]] = frozenset()

@@ -57,6 +57,11 @@ SSH_CIDR_HINT = "--ssh-cidr 203.0.113.7/32 (your address; `curl https://checkip.
 WIDEST_SSH_PREFIX = 16
 # WAF's rate-based rule: requests from one address per 5-minute window (AWS takes 10 to 2e9).
 DEFAULT_RATE_LIMIT = 1000
+# What PutRetentionPolicy accepts (any other number is InvalidParameterException): CloudWatch
+# Logs' LogGroup.retentionInDays, "Possible values are: 1, 3, 5, ... 3653".
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+DEFAULT_LOG_RETENTION_DAYS = 14
 MIN_RATE_LIMIT = 10
 MAX_RATE_LIMIT = 2_000_000_000
 COUNTRY_CODE_RE = re.compile(r"\A[A-Z]{2}\Z")
@@ -128,6 +133,10 @@ class StackConfig:
     # (steps/monitoring/); --alert-email subscribes an address to the topic.
     monitoring: bool = False
     alert_email: str | None = None
+    # --monitoring: among the rest, both containers log to CloudWatch Logs `/provision/<stack>/app`.
+    # How long the app's log group and the image builds' keep their events (CloudWatch Logs'
+    # retention; it accepts only RETENTION_DAYS).
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -312,6 +321,7 @@ class StackConfig:
                               "0.0.0.0/0 (the whole internet)", hint=SSH_CIDR_HINT)
         self.validate_edge()
         self.validate_monitoring()
+        self.validate_logs()
         if self.certificate_arn is not None and not CERTIFICATE_ARN_RE.fullmatch(self.certificate_arn):
             raise ConfigError(f"invalid certificate ARN {self.certificate_arn!r}",
                               hint="an ACM certificate ARN looks like "
@@ -336,6 +346,12 @@ class StackConfig:
         if not self.monitoring:
             raise ConfigError("--alert-email without --monitoring: there are no alarms to send",
                               hint="add --monitoring")
+
+    def validate_logs(self) -> None:
+        days = self.log_retention_days
+        if isinstance(days, bool) or days not in LOG_RETENTION_DAYS:
+            raise ConfigError(f"--log-retention-days {days!r} is not a retention CloudWatch Logs accepts",
+                              hint="one of " + ", ".join(map(str, LOG_RETENTION_DAYS)))
 
     def check_ssh_exposure(self) -> str | None:
         """Refuse a bastion whose SSH rule is wider than a /16 unless --allow-wide-ssh was

@@ -185,11 +185,16 @@ OPTIONS: tuple[Option, ...] = (
            more="the URL becomes the distribution's; creating, disabling and deleting it take minutes each"),
     # Monitoring (issue 17): the alarms, the scaling policies and the dashboard; the app logs' part
     # adds its own steps to this same declaration.
-    Option("monitoring", "--monitoring/--no-monitoring", bool, "Alarms, scaling on load, app logs and a dashboard", "off", "monitoring", ("alert-topic", "alert-subscription", "cpu-high-alarm", "cpu-low-alarm", "alb-5xx-alarm", "frontend-unhealthy-alarm", "backend-unhealthy-alarm", "database-cpu-alarm", "database-connections-alarm", "scale-out-policy", "scale-in-policy", "dashboard")),
+    Option("monitoring", "--monitoring/--no-monitoring", bool, "Alarms, scaling on load, app logs and a dashboard", "off", "monitoring", ("alert-topic", "alert-subscription", "cpu-high-alarm", "cpu-low-alarm", "alb-5xx-alarm", "frontend-unhealthy-alarm", "backend-unhealthy-alarm", "database-cpu-alarm", "database-connections-alarm", "scale-out-policy", "scale-in-policy", "dashboard", "app-log-group", "instance-role", "launch-template")),
     Option("alert_email", "--alert-email", str, "Monitoring: send the alarms to this address (SNS asks it to "
            "confirm first)", "none: the alarms go to the SNS topic only", "alert_email", ("alert-subscription",),
            metavar="ADDRESS", more="with --monitoring; `status` says \"pending confirmation\" until the link in "
                                    "AWS's email is followed"),
+    Option("log_retention_days", "--log-retention-days", int, "Days CloudWatch Logs keeps the app's logs "
+           "(--monitoring) and the image builds' logs", "14", "log_retention_days",
+           ("app-log-group", "build-log-group"), metavar="DAYS",
+           more="one of the values CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, "
+                "545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

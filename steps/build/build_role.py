@@ -44,7 +44,8 @@ def build_policy(ctx) -> dict:
              "Resource": f"arn:{partition(region)}:ecr:{region}:{account}:repository/{repository_name(ctx)}"},
             {"Sid": "LogInToEcr", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
             {"Sid": "WriteBuildLogs", "Effect": "Allow",
-             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             # The group is the build-log-group step's: CodeBuild must not make an untagged one.
              "Resource": [logs, f"{logs}:*"]},
         ],
     }

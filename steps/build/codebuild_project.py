@@ -1,13 +1,13 @@
 """The CodeBuild project that builds both images of a release and pushes them to the repository."""
 from provisioner.engine.context import Resource
 from provisioner.engine.kinds import FREE, BatchTags, Iam, Listing, actions
-from provisioner.engine.registry import Step, register
-from provisioner.engine.retries import error_code
+from provisioner.engine.registry import Step, created, register
 
 from steps.build.build_role import BUILD_ROLE_ARN, log_group_name, project_name
 from steps.build.ecr_repository import repository_name
 
 PROJECT_ARN = "arn:{partition}:codebuild:{region}:{account}:project/{stack}-image-build"
+# The build log group's streams (steps/build/codebuild_log_group.py makes the group).
 LOG_GROUP_ARN = "arn:{partition}:logs:{region}:{account}:log-group:/aws/codebuild/{stack}-image-build:*"
 # general1.small (3 GB, 2 vCPUs) is the compute type of CodeBuild's free tier; Ubuntu 22.04 with
 # Docker, Buildx and the AWS CLI.
@@ -75,11 +75,12 @@ class BuildProject(Step):
     iam = Iam(create=(actions("codebuild:CreateProject", on=PROJECT_ARN), pass_build_role),
               read=(actions("codebuild:BatchGetProjects", on=PROJECT_ARN),),
               change=(actions("codebuild:UpdateProject", on=PROJECT_ARN), pass_build_role),
-              delete=(actions("codebuild:DeleteProject", on=PROJECT_ARN),
-                      actions("logs:DeleteLogGroup", on=LOG_GROUP_ARN)))
+              delete=(actions("codebuild:DeleteProject", on=PROJECT_ARN),))
 
     def __init__(self):
-        super().__init__("build-project", depends_on=("build-role", "image-repository", "assets-bucket"))
+        # Its log group exists first (its name is all the project takes), and goes after it.
+        super().__init__("build-project", depends_on=("build-role", "image-repository", "assets-bucket",
+                                                      created("build-log-group")))
 
     @classmethod
     def instances(cls, config):
@@ -120,7 +121,8 @@ class BuildProject(Step):
             "serviceRole": ctx.dep("build-role").attrs["arn"] if ctx.dep("build-role") else "",
             "timeoutInMinutes": BUILD_TIMEOUT_MINUTES,
             "queuedTimeoutInMinutes": QUEUED_TIMEOUT_MINUTES,
-            "logsConfig": {"cloudWatchLogs": {"status": "ENABLED"}, "s3Logs": {"status": "DISABLED"}},
+            "logsConfig": {"cloudWatchLogs": {"status": "ENABLED", "groupName": log_group_name(ctx)},
+                           "s3Logs": {"status": "DISABLED"}},
         }
 
     # -- create ------------------------------------------------------------------------------
@@ -153,6 +155,11 @@ class BuildProject(Step):
         if source.get("type") != "NO_SOURCE" or source.get("buildspec") != BUILDSPEC:
             changes.append("put back the build spec")
             settings["source"] = want["source"]
+        have_logs = (have.get("logsConfig") or {}).get("cloudWatchLogs") or {}
+        if have_logs.get("status") != "ENABLED" or have_logs.get("groupName") != log_group_name(ctx):
+            were = have_logs.get("groupName") or "CodeBuild's own"
+            changes.append(f"build logs to {log_group_name(ctx)} (were {were})")
+            settings["logsConfig"] = want["logsConfig"]
         if have.get("serviceRole") != want["serviceRole"]:
             changes.append(f"service role {have.get('serviceRole')} -> {want['serviceRole']}")
             settings["serviceRole"] = want["serviceRole"]
@@ -174,16 +181,8 @@ class BuildProject(Step):
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, ctx, resource):
-        from botocore.exceptions import ClientError
-
+        # Its log group is the build-log-group step's, deleted after it.
         ctx.client("codebuild").delete_project(name=resource.id)
-        # CodeBuild makes the project's log group itself, untagged, and keeps it (and bills its
-        # storage) after the project is gone.
-        try:
-            ctx.client("logs").delete_log_group(logGroupName=log_group_name(ctx))
-        except ClientError as e:
-            if error_code(e) != "ResourceNotFoundException":
-                raise
 
     def outputs(self, resource):
         return {"build_project": resource.id}

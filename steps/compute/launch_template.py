@@ -31,7 +31,8 @@ ROOT_VOLUME = {"VolumeType": "gp3", "VolumeSize": 20, "Encrypted": True, "Delete
 # week; the backend re-reads it when a login fails), looks up the database's and the cache's
 # endpoints (they exist minutes after the instances boot), and DynamoDB needs the role's
 # credentials on every call. The role allows exactly those calls on the stack's own resources;
-# the frontend container makes none.
+# the frontend container makes none. The app's logs (--monitoring) need no second hop: Docker's
+# awslogs driver runs in the daemon, on the host, and takes the role's credentials from IMDS there.
 METADATA_OPTIONS = {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"}
 APP_METADATA_OPTIONS = {**METADATA_OPTIONS, "HttpPutResponseHopLimit": 2}
 
@@ -39,7 +40,8 @@ APP_METADATA_OPTIONS = {**METADATA_OPTIONS, "HttpPutResponseHopLimit": 2}
 def metadata_options(config) -> dict:
     from provisioner.engine.registry import app_steps
 
-    return dict(APP_METADATA_OPTIONS if app_steps(config) else METADATA_OPTIONS)
+    containers_call_aws = any(type(step).containers_call_aws for step in app_steps(config))
+    return dict(APP_METADATA_OPTIONS if containers_call_aws else METADATA_OPTIONS)
 # A template's CreateTime and the run's clock can differ by this much.
 TOKEN_REPLAY_SLACK = datetime.timedelta(seconds=60)
 

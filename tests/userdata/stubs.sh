@@ -68,6 +68,7 @@ case $name in
       */security-credentials/)
         fail role && exit 22
         echo "stylesphere-instance-role" ;;
+      */meta-data/instance-id) echo "i-0stub1234567890ab" ;;
       */security-credentials/*)
         printf '{"Code":"Success","AccessKeyId":"ASIASTUBKEYID","SecretAccessKey":"stub/secret+KEY","Token":"stub-session-token=="}\n' ;;
       https://*.s3.*.amazonaws.com/*)
