@@ -28,6 +28,7 @@ from strict_database import DatabaseRules
 from strict_data import DataRules
 from strict_edge import EdgeRules
 from strict_identity import IdentityRules
+from strict_kms import KmsRules
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Delays:
 
 
 @dataclass
-class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules, CdnRules):
+class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules, CdnRules, KmsRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived

@@ -62,6 +62,9 @@ class ItemTags:
     arn: Callable[[Any, str], str] | None = None
     # The answer is a {key: value} map, not a list of Key/Value pairs (CloudWatch Logs).
     as_map: bool = False
+    # The tag's key and value fields: KMS says TagKey/TagValue.
+    key_field: str = "Key"
+    value_field: str = "Value"
 
 
 INLINE = InlineTags()
