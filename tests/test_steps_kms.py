@@ -184,3 +184,65 @@ def test_strict_rules_refuse_what_aws_refuses(make_stack, strict):
     with pytest.raises(ClientError) as e:
         logs.create_log_group(logGroupName="x", kmsKeyId=client.describe_key(KeyId=kid)["KeyMetadata"]["Arn"])
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+ALL_USERS = ["database", "cache", "shared-files", "products-table", "waf-log-group", "auto-scaling-group"]
+
+
+def test_the_stack_encrypts_with_its_key(make_stack, strict):
+    config = audit_config(database="postgres", cache="redis", shared_files=True, catalog="dynamodb", waf=True)
+    stack = make_stack(config=config)
+    results = stack.up(only=ALL_USERS)
+    assert all(r.ok for r in results), [(r.name, r.outcome, r.detail) for r in results if not r.ok]
+    session = make_session(strict)
+    state = stack.state_file.read().resources
+    arn = state["kms-key"]["attrs"]["arn"]
+
+    database = session.client("rds").describe_db_instances(DBInstanceIdentifier=state["database"]["id"])["DBInstances"][0]
+    assert database["StorageEncrypted"] is True and database["KmsKeyId"] == arn
+    assert database["MasterUserSecret"]["KmsKeyId"] == arn
+    group = session.client("elasticache").describe_replication_groups(
+        ReplicationGroupId=state["cache"]["id"])["ReplicationGroups"][0]
+    assert group["AtRestEncryptionEnabled"] is True and group["KmsKeyId"] == arn
+    secret = session.client("secretsmanager").describe_secret(SecretId=state["cache-auth-token"]["id"])
+    assert secret["KmsKeyId"] == arn
+    files = session.client("efs").describe_file_systems(FileSystemId=state["shared-files"]["id"])["FileSystems"][0]
+    assert files["Encrypted"] is True and files["KmsKeyId"] == arn
+    table = session.client("dynamodb").describe_table(TableName=state["products-table"]["id"])["Table"]
+    assert table["SSEDescription"]["SSEType"] == "KMS" and table["SSEDescription"]["KMSMasterKeyArn"] == arn
+    [log_group] = session.client("logs").describe_log_groups(logGroupNamePrefix="aws-waf-logs-stylesphere")["logGroups"]
+    assert log_group["kmsKeyId"] == arn
+    template = session.client("ec2").describe_launch_template_versions(
+        LaunchTemplateId=state["launch-template"]["id"], Versions=["$Latest"])["LaunchTemplateVersions"][0]
+    [root] = template["LaunchTemplateData"]["BlockDeviceMappings"]
+    assert root["Ebs"]["Encrypted"] is True and root["Ebs"]["KmsKeyId"] == arn
+
+    # Applied again: nothing to change, the key included.
+    again = stack.up(only=ALL_USERS)
+    assert {r.outcome for r in again} == {"kept"}, [(r.name, r.outcome, r.detail) for r in again if r.outcome != "kept"]
+
+    # `down` deletes the users before it schedules the key's deletion (KMS would refuse nothing,
+    # but a database whose key is going would become unreadable while it still runs).
+    from provisioner.engine.registry import build_steps, dependency_graph
+
+    teardown = dependency_graph(build_steps(config.superset()), reverse=True)
+    assert {"database", "cache", "cache-auth-token", "shared-files", "products-table", "launch-template",
+            "waf-log-group"} <= teardown["kms-key"]
+    down = stack.down()
+    assert all(r.ok for r in down), [(r.name, r.outcome, r.detail) for r in down if not r.ok]
+    assert session.client("kms").describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    assert [r for r in strict.refusals if r[2] == "order"] == []
+
+
+def test_turning_audit_on_or_off_is_refused_where_aws_fixes_the_key():
+    built = StackConfig(zones=list(ZONES), database="postgres", shared_files=True)
+    assert built.encryption_changes(dataclasses_replace(built, audit=True)) == [
+        "the RDS database", "the EFS file system"]
+    assert StackConfig(audit=True).encryption_changes(StackConfig()) == []     # compute only: converged
+    assert built.encryption_changes(built) == []
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)

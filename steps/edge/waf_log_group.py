@@ -4,7 +4,7 @@ from provisioner.account.pricing import HOURS_PER_MONTH, price_of
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import ConfigError
 from provisioner.engine.kinds import Iam, ItemTags, Listing, PriceKey, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import Step, created, register
 from provisioner.engine.retries import error_code
 
 # WAF delivers logs only to a log group whose name starts with this (and to nothing else in
@@ -61,15 +61,17 @@ class WafLogGroup(Step):
                               "logs:PutRetentionPolicy", on=LOG_GROUP_ARN),),
               read=(actions("logs:DescribeLogGroups"),
                     actions("logs:ListTagsLogGroup", "logs:ListTagsForResource", on=LOG_GROUP_ARN)),
-              change=(actions("logs:TagResource", "logs:TagLogGroup", "logs:PutRetentionPolicy", on=LOG_GROUP_ARN),),
+              change=(actions("logs:TagResource", "logs:TagLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey",
+                              "logs:DisassociateKmsKey", on=LOG_GROUP_ARN),),
               delete=(actions("logs:DeleteLogGroup", on=LOG_GROUP_ARN),))
 
-    def __init__(self):
-        super().__init__("waf-log-group", depends_on=())
+    def __init__(self, audit: bool = False):
+        # --audit: the group is encrypted with the stack's key (its ARN only).
+        super().__init__("waf-log-group", depends_on=(created("kms-key"),) if audit else ())
 
     @classmethod
     def instances(cls, config):
-        return [cls()] if config.waf else []
+        return [cls(config.audit)] if config.waf else []
 
     # -- find --------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
@@ -111,8 +113,11 @@ class WafLogGroup(Step):
         logs = ctx.client("logs")
         name = log_group_name(ctx)
         tags = {t["Key"]: t["Value"] for t in ctx.tags(self.name)}
+        from steps.security.kms_key import stack_key_arn
+
+        key = stack_key_arn(ctx)
         try:
-            logs.create_log_group(logGroupName=name, tags=tags)
+            logs.create_log_group(logGroupName=name, tags=tags, **({"kmsKeyId": key} if key else {}))
         except ClientError as e:
             if error_code(e) != "ResourceAlreadyExistsException":
                 raise
@@ -120,19 +125,38 @@ class WafLogGroup(Step):
                               hint="delete it or use another --stack name") from None
         logs.put_retention_policy(logGroupName=name, retentionInDays=RETENTION_DAYS)
         return Resource(id=name, attrs={"name": name, "arn": log_group_arn(ctx)},
-                        raw={"logGroupName": name, "retentionInDays": RETENTION_DAYS, "Tags": ctx.tags(self.name)})
+                        raw={"logGroupName": name, "retentionInDays": RETENTION_DAYS, "Tags": ctx.tags(self.name),
+                             **({"kmsKeyId": key} if key else {})})
 
     # -- converge ----------------------------------------------------------------------------
     def update(self, ctx, resource, apply):
         logs = ctx.client("logs")
         changes = ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: logs.tag_log_group(
             logGroupName=resource.id, tags={t["Key"]: t["Value"] for t in missing}))
+        changes += self._converge_key(ctx, resource, apply)
         have = resource.raw.get("retentionInDays")
         if have != RETENTION_DAYS:
             if apply:
                 logs.put_retention_policy(logGroupName=resource.id, retentionInDays=RETENTION_DAYS)
             changes.append(f"keep logs {RETENTION_DAYS} days (was {have or 'forever'})")
         return changes
+
+    @staticmethod
+    def _converge_key(ctx, resource, apply):
+        """A log group's key changes in place (new events only; those written before keep theirs)."""
+        from steps.security.kms_key import stack_key_arn
+
+        logs = ctx.client("logs")
+        want, have = stack_key_arn(ctx), resource.raw.get("kmsKeyId")
+        if not ctx.config.audit and have:
+            if apply:
+                logs.disassociate_kms_key(logGroupName=resource.id)
+            return ["no longer encrypted with the stack's KMS key (--no-audit)"]
+        if want and have != want:
+            if apply:
+                logs.associate_kms_key(logGroupName=resource.id, kmsKeyId=want)
+            return ["encrypt new events with the stack's KMS key"]
+        return []
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, ctx, resource):

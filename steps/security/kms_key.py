@@ -142,6 +142,11 @@ class KmsKey(Step):
                       usage_notes=(UsageNote("KMS requests", kms_requests),))
     iam = Iam(create=(actions("kms:CreateKey", "kms:TagResource", "kms:PutKeyPolicy"),
                       actions("kms:EnableKeyRotation", on=KEY_ARN),
+                      # What the steps encrypting with the key need of the caller: RDS, EFS,
+                      # ElastiCache, DynamoDB and Secrets Manager use it in the caller's name
+                      # (grants for the service, data keys); declared once, here.
+                      actions("kms:DescribeKey", "kms:CreateGrant", "kms:GenerateDataKey*", "kms:Decrypt",
+                              "kms:Encrypt", on=KEY_ARN),
                       actions("kms:CreateAlias", on=(ALIAS_ARN, KEY_ARN)),
                       actions("iam:GetRole", "iam:CreateServiceLinkedRole",
                               on=f"arn:{{partition}}:iam::{{account}}:role/{AUTOSCALING_ROLE_PATH}/*",
