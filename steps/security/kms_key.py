@@ -119,8 +119,8 @@ def key_charges(item, prices, region):
 
 def _customer_key_in_use(ctx, item) -> bool:
     """ListKeys names every key, AWS's own (aws/ebs, aws/rds...) with them, and says nothing of
-    their state: only customer keys not pending deletion are the tool's and bill (a key pending
-    deletion is not charged)."""
+    their state: only customer keys not pending deletion are the tool's and counted (one pending
+    deletion is on its way out, and `up` never takes it back)."""
     described = lookup(ctx.client("kms").describe_key, KeyId=item["KeyId"], gone=frozenset({"NotFoundException"}))
     metadata = (described or {}).get("KeyMetadata", {})
     return metadata.get("KeyManager") == "CUSTOMER" and metadata.get("KeyState") not in GONE_STATES
@@ -298,7 +298,7 @@ class KmsKey(Step):
             # Already scheduled (a `down` that stopped after this call): nothing left to do.
             if error_code(e) != "KMSInvalidStateException" or self._state(ctx, resource.id) not in GONE_STATES:
                 raise
-        return (f"deletion scheduled in {PENDING_WINDOW_DAYS} days (KMS's shortest window; no charge meanwhile); "
+        return (f"deletion scheduled in {PENDING_WINDOW_DAYS} days (KMS's shortest window); "
                 f"`aws kms cancel-key-deletion --key-id {resource.id}` brings it back until then")
 
     def _state(self, ctx, key_id):
