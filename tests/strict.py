@@ -29,6 +29,7 @@ from strict_data import DataRules
 from strict_edge import EdgeRules
 from strict_identity import IdentityRules
 from strict_monitoring import MonitoringRules
+from strict_kms import KmsRules
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Delays:
 
 @dataclass
 class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules, CdnRules,
-                MonitoringRules):
+                MonitoringRules, KmsRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived

@@ -179,7 +179,8 @@ def _item_tags(ctx, service: str, how: ItemTags, ids: list[str]) -> dict[str, di
                 tags[one] = how.parse(getattr(ctx.client(service), how.operation)(**{how.param: one}))
                 continue
             param = how.arn(ctx, one) if how.arn else one
-            tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: param}))
+            tags[one] = _tag_dict(all_pages(ctx, service, how.operation, how.result_key, **{how.param: param}),
+                                  how.key_field, how.value_field)
         except ClientError as e:
             if error_code(e) in how.untagged_codes:
                 tags[one] = {}

@@ -52,6 +52,14 @@ class Run:
                 "or move a subnet to another zone, in place",
                 hint="leave the option out to keep the stack's addresses and zones, or `provision down` and then "
                      "`provision up` with the new ones")
+        changes = built.encryption_changes(self.config) if saved is not None and saved.resources else []
+        if changes:
+            turn = "on" if self.config.audit else "off"
+            raise ConfigError(
+                f"stack {opts.stack!r} was built with{'out' if self.config.audit else ''} --audit; turning it {turn} "
+                f"would change the KMS key of {', '.join(changes)}, which AWS fixes at creation",
+                hint=f"keep --{'no-' if self.config.audit else ''}audit, or leave those tiers out, or `provision down` "
+                     "and `provision up` again (their data goes with the old resources)")
         self.connection = connection or Connection.open(opts)
         region = self.connection.region
         self.ctx = self.connection.context(opts.stack, region, self.config, reporter)

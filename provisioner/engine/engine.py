@@ -281,16 +281,21 @@ class Engine:
             raise AwsFailure(f"step {step.name}: could not look for it ({discovered.detail})")
         if not discovered.resources:
             return StepResult(step.name, ABSENT, detail="nothing to delete")
+        said = []
         for resource in discovered.resources:
             self.ctx.reporter.step(step.name, "deleting", resource.id)
             try:
-                step.delete(self.ctx, resource)
+                # A delete may say what "deleted" means for its kind (a KMS key only scheduled).
+                reason = step.delete(self.ctx, resource)
             except ClientError as e:
                 # Deleting what is already gone is success; only this kind's own "not found"
                 # says that, never one about a dependency.
                 if error_code(e) not in step.gone_codes:
                     raise
-        return StepResult(step.name, DELETED, discovered.resource_id)
+                reason = None
+            if isinstance(reason, str) and reason:
+                said.append(reason)
+        return StepResult(step.name, DELETED, discovered.resource_id, detail="; ".join(said))
 
     # -- the walk ------------------------------------------------------------------------------
     def _run_one(self, fn: Callable[[Step], StepResult], step: Step, active: str) -> StepResult:

@@ -65,6 +65,9 @@ class ItemTags:
     # The tags are written into the item itself, for a kind the API gives no tags (a CloudWatch
     # dashboard's body): parse(answer) -> {key: value}, {} for an item that carries none.
     parse: Callable[[dict], dict] | None = None
+    # The tag's key and value fields: KMS says TagKey/TagValue.
+    key_field: str = "Key"
+    value_field: str = "Value"
 
 
 INLINE = InlineTags()

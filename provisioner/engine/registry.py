@@ -148,7 +148,9 @@ class Step:
         and change it in AWS when `apply`. The default: nothing to converge."""
         return []
 
-    def delete(self, ctx: "RunContext", resource: "Resource") -> None:
+    def delete(self, ctx: "RunContext", resource: "Resource") -> "str | None":
+        """Delete it (or, for a kind AWS never deletes at once, start its deletion). May return
+        one line saying what that means, shown as the outcome's reason (a KMS key: scheduled)."""
         raise NotImplementedError
 
     # -- what the app's instances take from it (serves_app) --------------------------------------

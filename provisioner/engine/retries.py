@@ -26,6 +26,9 @@ TIMEOUTS: dict[str, float] = {
     # A bucket's new Block Public Access setting reaches PutBucketPolicy within about a minute.
     "public-access-block": 60,
     "sandbox-start": 30,
+    # A service-linked role made moments ago is refused as a key policy's principal until IAM has
+    # propagated it (seconds).
+    "kms-principal": 60,
     # A new CodeBuild service role is refused by CreateProject for seconds (IAM propagation).
     "build-role": 120,
 }
@@ -160,6 +163,12 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
     "build-role": RetryCase(
         codes=frozenset({"InvalidInputException"}), timeout="build-role",
         why="a new IAM role takes seconds to reach CodeBuild", message="not authorized to perform: sts:AssumeRole"),
+    # CreateKey refuses a key policy naming a principal IAM has not propagated yet (the Auto
+    # Scaling service-linked role made just before) with its generic
+    # MalformedPolicyDocumentException; only that message is retried, never a policy that is wrong.
+    "kms-principal": RetryCase(
+        codes=frozenset({"MalformedPolicyDocumentException"}), timeout="kms-principal",
+        why="a new service-linked role takes seconds to reach KMS", message="invalid principals"),
     # WAF answers WAFUnavailableEntityException for a load balancer it does not know yet (made
     # moments ago, or still provisioning); AWS's own advice is to retry.
     "waf-association": RetryCase(

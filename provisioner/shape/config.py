@@ -137,6 +137,9 @@ class StackConfig:
     # How long the app's log group and the image builds' keep their events (CloudWatch Logs'
     # retention; it accepts only RETENTION_DAYS).
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    # --audit: a customer-managed KMS key (rotated, `alias/provision/<stack>`) that encrypts the
+    # instances' volumes, the log groups and the data tier.
+    audit: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -164,6 +167,20 @@ class StackConfig:
                 for name, option in fields.items()
                 if getattr(self, name) != getattr(new, name) and (name != "zones" or self.zones and new.zones)]
 
+    def encryption_changes(self, new: "StackConfig") -> list[str]:
+        """What turning --audit on or off would have to re-encrypt and AWS cannot in place: an
+        RDS instance's, an ElastiCache group's and an EFS file system's key are fixed at
+        creation (a new one, and the data goes with the old); DynamoDB tables and the cache's
+        secret are refused too, until their key is converged. The launch template (a new version
+        and an instance refresh) and the log groups (AssociateKmsKey) change in place."""
+        if self.audit == new.audit:
+            return []
+        kept = [(self.database != "none" and new.database != "none", "the RDS database"),
+                (self.cache != "none" and new.cache != "none", "the ElastiCache group and its AUTH token secret"),
+                (self.shared_files and new.shared_files, "the EFS file system"),
+                (self.catalog == "dynamodb" and new.catalog == "dynamodb", "the DynamoDB tables")]
+        return [what for both, what in kept if both]
+
     def superset(self) -> "StackConfig":
         """The config whose steps include every optional resource, so that `down` looks for
         all of them whatever the stack was last built with."""
@@ -175,7 +192,8 @@ class StackConfig:
         return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False,
                                    database=self.database if self.database != "none" else "postgres",
                                    catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True,
-                                   monitoring=True, alert_email=self.alert_email or "superset@example.com")
+                                   monitoring=True, alert_email=self.alert_email or "superset@example.com",
+                                   audit=True)
 
     @property
     def grace_seconds(self) -> int:

@@ -7,7 +7,7 @@ import userdata
 from provisioner.engine.errors import AwsFailure
 from provisioner.engine.kinds import FREE, Iam, PriceKey, actions, ec2_listing
 from provisioner.account.pricing import HOURS_PER_MONTH, price_of
-from provisioner.engine.registry import Step, in_service, register
+from provisioner.engine.registry import Step, created, in_service, register
 from provisioner.engine.retries import error_code, lookup
 
 from steps.network.elastic_ip import PUBLIC_IPV4_HOUR
@@ -21,6 +21,16 @@ DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # instead of changing the root one.
 ROOT_DEVICE = "/dev/sda1"
 ROOT_VOLUME = {"VolumeType": "gp3", "VolumeSize": 20, "Encrypted": True, "DeleteOnTermination": True}
+
+
+def root_volume(ctx) -> dict:
+    """The root volume: with --audit encrypted with the stack's key (the key policy lets the Auto
+    Scaling role use it, or every launch fails with Client.InvalidKMSKey.InvalidState), else with
+    the account's default EBS key."""
+    from steps.security.kms_key import stack_key_arn
+
+    key = stack_key_arn(ctx)
+    return {**ROOT_VOLUME, "KmsKeyId": key} if key else dict(ROOT_VOLUME)
 # IMDSv2 only, hop limit 1. A container's request to the metadata service crosses one more hop
 # (the Docker bridge), so with 1 no container can take the instance role's credentials; with 2
 # any process in any container could. No container needs them: the boot script on the host
@@ -205,20 +215,23 @@ class LaunchTemplate(Step):
                       PASS_INSTANCE_ROLE),
               delete=(actions("ec2:DeleteLaunchTemplate"),))
 
-    def __init__(self, bastion: bool = False, pull: bool = False, app=()):
+    def __init__(self, bastion: bool = False, pull: bool = False, app=(), audit: bool = False):
         # The instances fetch the release and the images at boot: needed in service, not held (the
         # bucket may be emptied while the instances terminate). Pulling, they need the release's
         # images in the repository before the first one boots.
         super().__init__("launch-template", depends_on=(
             "web-security-group", "instance-profile", "instance-profile-role", in_service("app-release"),
             in_service("product-images"), *(("key-pair",) if bastion else ()),
-            *((in_service("image-build"),) if pull else ()), *app))
+            *((in_service("image-build"),) if pull else ()), *app,
+            # --audit: the root volume is encrypted with the stack's key (its ARN only).
+            *((created("kms-key"),) if audit else ())))
 
     @classmethod
     def instances(cls, config):
         from provisioner.engine.registry import app_needs
 
-        return [cls(bastion=config.bastion, pull=not config.build_on_instance, app=app_needs(config))]
+        return [cls(bastion=config.bastion, pull=not config.build_on_instance, app=app_needs(config),
+                    audit=config.audit)]
 
     @staticmethod
     def _key_name(ctx):
@@ -281,7 +294,7 @@ class LaunchTemplate(Step):
             # public address (the subnets do not map one either).
             "SecurityGroupIds": [ctx.dep("web-security-group").id],
             "MetadataOptions": metadata_options(ctx.config),
-            "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": dict(ROOT_VOLUME)}],
+            "BlockDeviceMappings": [{"DeviceName": ROOT_DEVICE, "Ebs": root_volume(ctx)}],
             "UserData": base64.b64encode(userdata.encode_user_data(script)).decode("ascii"),
             # The instances take their expiry from the group (it propagates the current one);
             # the volumes take it from here. A new expiry alone makes no new version (update
@@ -384,9 +397,12 @@ class LaunchTemplate(Step):
             changes.append(f"metadata options {have_metadata} -> {want_metadata}")
         have_root = next((m.get("Ebs", {}) for m in have.get("BlockDeviceMappings", [])
                           if m.get("DeviceName") == ROOT_DEVICE), {})
-        have_root = {k: have_root.get(k) for k in ROOT_VOLUME}
-        if have_root != ROOT_VOLUME or len(have.get("BlockDeviceMappings", [])) != 1:
-            changes.append(f"root volume {have_root} -> {ROOT_VOLUME}")
+        want_root = root_volume(ctx)
+        have_root = {k: have_root.get(k) for k in (*ROOT_VOLUME, "KmsKeyId") if k in want_root or have_root.get(k)}
+        if have_root != want_root or len(have.get("BlockDeviceMappings", [])) != 1:
+            # Turning --audit on or off is a new version like any other: the refresh replaces the
+            # instances, whose new volumes are encrypted with the key in force.
+            changes.append(f"root volume {have_root} -> {want_root}")
         if changes and apply:
             version = ctx.ec2.create_launch_template_version(
                 LaunchTemplateId=resource.id, LaunchTemplateData=want, VersionDescription="; ".join(changes)[:255])["LaunchTemplateVersion"]

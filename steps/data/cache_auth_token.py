@@ -6,7 +6,7 @@ from provisioner.account.pricing import HOURS_PER_MONTH, price_of
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import ConfigError
 from provisioner.engine.kinds import Iam, Listing, PriceKey, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import Step, created, register
 from provisioner.engine.retries import error_code, lookup
 
 from steps.storage.s3_bucket import partition
@@ -52,6 +52,13 @@ def secret_charges(item, prices, region):
     return [("Secrets Manager secret", 1, "secret", prices["secret_month"] / HOURS_PER_MONTH)], []
 
 
+def _key(ctx) -> dict:
+    from steps.security.kms_key import stack_key_arn
+
+    key = stack_key_arn(ctx)
+    return {"KmsKeyId": key} if key else {}
+
+
 @register
 class CacheAuthToken(Step):
     """A secret the tool makes, so `down` deletes it at once (ForceDeleteWithoutRecovery): with the
@@ -73,12 +80,13 @@ class CacheAuthToken(Step):
               change=(actions("secretsmanager:TagResource", on=SECRET_ARN),),
               delete=(actions("secretsmanager:DeleteSecret", on=SECRET_ARN),))
 
-    def __init__(self):
-        super().__init__("cache-auth-token")
+    def __init__(self, audit: bool = False):
+        # --audit: the secret is encrypted with the stack's key, not aws/secretsmanager.
+        super().__init__("cache-auth-token", depends_on=(created("kms-key"),) if audit else ())
 
     @classmethod
     def instances(cls, config):
-        return [cls()] if config.cache != "none" else []
+        return [cls(config.audit)] if config.cache != "none" else []
 
     def _describe(self, ctx, secret_id):
         return lookup(ctx.client("secretsmanager").describe_secret, SecretId=secret_id, gone=self.gone_codes)
@@ -121,7 +129,7 @@ class CacheAuthToken(Step):
         name = secret_name(ctx)
         try:
             sm.create_secret(Name=name, Description=f"{ctx.stack}: the cache's AUTH token",
-                             SecretString=new_token(), Tags=ctx.tags(self.name))
+                             SecretString=new_token(), Tags=ctx.tags(self.name), **_key(ctx))
         except ClientError as e:
             # A secret deleted with a recovery window keeps its name until the window ends; AWS
             # refuses a new one of that name ("already scheduled for deletion"): ours is restored

@@ -5,7 +5,7 @@ from provisioner.engine.context import Resource
 from provisioner.engine.errors import DriftConflict
 from provisioner.engine.kinds import Iam, Listing, PriceKey, actions
 from provisioner.account.pricing import price_of
-from provisioner.engine.registry import NamedStep, register
+from provisioner.engine.registry import NamedStep, created, register
 from provisioner.engine.retries import error_code, lookup
 
 from steps.data.cache_subnet_group import ELASTICACHE_TAGS, SUBNET_GROUP_ARN, cache_name
@@ -65,6 +65,13 @@ def primary_endpoint(group: dict) -> dict:
     return {}
 
 
+def _key(ctx) -> dict:
+    from steps.security.kms_key import stack_key_arn
+
+    key = stack_key_arn(ctx)
+    return {"KmsKeyId": key} if key else {}
+
+
 @register
 class Cache(NamedStep):
     """Created in 10-15 minutes on AWS and deleted in 5-10; its nodes hold network interfaces in
@@ -97,12 +104,14 @@ class Cache(NamedStep):
                               on=(REPLICATION_GROUP_ARN, CLUSTER_ARN)),),
               delete=(actions("elasticache:DeleteReplicationGroup", on=(REPLICATION_GROUP_ARN, CLUSTER_ARN)),))
 
-    def __init__(self):
-        super().__init__("cache", depends_on=("cache-subnet-group", "cache-security-group", "cache-auth-token"))
+    def __init__(self, audit: bool = False):
+        # --audit: encrypted at rest with the stack's key (its ARN only).
+        super().__init__("cache", depends_on=("cache-subnet-group", "cache-security-group", "cache-auth-token",
+                                              *((created("kms-key"),) if audit else ())))
 
     @classmethod
     def instances(cls, config):
-        return [cls()] if config.cache != "none" else []
+        return [cls(config.audit)] if config.cache != "none" else []
 
     # -- find --------------------------------------------------------------------------------
     what = "ElastiCache replication group"
@@ -147,7 +156,7 @@ class Cache(NamedStep):
                 TransitEncryptionEnabled=True, AtRestEncryptionEnabled=True, AuthToken=token,
                 SecurityGroupIds=[ctx.dep("cache-security-group").id],
                 CacheSubnetGroupName=ctx.dep("cache-subnet-group").id, Port=REDIS_PORT,
-                Tags=ctx.tags(self.name))["ReplicationGroup"]
+                Tags=ctx.tags(self.name), **_key(ctx))["ReplicationGroup"]
         except ClientError as e:
             if error_code(e) == "ReplicationGroupAlreadyExists":
                 raise self.taken(ctx) from None

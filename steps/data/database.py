@@ -20,7 +20,7 @@ from provisioner.account.quotas import REGION_SCOPE, still_by_kind
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import ConfigError, DriftConflict
 from provisioner.engine.kinds import Iam, ItemTags, Listing, PriceKey, Quota, actions
-from provisioner.engine.registry import NamedStep, register
+from provisioner.engine.registry import NamedStep, created, register
 from provisioner.engine.retries import error_code, lookup
 
 from steps.data.database_subnet_group import SUBNET_GROUP_ARN, rds_tags
@@ -103,6 +103,15 @@ def _detail(item):
             "engine": item.get("Engine")}
 
 
+def _keys(ctx) -> dict:
+    """With --audit, the stack's key for the storage and for the master password's secret (RDS
+    makes that secret with Secrets Manager's aws/secretsmanager key otherwise)."""
+    from steps.security.kms_key import stack_key_arn
+
+    key = stack_key_arn(ctx)
+    return {"KmsKeyId": key, "MasterUserSecretKmsKeyId": key} if key else {}
+
+
 @register
 class Database(NamedStep):
     """RDS, named <stack>-database: 20 GB of encrypted gp3, 7 days of automated backups, not
@@ -140,12 +149,14 @@ class Database(NamedStep):
                       actions("secretsmanager:DeleteSecret",
                               on="arn:{partition}:secretsmanager:{region}:{account}:secret:rds!*")))
 
-    def __init__(self):
-        super().__init__("database", depends_on=("database-subnet-group", "database-security-group"))
+    def __init__(self, audit: bool = False):
+        # --audit: storage and the managed master secret are encrypted with the stack's key.
+        super().__init__("database", depends_on=("database-subnet-group", "database-security-group",
+                                                 *((created("kms-key"),) if audit else ())))
 
     @classmethod
     def instances(cls, config):
-        return [cls()] if config.database != "none" else []
+        return [cls(config.audit)] if config.database != "none" else []
 
     # -- find --------------------------------------------------------------------------------
     what = "DB instance"
@@ -194,7 +205,7 @@ class Database(NamedStep):
                 # The stack's tags are not copied to snapshots: a final snapshot is kept on purpose,
                 # and must not look like a piece of the stack to `list` and `cleanup`.
                 CopyTagsToSnapshot=False, AutoMinorVersionUpgrade=True,
-                Tags=ctx.tags(self.name), **STORAGE, **self._settings(ctx))["DBInstance"]
+                Tags=ctx.tags(self.name), **STORAGE, **self._settings(ctx), **_keys(ctx))["DBInstance"]
         except ClientError as e:
             if error_code(e) == "DBInstanceAlreadyExists":
                 raise self.taken(ctx) from None

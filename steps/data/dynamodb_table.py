@@ -6,7 +6,7 @@ tables and their indexes (`table_policy_statements`)."""
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import DriftConflict
 from provisioner.engine.kinds import Free, Iam, ItemTags, Listing, actions
-from provisioner.engine.registry import NamedStep, register
+from provisioner.engine.registry import NamedStep, created, register
 from provisioner.engine.retries import error_code, lookup
 
 TABLE_ARN = "arn:{partition}:dynamodb:{region}:{account}:table/{stack}-*"
@@ -48,6 +48,13 @@ def _schema(pairs):
 
 
 
+def sse_specification(ctx) -> dict:
+    from steps.security.kms_key import stack_key_arn
+
+    key = stack_key_arn(ctx)
+    return {"Enabled": True, "SSEType": "KMS", **({"KMSMasterKeyId": key} if key else {})}
+
+
 @register
 class CatalogTable(NamedStep):
     """One table, <stack>-<table>. Its keys and indexes are fixed at creation (a different
@@ -74,14 +81,15 @@ class CatalogTable(NamedStep):
                               on=TABLE_ARN),),
               delete=(actions("dynamodb:DeleteTable", on=TABLE_ARN),))
 
-    def __init__(self, table: str):
-        super().__init__(f"{table}-table", depends_on=())
+    def __init__(self, table: str, audit: bool = False):
+        # --audit: encrypted with the stack's key rather than DynamoDB's aws/dynamodb.
+        super().__init__(f"{table}-table", depends_on=(created("kms-key"),) if audit else ())
         self.table = table
         self.key, self.indexes = TABLES[table]
 
     @classmethod
     def instances(cls, config):
-        return [cls(t) for t in TABLES] if config.catalog == "dynamodb" else []
+        return [cls(t, config.audit) for t in TABLES] if config.catalog == "dynamodb" else []
 
     # -- find --------------------------------------------------------------------------------
     what = "DynamoDB table"
@@ -119,7 +127,7 @@ class CatalogTable(NamedStep):
         name = table_name(ctx.stack, self.table)
         params = {"TableName": name, "KeySchema": _schema(self.key),
                   "AttributeDefinitions": _attribute_definitions(self.key, self.indexes),
-                  "BillingMode": "PAY_PER_REQUEST", "SSESpecification": {"Enabled": True, "SSEType": "KMS"},
+                  "BillingMode": "PAY_PER_REQUEST", "SSESpecification": sse_specification(ctx),
                   "Tags": ctx.tags(self.name)}
         if self.indexes:
             params["GlobalSecondaryIndexes"] = [{"IndexName": index, "KeySchema": _schema(schema),

@@ -4,7 +4,7 @@ from provisioner.account.pricing import HOURS_PER_MONTH, price_of
 from provisioner.engine.context import Resource
 from provisioner.engine.errors import AwsFailure, DriftConflict
 from provisioner.engine.kinds import Iam, Listing, PriceKey, actions
-from provisioner.engine.registry import Step, register
+from provisioner.engine.registry import Step, created, register
 from provisioner.engine.retries import error_code, lookup
 
 FILE_SYSTEM_ARN = "arn:{partition}:elasticfilesystem:{region}:{account}:file-system/*"
@@ -52,6 +52,13 @@ def file_system_detail(item):
             "size_gb": round(size / 1024 ** 3, 3) if isinstance(size, (int, float)) else None}
 
 
+def _key(ctx) -> dict:
+    from steps.security.kms_key import stack_key_arn
+
+    key = stack_key_arn(ctx)
+    return {"KmsKeyId": key} if key else {}
+
+
 @register
 class SharedFiles(Step):
     """Encrypted at rest (the account's AWS-managed key); `down` deletes it with its files."""
@@ -78,12 +85,13 @@ class SharedFiles(Step):
                               on=FILE_SYSTEM_ARN),),
               delete=(actions("elasticfilesystem:DeleteFileSystem", on=FILE_SYSTEM_ARN),))
 
-    def __init__(self):
-        super().__init__("shared-files")
+    def __init__(self, audit: bool = False):
+        # --audit: encrypted with the stack's key (its ARN only), else the account's aws/elasticfilesystem.
+        super().__init__("shared-files", depends_on=(created("kms-key"),) if audit else ())
 
     @classmethod
     def instances(cls, config):
-        return [cls()] if config.shared_files else []
+        return [cls(config.audit)] if config.shared_files else []
 
     # -- find --------------------------------------------------------------------------------
     def _describe(self, ctx, **params) -> list[dict]:
@@ -115,7 +123,7 @@ class SharedFiles(Step):
             try:
                 item = efs.create_file_system(CreationToken=token, PerformanceMode=PERFORMANCE_MODE,
                                               ThroughputMode=THROUGHPUT_MODE, Encrypted=True,
-                                              Tags=ctx.tags(self.name))
+                                              Tags=ctx.tags(self.name), **_key(ctx))
                 break
             except ClientError as e:
                 # The token made a file system already: this run's own (a retried create), or

@@ -37,12 +37,12 @@ class WafLogGroup(LogGroupStep):
                       price=log_storage_charges, price_keys=(LOGS_STORAGE_GB_MONTH,))
     iam = log_group_iam(LOG_GROUP_ARN)
 
-    def __init__(self):
-        super().__init__("waf-log-group", depends_on=())
+    def __init__(self, audit: bool = False):
+        super().__init__("waf-log-group", depends_on=(), audit=audit)
 
     @classmethod
     def instances(cls, config):
-        return [cls()] if config.waf else []
+        return [cls(config.audit)] if config.waf else []
 
     def resource_name(self, ctx):
         return log_group_name(ctx)

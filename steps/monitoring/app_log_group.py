@@ -33,12 +33,12 @@ class AppLogGroup(LogGroupStep):
     # IMDS at hop limit 1, so no container needs the role for it (launch_template.METADATA_OPTIONS).
     containers_call_aws = False
 
-    def __init__(self):
-        super().__init__("app-log-group", depends_on=())
+    def __init__(self, audit: bool = False):
+        super().__init__("app-log-group", depends_on=(), audit=audit)
 
     @classmethod
     def instances(cls, config):
-        return [cls()] if config.monitoring else []
+        return [cls(config.audit)] if config.monitoring else []
 
     def resource_name(self, ctx):
         return app_log_group_name(ctx.stack)

@@ -8,7 +8,7 @@ never the retention: PutRetentionPolicy follows at once, and `update` puts it ba
 from provisioner.account.pricing import HOURS_PER_MONTH, price_of
 from provisioner.engine.context import Resource
 from provisioner.engine.kinds import Iam, ItemTags, Listing, PriceKey, UsageNote, actions
-from provisioner.engine.registry import NamedStep
+from provisioner.engine.registry import NamedStep, created
 from provisioner.engine.retries import error_code
 
 BYTES_PER_GB = 1024 ** 3
@@ -59,7 +59,8 @@ def log_group_iam(arn: str) -> Iam:
                                "logs:PutRetentionPolicy", on=arn),),
                read=(actions("logs:DescribeLogGroups"),
                      actions("logs:ListTagsLogGroup", "logs:ListTagsForResource", on=arn)),
-               change=(actions("logs:TagResource", "logs:TagLogGroup", "logs:PutRetentionPolicy", on=arn),),
+               change=(actions("logs:TagResource", "logs:TagLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey",
+                               "logs:DisassociateKmsKey", on=arn),),
                delete=(actions("logs:DeleteLogGroup", on=arn),))
 
 
@@ -69,6 +70,11 @@ class LogGroupStep(NamedStep):
 
     what = "CloudWatch Logs group"
     aws_type = "AWS::Logs::LogGroup"
+
+    def __init__(self, name, depends_on=(), *, audit: bool = False):
+        # --audit: the group is encrypted with the stack's key, which only needs to exist (its ARN).
+        # Only groups the key policy names (steps/security/kms_key.py log_group_patterns) may.
+        super().__init__(name, depends_on=tuple(depends_on) + ((created("kms-key"),) if audit else ()))
 
     def retention(self, ctx) -> int:
         raise NotImplementedError
@@ -101,27 +107,52 @@ class LogGroupStep(NamedStep):
         from botocore.exceptions import ClientError
 
         logs, name, days = ctx.client("logs"), self.resource_name(ctx), self.retention(ctx)
+        key = self._key(ctx)
         try:
-            logs.create_log_group(logGroupName=name, tags={t["Key"]: t["Value"] for t in ctx.tags(self.name)})
+            logs.create_log_group(logGroupName=name, tags={t["Key"]: t["Value"] for t in ctx.tags(self.name)},
+                                  **({"kmsKeyId": key} if key else {}))
         except ClientError as e:
             if error_code(e) != "ResourceAlreadyExistsException":
                 raise
             raise self.taken(ctx) from None
         logs.put_retention_policy(logGroupName=name, retentionInDays=days)
         return Resource(id=name, attrs={"name": name, "arn": self.arn(ctx)},
-                        raw={"logGroupName": name, "retentionInDays": days, "Tags": ctx.tags(self.name)})
+                        raw={"logGroupName": name, "retentionInDays": days, "Tags": ctx.tags(self.name),
+                             **({"kmsKeyId": key} if key else {})})
 
     # -- converge ----------------------------------------------------------------------------
     def update(self, ctx, resource, apply):
         logs, days = ctx.client("logs"), self.retention(ctx)
         changes = ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: logs.tag_log_group(
             logGroupName=resource.id, tags={t["Key"]: t["Value"] for t in missing}))
+        changes += self._converge_key(ctx, resource, apply)
         have = resource.raw.get("retentionInDays")
         if have != days:
             if apply:
                 logs.put_retention_policy(logGroupName=resource.id, retentionInDays=days)
             changes.append(f"keep logs {days} days (was {have or 'forever'})")
         return changes
+
+    def _key(self, ctx):
+        if not any(getattr(d, "name", d) == "kms-key" for d in self.depends_on):
+            return None
+        from steps.security.kms_key import stack_key_arn
+
+        return stack_key_arn(ctx)
+
+    def _converge_key(self, ctx, resource, apply):
+        """A log group's key changes in place (new events only; those written before keep theirs)."""
+        logs = ctx.client("logs")
+        want, have = self._key(ctx), resource.raw.get("kmsKeyId")
+        if not want and have and not ctx.config.audit:
+            if apply:
+                logs.disassociate_kms_key(logGroupName=resource.id)
+            return ["no longer encrypted with the stack's KMS key (--no-audit)"]
+        if want and have != want:
+            if apply:
+                logs.associate_kms_key(logGroupName=resource.id, kmsKeyId=want)
+            return ["encrypt new events with the stack's KMS key"]
+        return []
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, ctx, resource):

@@ -25,6 +25,11 @@ PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True,
 PRIVATE_ACCESS_BLOCK = {key: True for key in PUBLIC_ACCESS_BLOCK}
 DISTRIBUTION = "cloudfront-distribution"
 OWNERSHIP = "BucketOwnerEnforced"
+# SSE-S3 even with --audit: the product images are read anonymously (without --cdn), and S3
+# refuses an anonymous GET of an object encrypted with a KMS key (the caller must be allowed
+# kms:Decrypt, which no anonymous caller can be). With --cdn only CloudFront reads them; Origin
+# Access Control could decrypt with the key if its policy named the distribution, which would tie
+# the key to the distribution's ARN; the images are public content, so SSE-S3 protects them as well.
 ENCRYPTION_RULE = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
 
 

@@ -1,0 +1,1 @@
+"""What protects the stack's data (--audit): its customer-managed KMS key."""
