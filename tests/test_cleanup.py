@@ -127,7 +127,7 @@ def test_dry_run_deletes_nothing_and_says_what_and_what_it_costs(lab):
     assert result.exit_code == 0, result.output
     assert all(remaining().values())
     text = result.text
-    assert re.search(r"old-a \(us-east-1; owner user/alice; 5h [01]m old; no expiry\): 30 resource\(s\), "
+    assert re.search(r"old-a \(us-east-1; owner user/alice; 5h [01]m old; no expiry\): 31 resource\(s\), "
                      r"\$0\.11/hour stops", text), text
     assert "expired-b" not in text.split("Untagged")[0]
     assert "nat_gateway" in text and "load_balancer" in text and "auto_scaling_group" in text

@@ -314,7 +314,7 @@ def test_good_custom_cidrs_work_and_are_remembered(moto_aws, state_dir):
     # A later command needs no shape options: they come from the state file.
     again = cli("plan", state_dir=state_dir)
     assert again.exit_code == 0, again.output
-    assert "36 no change" in again.text
+    assert "37 no change" in again.text
 
 
 def test_bad_cidr_against_an_existing_stack_leaves_its_state_alone(built):
@@ -599,7 +599,7 @@ def test_down_without_yes_when_not_interactive_refuses_and_deletes_nothing(built
 def test_down_with_yes_removes_everything(built):
     result = cli("down", "--yes", state_dir=built)
     assert result.exit_code == 0, result.output
-    assert "Stack 'stylesphere' is gone (36 resources deleted)" in result.text
+    assert "Stack 'stylesphere' is gone (37 resources deleted)" in result.text
     assert tagged_leftovers("stylesphere") == []
     assert only_default_vpc()
     assert not os.path.exists(os.path.join(built, "stylesphere.json"))
@@ -615,7 +615,7 @@ def test_plan_before_up_shows_creates_and_creates_nothing(moto_aws, state_dir):
     before = aws_snapshot()
     result = cli("plan", state_dir=state_dir)
     assert result.exit_code == 0, result.output
-    assert "36 create" in result.text and "(nothing was changed)" in result.text
+    assert "37 create" in result.text and "(nothing was changed)" in result.text
     assert aws_snapshot() == before
     assert not os.path.exists(os.path.join(state_dir, "stylesphere.json"))
 
@@ -653,7 +653,7 @@ def test_status_after_up_lists_every_step_present_and_changes_nothing(built):
     before_dir = dir_snapshot(built)
     result = cli("status", state_dir=built)
     assert result.exit_code == 0, result.output
-    assert "36 of 36 resources present" in result.text
+    assert "37 of 37 resources present" in result.text
     for step in ("vpc", "internet-gateway", "nat-gateway-1", "public-subnet-1", "private-route-table-1"):
         assert step in result.stdout
     assert aws_snapshot() == before
@@ -664,7 +664,7 @@ def test_status_json_after_up(built):
     result = cli("status", "--json", state_dir=built)
     assert result.exit_code == 0
     rows = json.loads(result.stdout)["steps"]
-    assert len(rows) == 36
+    assert len(rows) == 37
     assert {r["state"] for r in rows} == {"present"}
     assert next(r for r in rows if r["step"] == "vpc")["id"].startswith("vpc-")
 
@@ -683,7 +683,7 @@ def test_second_up_changes_nothing(built):
     before = aws_snapshot()
     result = cli("up", "--yes", state_dir=built)
     assert result.exit_code == 0
-    assert "36 kept" in result.text
+    assert "37 kept" in result.text
     assert aws_snapshot() == before
 
 

@@ -90,7 +90,7 @@ def test_up_uses_the_state_another_run_saved_while_it_waited_for_the_lock(moto_a
     monkeypatch.setattr(runner.Run, "lock", lock_after_another_run)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "36 kept" in result.output
+    assert "37 kept" in result.output
     assert all(n == 1 for n in count_tagged("stylesphere").values())
     # The stack's generation (part of its idempotency tokens) is the one the other run created.
     assert StateFile(state_dir, "stylesphere").read().generation == generations[0]

@@ -34,11 +34,11 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
     assert "not running" in provision("sandbox", "status").stdout
 
     up = provision("up", "--sandbox")
-    assert "36 created" in up.stdout
+    assert "37 created" in up.stdout
     assert "running at http://127.0.0.1:" in provision("sandbox", "status").stdout
 
     again = provision("up", "--sandbox")
-    assert "36 kept" in again.stdout
+    assert "37 kept" in again.stdout
     assert "warning: the sandbox server was started by" not in up.stderr + again.stderr
 
     # A server an older installation started (an upgrade since) is named as such: what it emulates
@@ -71,7 +71,7 @@ def test_sandbox_lifecycle_across_processes(provision, tmp_path):
     assert refused.returncode == 2 and "--yes" in refused.stderr
 
     down = provision("down", "--sandbox", "--yes")
-    assert "36 deleted" in down.stdout
+    assert "37 deleted" in down.stdout
     assert not (tmp_path / "state" / "stylesphere.json").exists()
     assert "nothing left" in provision("down", "--sandbox", "--yes").stdout
 
@@ -86,5 +86,5 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(provision, tmp_path):
     proc.stdout.close()
     assert proc.wait(timeout=120) in (0, 1)  # rich ends with 1 if the summary itself cannot be written
     saved = json.loads((tmp_path / "state" / "stylesphere.json").read_text())
-    assert len(saved["resources"]) == 36
-    assert "36 deleted" in provision("down", "--sandbox", "--yes").stdout
+    assert len(saved["resources"]) == 37
+    assert "37 deleted" in provision("down", "--sandbox", "--yes").stdout

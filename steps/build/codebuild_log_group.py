@@ -50,6 +50,8 @@ class CodeBuildLogGroup(LogGroupStep):
         return [self.to_resource(item, [])] if item is not None and not tags else []
 
     def check_name(self, ctx, known_id):
+        if known_id == self.resource_name(ctx):
+            return  # the state knows it by that name: find_all reads it (no second read)
         item, tags = self.read(ctx, self.resource_name(ctx))
         if item is not None and tags and not ctx.is_ours(tags, self.name):
             raise self.taken(ctx)
