@@ -120,6 +120,9 @@ class StackConfig:
     # --cdn: a CloudFront distribution in front of the load balancer and the assets bucket; the
     # load balancer then answers 403 to a request without the distribution's secret header.
     cdn: bool = False
+    # --audit: CloudTrail to an audit bucket, VPC flow logs, GuardDuty, and the full-stack
+    # architecture's buckets (product images, user uploads, backups).
+    audit: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -157,7 +160,8 @@ class StackConfig:
         # The data tier: every kind of it (the engine only changes the port its group opens).
         return dataclasses.replace(self, nat_per_az=True, certificate_arn=None, bastion=True, build_on_instance=False,
                                    database=self.database if self.database != "none" else "postgres",
-                                   catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True)
+                                   catalog="dynamodb", cache="redis", shared_files=True, waf=True, cdn=True,
+                                   audit=True)
 
     @property
     def grace_seconds(self) -> int:

@@ -183,6 +183,8 @@ OPTIONS: tuple[Option, ...] = (
            ("origin-access-control", "cloudfront-distribution", "assets-bucket", "https-listener",
             "api-routing-rule", "cdn-frontend-rule", "launch-template"),
            more="the URL becomes the distribution's; creating, disabling and deleting it take minutes each"),
+    # Audit and encryption.
+    Option("audit", "--audit/--no-audit", bool, "A customer KMS key, CloudTrail, VPC flow logs and GuardDuty", "off", "audit", ("audit-bucket", "trail", "flow-log-group", "flow-log-role", "flow-log", "guardduty-detector", "product-images-bucket", "user-uploads-bucket", "backups-bucket")),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

@@ -64,8 +64,19 @@ class WafLogGroup(Step):
               change=(actions("logs:TagResource", "logs:TagLogGroup", "logs:PutRetentionPolicy", on=LOG_GROUP_ARN),),
               delete=(actions("logs:DeleteLogGroup", on=LOG_GROUP_ARN),))
 
+    # The flow log group (steps/security/flow_log_group.py) is this with its own name and retention.
+    retention_days = RETENTION_DAYS
+
     def __init__(self):
         super().__init__("waf-log-group", depends_on=())
+
+    def group_name(self, ctx) -> str:
+        return log_group_name(ctx)
+
+    def group_arn(self, ctx) -> str:
+        from steps.storage.s3_bucket import partition
+
+        return f"arn:{partition(ctx.region)}:logs:{ctx.region}:{ctx.account}:log-group:{self.group_name(ctx)}"
 
     @classmethod
     def instances(cls, config):
@@ -74,7 +85,7 @@ class WafLogGroup(Step):
     # -- find --------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
         logs = ctx.client("logs")
-        name = known_id or log_group_name(ctx)
+        name = known_id or self.group_name(ctx)
         # A prefix, so an exact match is picked out of what starts with the name.
         groups = [g for g in logs.describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
                   if g["logGroupName"] == name]
@@ -96,7 +107,7 @@ class WafLogGroup(Step):
                         raw={**group, "Tags": _pairs(tags)})
 
     def check_name(self, ctx, known_id):
-        name = log_group_name(ctx)
+        name = self.group_name(ctx)
         groups = [g for g in ctx.client("logs").describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
                   if g["logGroupName"] == name]
         if groups and not ctx.is_ours(_pairs(self._tags(ctx, name)), self.name):
@@ -109,7 +120,7 @@ class WafLogGroup(Step):
         from botocore.exceptions import ClientError
 
         logs = ctx.client("logs")
-        name = log_group_name(ctx)
+        name = self.group_name(ctx)
         tags = {t["Key"]: t["Value"] for t in ctx.tags(self.name)}
         try:
             logs.create_log_group(logGroupName=name, tags=tags)
@@ -118,9 +129,9 @@ class WafLogGroup(Step):
                 raise
             raise ConfigError(f"a CloudWatch Logs group named {name} exists and is not this stack's",
                               hint="delete it or use another --stack name") from None
-        logs.put_retention_policy(logGroupName=name, retentionInDays=RETENTION_DAYS)
-        return Resource(id=name, attrs={"name": name, "arn": log_group_arn(ctx)},
-                        raw={"logGroupName": name, "retentionInDays": RETENTION_DAYS, "Tags": ctx.tags(self.name)})
+        logs.put_retention_policy(logGroupName=name, retentionInDays=self.retention_days)
+        return Resource(id=name, attrs={"name": name, "arn": self.group_arn(ctx)},
+                        raw={"logGroupName": name, "retentionInDays": self.retention_days, "Tags": ctx.tags(self.name)})
 
     # -- converge ----------------------------------------------------------------------------
     def update(self, ctx, resource, apply):
@@ -128,10 +139,10 @@ class WafLogGroup(Step):
         changes = ctx.converge_tags(resource.raw.get("Tags", []), self.name, apply, lambda missing: logs.tag_log_group(
             logGroupName=resource.id, tags={t["Key"]: t["Value"] for t in missing}))
         have = resource.raw.get("retentionInDays")
-        if have != RETENTION_DAYS:
+        if have != self.retention_days:
             if apply:
-                logs.put_retention_policy(logGroupName=resource.id, retentionInDays=RETENTION_DAYS)
-            changes.append(f"keep logs {RETENTION_DAYS} days (was {have or 'forever'})")
+                logs.put_retention_policy(logGroupName=resource.id, retentionInDays=self.retention_days)
+            changes.append(f"keep logs {self.retention_days} days (was {have or 'forever'})")
         return changes
 
     # -- delete ------------------------------------------------------------------------------
@@ -142,7 +153,7 @@ class WafLogGroup(Step):
         return {"waf_log_group": resource.id}
 
     def describe(self, resource):
-        return f"{resource.id}, kept {resource.raw.get('retentionInDays', RETENTION_DAYS)} days"
+        return f"{resource.id}, kept {resource.raw.get('retentionInDays', self.retention_days)} days"
 
 
 def _pairs(tags: dict) -> list[dict]:

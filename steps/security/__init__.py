@@ -1,0 +1,2 @@
+"""The audit tier (--audit): where the account's API activity and the VPC's traffic are recorded
+(a CloudTrail trail to its own bucket, VPC flow logs to CloudWatch Logs) and watched (GuardDuty)."""
