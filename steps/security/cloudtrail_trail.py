@@ -88,7 +88,7 @@ class CloudTrailTrail(Step):
             if name == known_id:
                 ctx.claim(self.name, name, tags, "trail")
             if ctx.is_ours(tags, self.name):
-                status = ctx.client("cloudtrail").get_trail_status(Name=trail["TrailARN"])
+                status = ctx.client("cloudtrail").get_trail_status(Name=trail["Name"])
                 return [Resource(id=trail["Name"], attrs={"name": trail["Name"], "arn": trail["TrailARN"]},
                                  raw={**trail, "IsLogging": status.get("IsLogging"), "Tags": tags})]
         return []
@@ -107,7 +107,7 @@ class CloudTrailTrail(Step):
         ct = ctx.client("cloudtrail")
         trail = ct.create_trail(Name=trail_name(ctx), TagsList=ctx.tags(self.name), **self._settings(ctx))
         # A trail is made stopped: without StartLogging it records nothing.
-        ct.start_logging(Name=trail["TrailARN"])
+        ct.start_logging(Name=trail["Name"])
         return Resource(id=trail["Name"], attrs={"name": trail["Name"], "arn": trail["TrailARN"]},
                         raw={**trail, "IsLogging": True, "Tags": ctx.tags(self.name)})
 
@@ -124,12 +124,12 @@ class CloudTrailTrail(Step):
             changes.append("put back " + ", ".join(f"{k}={v}" for k, v in wrong.items()))
         if not resource.raw.get("IsLogging"):
             if apply:
-                ct.start_logging(Name=resource.attrs["arn"])
+                ct.start_logging(Name=resource.id)
             changes.append("start logging (it was stopped)")
         return changes
 
     def delete(self, ctx, resource):
-        ctx.client("cloudtrail").delete_trail(Name=resource.attrs.get("arn") or resource.id)
+        ctx.client("cloudtrail").delete_trail(Name=resource.id)
 
     def outputs(self, resource):
         return {"trail": resource.id}
