@@ -462,6 +462,7 @@ class PrivateBucket(AssetsBucket):
     Access fully on, a TLS-only policy, and its own versioning and lifecycle. A subclass names
     the bucket (`purpose`) and says what its policy allows and how its objects age."""
 
+    kind = "private_bucket"   # not registered: each subclass is a kind of its own
     purpose: str            # the bucket is <stack>-<purpose>-<account>-<region>
     versioned: bool = True
     lifecycle_summary: str = ""
