@@ -200,16 +200,13 @@ def test_the_policy_is_scoped_to_the_stack(hooks, state_dir):  # noqa: F811
     for statement in policy["Statement"]:
         for action in statement["Action"]:
             by_action.setdefault(action, []).append(statement)
-    # Each of the stack's roles to its own service only: the instances' to EC2, the build's to CodeBuild,
-    # the flow logs' delivery role to VPC flow logs.
+    # Each of the stack's roles to its own service only: the instances' to EC2, the build's to CodeBuild.
     pass_role = {s["Resource"]: s["Condition"] for s in by_action["iam:PassRole"]}
     assert pass_role == {
         f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-web":
             {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
         f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-build":
-            {"StringEquals": {"iam:PassedToService": "codebuild.amazonaws.com"}},
-        f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-flow-logs":
-            {"StringEquals": {"iam:PassedToService": "vpc-flow-logs.amazonaws.com"}}}
+            {"StringEquals": {"iam:PassedToService": "codebuild.amazonaws.com"}}}
     linked = {s["Condition"]["StringEquals"]["iam:AWSServiceName"] for s in by_action["iam:CreateServiceLinkedRole"]}
     assert linked == {"elasticloadbalancing.amazonaws.com", "autoscaling.amazonaws.com"}
     for action in ("iam:DeleteRole", "s3:DeleteBucket", "elasticloadbalancing:DeleteLoadBalancer",
