@@ -36,7 +36,7 @@ def trail_charges(item, prices, region):
     # of the account (an organization's) records them first cannot be read from here.
     return ([(f"CloudTrail management events if a second copy (${rate * 100000:g}/100,000, ~{EVENTS_PER_MONTH}/month)",
               EVENTS_PER_MONTH, "events/month", rate / HOURS_PER_MONTH)],
-            ["the trail's first copy of management events is free; as a second copy they bill per event"])
+            [])
 
 
 @register
