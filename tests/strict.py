@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from strict_base import LINGERING, ORDER, refuse  # noqa: F401  (re-exported for tests)
+from strict_audit import AuditRules
 from strict_bastion import BastionRules
 from strict_cdn import CdnRules
 from strict_compute import ComputeRules
@@ -57,11 +58,13 @@ class Delays:
     mount_target_create: float = 0.1
     mount_target_release: float = 0.2  # a deleted mount target's interface lingers
     distribution_deploy: float = 0.2 # a CloudFront distribution's create or update is InProgress
+    # The audit tier.
+    flow_log_role_propagation: float = 0.2  # a new role is not yet assumable by VPC flow logs
 
 
 @dataclass
 class StrictAws(ComputeRules, EdgeRules, IdentityRules, BastionRules, DatabaseRules, DataRules, CdnRules,
-                MonitoringRules, KmsRules):
+                MonitoringRules, KmsRules, AuditRules):
     region: str = "us-east-1"
     delays: Delays = field(default_factory=Delays)
     # Each refusal made, as (operation, code, kind): tests assert that the tool met and survived

@@ -129,9 +129,11 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
     ops = Counter(op for _, op in ctx.calls)
     per_item = {"ListTagsForCertificate", "GetBucketTagging", "ListInstanceProfileTags", "DescribeListeners",
                 "ListTagsForResource", "ListTagsLogGroup"}
-    # CloudWatch Logs: one list per name prefix of the tool's log groups (WAF's, the app's, CodeBuild's).
-    log_listings = [listing for listing in listings() if listing.service == "logs"]
-    assert ops["DescribeLogGroups"] == len(log_listings) == 3, ops
+    # CloudWatch Logs: one list per name prefix of the tool's log groups (WAF's, CodeBuild's, and
+    # `/provision/`, which the app's and the flow logs' groups share: listed once for both).
+    log_prefixes = {listing.params["logGroupNamePrefix"] for listing in listings() if listing.service == "logs"}
+    assert len([listing for listing in listings() if listing.service == "logs"]) == 4
+    assert ops["DescribeLogGroups"] == len(log_prefixes) == 3, ops
     assert all(n == 1 for op, n in ops.items()
                if op not in per_item | {"DescribeTags", "ListRoleTags", "DescribeLogGroups"}), ops
     assert all(ops[op] == 2 for op in per_item) and ops["DescribeTags"] == 2 and ops["ListRoleTags"] == 4, ops
@@ -142,7 +144,7 @@ def test_scan_finds_every_kind_of_both_stacks_and_nothing_untagged(make_stack):
     # read); moto makes one key of its own for the encrypted volumes (AWS's is aws/ebs,
     # AWS-managed: described only).
     assert ops["DescribeKey"] == 1 and ops["ListResourceTags"] <= 1
-    assert len(ctx.calls) == len(lists) + len(log_listings) - 1 + 19 + ops["DescribeKey"] + ops["ListResourceTags"]
+    assert len(ctx.calls) == len(lists) + len(log_prefixes) - 1 + 19 + ops["DescribeKey"] + ops["ListResourceTags"]
 
 
 def test_after_down_only_the_other_stack_remains(make_stack):
@@ -338,9 +340,11 @@ def test_regions_are_the_enabled_ones_sorted(moto_aws):
 def test_scan_in_an_empty_region_is_one_call_per_kind(moto_aws):
     ctx = context()
     assert scan(ctx) == []
-    # One list per kind, listeners excepted (none without a tagged load balancer).
+    # One list per kind, listeners excepted (none without a tagged load balancer), and kinds whose
+    # list is the same call (the same operation and parameters) share it.
+    same = {(s.service, s.operation, repr(sorted(s.params.items()))): s for s in SCANNERS if s.parent is None}
     assert sorted(op for _, op in ctx.calls) == sorted(
-        ctx.client(s.service).meta.method_to_api_mapping[s.operation] for s in SCANNERS if s.parent is None)
+        ctx.client(s.service).meta.method_to_api_mapping[s.operation] for s in same.values())
 
 
 def test_every_tagged_step_kind_is_scanned():
@@ -348,7 +352,8 @@ def test_every_tagged_step_kind_is_scanned():
     import steps  # noqa: F401  (registers every step)
 
     deleted_with_their_parent = {"listener_rule"}   # a listener's rules go with it
-    renamed = {"s3_bucket": "bucket", "codebuild_service_role": "iam_role"}  # both roles are IAM roles
+    # The roles are all IAM roles.
+    renamed = {"s3_bucket": "bucket", "codebuild_service_role": "iam_role", "flow_log_delivery_role": "iam_role"}
     tagged = {renamed.get(kind, kind) for kind, cls in REGISTRY.items() if getattr(cls, "tagged", True)}
     assert tagged - deleted_with_their_parent <= set(KINDS)
     assert [s.kind for s in SCANNERS] == list(KINDS)

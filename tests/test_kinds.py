@@ -218,6 +218,7 @@ def test_the_policy_is_scoped_to_the_stack(hooks, state_dir):  # noqa: F811
     # IAM names are exact: stack "pol" may not touch stack "pol-2"'s role.
     assert sorted(s["Resource"] for s in by_action["iam:DeleteRole"]) == [
         f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-build",
+        f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-flow-logs",
         f"arn:aws:iam::111122223333:role/provision/pol-{REGION}-web"]
     # The repository by its exact name too.
     assert [s["Resource"] for s in by_action["ecr:DeleteRepository"]] == [

@@ -33,6 +33,7 @@ FLAGS += ["--database", "--db-class", "--db-multi-az", "--db-single-az", "--db-d
 FLAGS += ["--waf", "--no-waf", "--rate-limit", "--block-countries", "--cdn", "--no-cdn"]
 # Monitoring's.
 FLAGS += ["--monitoring", "--no-monitoring", "--alert-email", "--log-retention-days"]
+# Audit and encryption.
 FLAGS += ["--audit", "--no-audit"]
 
 

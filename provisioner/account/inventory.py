@@ -138,9 +138,18 @@ def _tag_dict(pairs, key: str = "Key", value: str = "Value") -> dict[str, str]:
 
 
 def _list(ctx, spec: Kind, **params) -> list[dict]:
-    items = all_pages(ctx, spec.service, spec.operation, spec.items, **{**spec.params, **params})
+    return _keep(ctx, spec, all_pages(ctx, spec.service, spec.operation, spec.items, **{**spec.params, **params}))
+
+
+def _keep(ctx, spec: Kind, items: list[dict]) -> list[dict]:
+    """What of a list's items may be this kind's (several kinds can share one list)."""
     return [i for i in items if not spec.gone(i) and (spec.candidate is None or spec.candidate(ctx, i))
             and (spec.served_region is None or spec.served_region(i) == ctx.region)]
+
+
+def _same_list(spec: Kind) -> tuple:
+    """Kinds whose listings are the same call (the tool's log groups under `/provision/`) share it."""
+    return spec.service, spec.operation, spec.items, tuple(sorted((k, repr(v)) for k, v in spec.params.items()))
 
 
 def _batch_tags(ctx, service: str, how: BatchTags, ids: list[str]) -> dict[str, dict]:
@@ -278,14 +287,22 @@ def scan(ctx) -> list[Found]:
     specs = scanners()
     top = [s for s in specs if s.parent is None and offered(ctx, s.service)]
 
-    def listing(spec):
-        with _reading(ctx, spec.service, _plural(spec.kind)):
-            return spec, _list(ctx, spec)
+    calls: dict[tuple, list[Kind]] = {}
+    for spec in top:
+        calls.setdefault(_same_list(spec), []).append(spec)
+
+    def listing(sharing):
+        first = sharing[0]
+        with _reading(ctx, first.service, _plural(first.kind)):
+            items = all_pages(ctx, first.service, first.operation, first.items, **first.params)
+        return [(spec, _keep(ctx, spec, items)) for spec in sharing]
 
     # The kinds are independent reads: at once, so that the scan at the end of `up` and in
     # `status` costs a few round trips on AWS, not one per kind (clients are thread-safe).
     with cf.ThreadPoolExecutor(max_workers=SCAN_WORKERS, thread_name_prefix="scan") as pool:
-        listed = list(pool.map(listing, top))
+        by_call = dict(zip(calls, pool.map(listing, calls.values())))
+        kept = {spec.kind: items for pairs in by_call.values() for spec, items in pairs}
+        listed = [(spec, kept[spec.kind]) for spec in top]
         tags = _tags(ctx, listed, run=pool.map)
     found = [f for spec, items in listed for f in _found(ctx, spec, items, tags)]
     # Children after their parents (in the registry's order, a parent's listing comes first).

@@ -253,7 +253,7 @@ class Engine:
         self.ctx.resources[step.name] = resource
         changes = step.update(self.ctx, resource, apply=False)
         return StepResult(step.name, WILL_UPDATE if changes else NO_CHANGE, resource.id,
-                          changes=changes, detail="; ".join(changes))
+                          changes=changes, detail="; ".join(changes) or step.plan_note(resource))
 
     def _status_step(self, step: Step) -> StepResult:
         resource = step.find(self.ctx, self._known_id(step))

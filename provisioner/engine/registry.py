@@ -170,6 +170,11 @@ class Step:
         """One line for `status`."""
         return ""
 
+    def plan_note(self, resource: "Resource") -> str:
+        """What `plan` says of a resource found with nothing to change, when that is worth
+        saying (the account's GuardDuty detector, used and never deleted)."""
+        return ""
+
 
 class NamedStep(Step):
     """A resource whose name the tool derives from the stack (a database, a subnet group, a

@@ -31,6 +31,8 @@ TIMEOUTS: dict[str, float] = {
     "kms-principal": 60,
     # A new CodeBuild service role is refused by CreateProject for seconds (IAM propagation).
     "build-role": 120,
+    # A new flow log delivery role is refused by CreateFlowLogs for seconds (IAM propagation).
+    "flow-log-role": 120,
 }
 # Each kind's own waits (a NAT gateway's 1-5 minutes to turn available) are its step's
 # `create_timeout` and `delete_timeout`, in seconds, scaled the same way.
@@ -169,6 +171,13 @@ WAIT_AND_RETRY: dict[str, RetryCase] = {
     "kms-principal": RetryCase(
         codes=frozenset({"MalformedPolicyDocumentException"}), timeout="kms-principal",
         why="a new service-linked role takes seconds to reach KMS", message="invalid principals"),
+    # CreateFlowLogs answers 200 with an Unsuccessful item, code InvalidParameter (generic),
+    # "Unable to assume given IAM role: ...", while a delivery role made seconds ago has not
+    # reached the flow logs service; Terraform's provider meets the same. The step raises the
+    # item as a ClientError so that this case retries it.
+    "flow-log-role": RetryCase(
+        codes=frozenset({"InvalidParameter"}), timeout="flow-log-role",
+        why="a new IAM role takes seconds to reach VPC flow logs", message="Unable to assume given IAM role"),
     # WAF answers WAFUnavailableEntityException for a load balancer it does not know yet (made
     # moments ago, or still provisioning); AWS's own advice is to retry.
     "waf-association": RetryCase(

@@ -138,7 +138,8 @@ class StackConfig:
     # retention; it accepts only RETENTION_DAYS).
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     # --audit: a customer-managed KMS key (rotated, `alias/provision/<stack>`) that encrypts the
-    # instances' volumes, the log groups and the data tier.
+    # instances' volumes, the log groups and the data tier; CloudTrail to an audit bucket, VPC flow
+    # logs, GuardDuty, and the full-stack architecture's buckets (product images, user uploads, backups).
     audit: bool = False
 
     def to_dict(self) -> dict:

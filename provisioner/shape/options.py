@@ -195,7 +195,7 @@ OPTIONS: tuple[Option, ...] = (
            ("app-log-group", "build-log-group"), metavar="DAYS",
            more="one of the values CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, "
                 "545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"),
-    Option("audit", "--audit/--no-audit", bool, "A customer KMS key, CloudTrail, VPC flow logs and GuardDuty", "off", "audit", ("kms-key", "launch-template", "waf-log-group", "database", "cache", "cache-auth-token", "shared-files")),
+    Option("audit", "--audit/--no-audit", bool, "A customer KMS key, CloudTrail, VPC flow logs and GuardDuty", "off", "audit", ("kms-key", "launch-template", "waf-log-group", "database", "cache", "cache-auth-token", "shared-files", "audit-bucket", "trail", "flow-log-group", "flow-log-role", "flow-log", "guardduty-detector", "product-images-bucket", "user-uploads-bucket", "backups-bucket")),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

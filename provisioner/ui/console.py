@@ -150,6 +150,9 @@ class ConsoleReporter(Reporter):
         for r in results:
             for change in r.changes:
                 self.out.print(Text.assemble("  ", (r.name, "bold"), ": ", change))
+            if not r.changes and r.outcome == "no change" and r.detail:
+                # What a step's plan_note says of a resource it uses as it is.
+                self.out.print(Text.assemble("  ", (r.name, "bold"), ": ", r.detail))
 
     def failures(self, results) -> None:
         for r in results:

@@ -78,8 +78,9 @@ def _canonical(value):
 ROLE_ARN = "arn:{partition}:iam::{account}:role/provision/{stack}-{region}-web"
 
 
-# The tool's roles: the instances' (-web) and CodeBuild's (-build, steps/build/build_role.py).
-ROLE_SUFFIXES = ("web", "build")
+# The tool's roles: the instances' (-web), CodeBuild's (-build, steps/build/build_role.py) and the
+# flow logs' delivery role (-flow-logs, steps/security/flow_log_role.py).
+ROLE_SUFFIXES = ("web", "build", "flow-logs")
 
 
 def iam_of_region(ctx, stack: str, name: str) -> bool:

@@ -161,13 +161,16 @@ class AssetsBucket(Step):
     def instances(cls, config):
         return [cls(config.cdn)]
 
+    def bucket_name(self, ctx) -> str:
+        return bucket_name(ctx)
+
     # -- find --------------------------------------------------------------------------------
     def find_all(self, ctx, known_id):
         # `down`, `plan` and `status` (read-only) pass a bucket that is not ours by; `up` stops.
         return self._lookup(ctx, known_id, refuse=not ctx.read_only)
 
     def check_name(self, ctx, known_id):
-        if known_id and known_id == bucket_name(ctx):
+        if known_id and known_id == self.bucket_name(ctx):
             # The state knows the bucket by its name: the lookup by that id (the ownership
             # check before `up`, the walk of `plan`) refuses it if it is not the stack's.
             return
@@ -177,7 +180,7 @@ class AssetsBucket(Step):
         from botocore.exceptions import ClientError
 
         s3 = ctx.client("s3")
-        name = bucket_name(ctx)
+        name = self.bucket_name(ctx)
         for candidate in dict.fromkeys(n for n in (known_id, name) if n):
             try:
                 s3.head_bucket(Bucket=candidate)
@@ -233,7 +236,7 @@ class AssetsBucket(Step):
         from botocore.exceptions import ClientError
 
         s3 = ctx.client("s3")
-        name = bucket_name(ctx)
+        name = self.bucket_name(ctx)
         tags = ctx.tags(self.name)
         # Tagged in the CreateBucket call itself (general purpose buckets take tags there since
         # 2025), so no crash can leave an untagged bucket that no later run may adopt.
@@ -370,27 +373,30 @@ class AssetsBucket(Step):
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, ctx, resource):
-        s3 = ctx.client("s3")
-        bucket = resource.id
-        ctx.activity(f"emptying bucket {bucket}")
-        # Every version and delete marker, not only current objects: S3 refuses to delete a
-        # bucket that holds any (BucketNotEmpty), versioned or once versioned.
-        batch = []
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                batch.append({"Key": item["Key"], "VersionId": item["VersionId"]})
-                if len(batch) == DELETE_BATCH:
-                    delete_objects(ctx, bucket, batch)
-                    batch = []
-        if batch:
-            delete_objects(ctx, bucket, batch)
-        s3.delete_bucket(Bucket=bucket)
+        empty_bucket(ctx, resource.id)
+        ctx.client("s3").delete_bucket(Bucket=resource.id)
 
     def outputs(self, resource):
         return {"bucket": resource.attrs["bucket"], "images_base_url": resource.attrs["images_base_url"]}
 
     def describe(self, resource):
         return resource.attrs.get("images_base_url", "")
+
+
+def empty_bucket(ctx, bucket: str) -> None:
+    """Every version and delete marker, not only current objects: S3 refuses to delete a bucket
+    that holds any (BucketNotEmpty), versioned or once versioned. ListObjectVersions pages hold
+    up to 1000 entries, DeleteObjects takes up to 1000 keys."""
+    ctx.activity(f"emptying bucket {bucket}")
+    batch = []
+    for page in ctx.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            batch.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+            if len(batch) == DELETE_BATCH:
+                delete_objects(ctx, bucket, batch)
+                batch = []
+    if batch:
+        delete_objects(ctx, bucket, batch)
 
 
 def delete_objects(ctx, bucket: str, objects: list[dict]) -> None:
@@ -432,3 +438,145 @@ def account_blocks_public_policies(ctx) -> bool | None:
             return False
         return None
     return bool(config.get("BlockPublicPolicy"))
+
+
+def tls_only_statement(arn: str) -> dict:
+    return {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def _lifecycle_shape(rules: list[dict]) -> list[dict]:
+    """What of a lifecycle configuration the tool sets, as a comparable value: S3 hands rules back
+    with fields of its own (an empty Filter, defaulted ones) that are no difference."""
+    keep = ("ID", "Status", "Transitions", "Expiration", "NoncurrentVersionTransitions",
+            "NoncurrentVersionExpiration", "AbortIncompleteMultipartUpload")
+    shaped = []
+    for rule in rules:
+        one = {k: rule[k] for k in keep if rule.get(k) not in (None, [], {})}
+        for key in ("Transitions", "NoncurrentVersionTransitions"):
+            if key in one:
+                one[key] = [{k: v for k, v in t.items() if k in ("Days", "StorageClass", "NoncurrentDays")}
+                            for t in one[key]]
+        shaped.append(one)
+    return sorted(shaped, key=lambda r: r.get("ID", ""))
+
+
+class PrivateBucket(AssetsBucket):
+    """A bucket of the stack that nothing reads publicly (the audit logs, the full-stack
+    architecture's data): found, created and tagged as the assets bucket is, with Block Public
+    Access fully on, a TLS-only policy, and its own versioning and lifecycle. A subclass names
+    the bucket (`purpose`) and says what its policy allows and how its objects age."""
+
+    kind = "private_bucket"   # not registered: each subclass is a kind of its own
+    purpose: str            # the bucket is <stack>-<purpose>-<account>-<region>
+    versioned: bool = True
+    lifecycle_summary: str = ""
+
+    def __init__(self, name: str, depends_on=()):
+        Step.__init__(self, name, depends_on=depends_on)
+
+    def bucket_name(self, ctx) -> str:
+        name = f"{ctx.stack}-{self.purpose}-{ctx.account}-{ctx.region}"
+        if len(name) > BUCKET_NAME_MAX:
+            raise ConfigError(f"bucket name {name!r} is {len(name)} characters; S3 allows {BUCKET_NAME_MAX}",
+                              hint="use a shorter --stack name")
+        return name
+
+    def policy_statements(self, ctx, bucket: str) -> list[dict]:
+        """What the bucket policy allows besides denying plain HTTP."""
+        return []
+
+    def lifecycle_rules(self) -> list[dict]:
+        return []
+
+    def _resource(self, ctx, bucket, tags) -> Resource:
+        return Resource(id=bucket, attrs={"bucket": bucket, "arn": bucket_arn(ctx, bucket)}, raw={"Tags": tags})
+
+    def update(self, ctx, resource, apply):
+        changes = []
+        for helper in (self._converge_tags, self._converge_ownership, self._converge_encryption,
+                       self._converge_public_access_block, self._converge_versioning, self._converge_lifecycle,
+                       self._converge_policy):
+            line = helper(ctx, resource, resource.id, apply)
+            if line:
+                changes.append(line)
+        return changes
+
+    def _converge_public_access_block(self, ctx, resource, bucket, apply):
+        s3 = ctx.client("s3")
+        have = _setting(s3.get_public_access_block, bucket, "NoSuchPublicAccessBlockConfiguration",
+                        "PublicAccessBlockConfiguration", {})
+        if all(have.get(k) is True for k in PRIVATE_ACCESS_BLOCK):
+            return None
+        if apply:
+            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict(PRIVATE_ACCESS_BLOCK))
+        return "set Block Public Access (all four settings on)"
+
+    def _converge_versioning(self, ctx, resource, bucket, apply):
+        if not self.versioned:
+            return None
+        s3 = ctx.client("s3")
+        if s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled":
+            return None
+        if apply:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        return "turn versioning on"
+
+    def _converge_lifecycle(self, ctx, resource, bucket, apply):
+        want = self.lifecycle_rules()
+        if not want:
+            return None
+        s3 = ctx.client("s3")
+        have = _setting(s3.get_bucket_lifecycle_configuration, bucket, "NoSuchLifecycleConfiguration", "Rules", [])
+        if _lifecycle_shape(have) == _lifecycle_shape(want):
+            return None
+        if apply:
+            s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": want})
+        return f"{'set' if not have else 'put back'} the lifecycle ({self.lifecycle_summary})"
+
+    def _converge_policy(self, ctx, resource, bucket, apply):
+        s3 = ctx.client("s3")
+        want = {"Version": "2012-10-17",
+                "Statement": self.policy_statements(ctx, bucket) + [tls_only_statement(bucket_arn(ctx, bucket))]}
+        policy = _setting(s3.get_bucket_policy, bucket, "NoSuchBucketPolicy", "Policy", None)
+        have = json.loads(policy) if policy is not None else None
+        if have is not None and _canonical(have) == _canonical(want):
+            return None
+        if apply:
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(want))
+        return "set the bucket policy" if have is None else "put back the bucket policy"
+
+    def outputs(self, resource):
+        return {}
+
+    def describe(self, resource):
+        return self.lifecycle_summary
+
+
+def private_bucket_iam(arns: tuple[str, ...]) -> Iam:
+    """What a PrivateBucket's find, create, converge and delete call, on its own ARNs."""
+    settings = ("s3:PutBucketTagging", "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls",
+                "s3:PutEncryptionConfiguration", "s3:PutBucketPolicy", "s3:PutBucketVersioning",
+                "s3:PutLifecycleConfiguration")
+    return Iam(create=(actions("s3:CreateBucket", "s3:TagResource", *settings, on=arns),),
+               read=(actions("s3:ListBucket", "s3:GetBucketTagging", "s3:GetBucketPublicAccessBlock",
+                             "s3:GetBucketPolicy", "s3:GetBucketOwnershipControls", "s3:GetEncryptionConfiguration",
+                             "s3:GetBucketVersioning", "s3:GetLifecycleConfiguration", on=arns),
+                     actions("s3:ListAllMyBuckets")),
+               change=(actions(*settings, on=arns),),
+               delete=(actions("s3:DeleteBucket", "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketVersions",
+                               "s3:DeleteObjectVersion", on=arns),))
+
+
+def private_bucket_listing(kind: str, label: str, purposes: tuple[str, ...], price) -> Listing:
+    """The inventory's view of buckets named <stack>-<purpose>-<account>-<region>: S3 is global,
+    so buckets of other regions (and other purposes) are dropped by name before their tags are read."""
+    def suffix(ctx):
+        account = re.escape(ctx.account) if ctx.account else r"\d{12}"
+        return rf"-(?:{'|'.join(map(re.escape, purposes))})-{account}-{re.escape(ctx.region)}"
+
+    return Listing(kind, "s3", "list_buckets", "Buckets", "Name", label=label, created_field="CreationDate",
+                   tags=ItemTags("get_bucket_tagging", "Bucket", "TagSet", untagged_codes=frozenset({"NoSuchTagSet"})),
+                   candidate=lambda ctx, i: re.search(suffix(ctx) + "$", i["Name"]) is not None,
+                   belongs=lambda ctx, stack, name: re.fullmatch(re.escape(stack) + suffix(ctx), name) is not None,
+                   price=price)
