@@ -79,6 +79,8 @@ def test_bucket_policy_lifecycle_and_trail_as_aws_holds_them(make_stack):
     trail = ct.get_trail(Name="stylesphere-trail")["Trail"]
     assert (trail["S3BucketName"], trail["IsMultiRegionTrail"], trail["LogFileValidationEnabled"]) == (
         AUDIT_BUCKET, True, True)
+    # Its log files are encrypted with the stack's key (SSE-KMS).
+    assert trail["KmsKeyId"] == stack.state_file.read().resources["kms-key"]["attrs"]["arn"]
     assert ct.get_trail_status(Name="stylesphere-trail")["IsLogging"] is True
     tags = {t["Key"]: t["Value"] for t in ct.list_tags(ResourceIdList=[TRAIL_ARN])["ResourceTagList"][0]["TagsList"]}
     assert tags["provision:step"] == "trail"
@@ -130,6 +132,8 @@ def test_flow_log_on_the_vpc_and_its_role(make_stack):
     assert all(":log-group:/provision/stylesphere/flow-logs" in r for r in grant["Resource"])
     [group] = client(stack, "logs").describe_log_groups(logGroupNamePrefix="/provision/stylesphere/flow-logs")["logGroups"]
     assert group["retentionInDays"] == 30
+    # Encrypted with the stack's key, which lets CloudWatch Logs use it for the stack's groups.
+    assert group["kmsKeyId"] == state["kms-key"]["attrs"]["arn"]
 
 
 def test_the_accounts_detector_is_used_and_left(make_stack):
