@@ -31,6 +31,8 @@ FLAGS += ["--database", "--db-class", "--db-multi-az", "--db-single-az", "--db-d
           "--cache", "--cache-node-type", "--shared-files", "--no-shared-files"]
 # The edge tier's.
 FLAGS += ["--waf", "--no-waf", "--rate-limit", "--block-countries", "--cdn", "--no-cdn"]
+# The audit tier's.
+FLAGS += ["--audit", "--no-audit"]
 
 
 def test_the_click_options_are_exactly_the_declared_flags():

@@ -120,6 +120,8 @@ class StackConfig:
     # --cdn: a CloudFront distribution in front of the load balancer and the assets bucket; the
     # load balancer then answers 403 to a request without the distribution's secret header.
     cdn: bool = False
+    # --audit: a customer KMS key, a CloudTrail trail, VPC flow logs and GuardDuty.
+    audit: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

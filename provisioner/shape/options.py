@@ -183,6 +183,7 @@ OPTIONS: tuple[Option, ...] = (
            ("origin-access-control", "cloudfront-distribution", "assets-bucket", "https-listener",
             "api-routing-rule", "cdn-frontend-rule", "launch-template"),
            more="the URL becomes the distribution's; creating, disabling and deleting it take minutes each"),
+    Option("audit", "--audit/--no-audit", bool, "A customer KMS key, CloudTrail, VPC flow logs and GuardDuty", "off", "audit", ()),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 
