@@ -702,24 +702,29 @@ class Probe:
     verify_tls: bool = True
 
 
-def probes_for(live: LiveStack, image_key: str | None) -> list[Probe]:
-    host = (live.outputs.get("url") or "").removeprefix("https://").rstrip("/") or \
-        (live.outputs.get("alb_dns_name") or "")
+def probes_for(live: LiveStack, image_key: str | None, *, http_base: str | None = None,
+               https_base: str | None = None, bucket_base: str | None = None) -> list[Probe]:
+    """The probes of this stack, at the URL its outputs give (the distribution's or the load
+    balancer's); the bases are for tests, which serve them on loopback."""
+    host = (live.outputs.get("url") or "").removeprefix("https://").rstrip("/") or live.outputs.get("alb_dns_name", "")
+    http_base, https_base = http_base or f"http://{host}", https_base or f"https://{host}"
     self_signed = not live.config.certificate_arn
     probes = [
-        Probe("PROBE.1", "port 80 answers 301 to HTTPS", f"http://{host}/",
+        Probe("PROBE.1", "port 80 answers 301 to HTTPS", f"{http_base}/",
               lambda status, headers: status == 301 and headers.get("Location", "").startswith("https://")),
-        Probe("PROBE.2", "/api/health answers 200", f"https://{host}/api/health",
+        Probe("PROBE.2", "/api/health answers 200", f"{https_base}/api/health",
               lambda status, headers: status == 200, verify_tls=not self_signed),
     ]
     images = live.outputs.get("images_base_url")
     if images and image_key and not live.config.cdn:
-        probes.append(Probe("PROBE.3", "an image is readable anonymously", images.rstrip("/") + "/" +
-                            image_key.split("/", 1)[-1], lambda status, headers: status == 200))
+        base = f"{bucket_base}/images/" if bucket_base else images.rstrip("/") + "/"
+        probes.append(Probe("PROBE.3", "an image is readable anonymously", base + image_key.split("/", 1)[-1],
+                            lambda status, headers: status == 200))
     release = live.outputs.get("release_key")
     if release and live.bucket:
-        probes.append(Probe("PROBE.4", "a release object is not readable anonymously",
-                            f"https://{live.bucket}.s3.{live.ctx.region}.amazonaws.com/{release}",
+        base = bucket_base or f"https://{live.bucket}.s3.{live.ctx.region}.amazonaws.com"
+        # Anonymous and private: S3 answers 403 (AccessDenied) for an object one may not read.
+        probes.append(Probe("PROBE.4", "a release object is not readable anonymously", f"{base}/{release}",
                             lambda status, headers: status in (401, 403, 404)))
     return probes
 
