@@ -5,7 +5,6 @@ command is read-only; the probes against a local HTTP server on loopback."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import http.server
 import json
@@ -300,7 +299,8 @@ def test_the_audit_controls_fail_without_the_resources_and_pass_with_them(make_s
     # Flow logs of accepted traffic only do not meet EC2.6 (REJECT or ALL).
     ec2 = client("ec2")
     ec2.create_flow_logs(ResourceIds=[ids(stack)["vpc"]], ResourceType="VPC", TrafficType="ACCEPT",
-                         LogDestinationType="s3", LogDestination="arn:aws:s3:::stylesphere-trail-logs")
+                         LogGroupName="flow-logs-accepted",
+                         DeliverLogsPermissionArn=f"arn:aws:iam::{ACCOUNT}:role/flow-logs")
     found = results(stack, config)
     assert {found[c].result for c in ("EC2.6", "CloudTrail.1", "KMS.4")} == {v.FAIL}
     assert "rotation off" in found["KMS.4"].value
@@ -308,7 +308,8 @@ def test_the_audit_controls_fail_without_the_resources_and_pass_with_them(make_s
     kms.enable_key_rotation(KeyId=key)
     cloudtrail.update_trail(Name="stylesphere-trail", IsMultiRegionTrail=True)
     ec2.create_flow_logs(ResourceIds=[ids(stack)["vpc"]], ResourceType="VPC", TrafficType="ALL",
-                         LogDestinationType="s3", LogDestination="arn:aws:s3:::stylesphere-trail-logs")
+                         LogGroupName="flow-logs-all",
+                         DeliverLogsPermissionArn=f"arn:aws:iam::{ACCOUNT}:role/flow-logs")
     found = results(stack, config)
     assert {c: found[c].result for c in ("EC2.6", "CloudTrail.1", "KMS.4")} == dict.fromkeys(
         ("EC2.6", "CloudTrail.1", "KMS.4"), v.PASS)
@@ -471,5 +472,4 @@ def test_a_probe_that_gets_no_answer_fails_within_its_timeout():
 
 
 def test_no_image_probe_with_the_cdn():
-    assert "PROBE.3" not in {p.id for p in v.probes_for(dataclasses.replace(_live(), config=StackConfig(**BASE, cdn=True)),
-                                                          "images/shoe.jpg")}
+    assert "PROBE.3" not in {p.id for p in v.probes_for(_live(cdn=True), "images/shoe.jpg")}

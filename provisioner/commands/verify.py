@@ -159,8 +159,11 @@ class LiveStack:
 
     @cached_property
     def flow_logs(self) -> list[dict]:
-        return self.ctx.ec2.describe_flow_logs(
-            Filters=[{"Name": "resource-id", "Values": [self.id("vpc") or "none"]}])["FlowLogs"]
+        logs = []
+        for page in self.ctx.ec2.get_paginator("describe_flow_logs").paginate(
+                Filters=[{"Name": "resource-id", "Values": [self.id("vpc") or "none"]}]):
+            logs += page["FlowLogs"]
+        return [f for f in logs if f.get("ResourceId") == self.id("vpc")]
 
     # -- compute -------------------------------------------------------------------------------
     @cached_property
@@ -466,7 +469,10 @@ def cloudtrail_1(live):
         if not trail.get("IsMultiRegionTrail") or not cloudtrail.get_trail_status(Name=arn).get("IsLogging"):
             continue
         selectors = cloudtrail.get_event_selectors(TrailName=arn)
-        basic = any(s.get("IncludeManagementEvents", True) and s.get("ReadWriteType", "All") == "All"
+        # A trail never given selectors logs every management event, read and write (AWS's
+        # default); emulators answer it with no selectors at all.
+        default = not selectors.get("EventSelectors") and not selectors.get("AdvancedEventSelectors")
+        basic = default or any(s.get("IncludeManagementEvents", True) and s.get("ReadWriteType", "All") == "All"
                     for s in selectors.get("EventSelectors") or [])
         advanced = any(any(f.get("Field") == "eventCategory" and "Management" in f.get("Equals", [])
                            for f in s.get("FieldSelectors", [])) and
@@ -650,9 +656,9 @@ CONTROLS: tuple[Control, ...] = (
 )
 
 
-def run_controls(live: LiveStack, controls=CONTROLS) -> list[Result]:
+def run_controls(live: LiveStack, controls=None) -> list[Result]:
     results = []
-    for control in controls:
+    for control in CONTROLS if controls is None else controls:
         skip = control.not_applicable(live.config)
         if skip:
             results.append(Result(control.id, control.title, NOT_APPLICABLE, "", control.why, skip))
