@@ -84,7 +84,8 @@ def test_the_stack_as_built_passes_every_control_that_applies(make_stack, shape)
 
 def _listener(stack, protocol):
     elb = client("elbv2")
-    return next(listener for listener in elb.describe_listeners(LoadBalancerArn=ids(stack)["load-balancer"])["Listeners"]
+    listeners = elb.describe_listeners(LoadBalancerArn=ids(stack)["load-balancer"])["Listeners"]
+    return next(listener for listener in listeners
                 if listener["Protocol"] == protocol)
 
 
@@ -451,7 +452,8 @@ def _probe(site, answers):
 def test_probes_pass_against_a_stack_that_answers_as_designed(site):
     found = _probe(site, {"/": (301, {"Location": "https://alb.example/"}), "/api/health": (200, {}),
                           "/images/shoe.jpg": (200, {}), "/releases/abc.tar.gz": (403, {})})
-    assert {i: r.result for i, r in found.items()} == dict.fromkeys(("PROBE.1", "PROBE.2", "PROBE.3", "PROBE.4"), v.PASS)
+    assert {i: r.result for i, r in found.items()} == dict.fromkeys(
+        ("PROBE.1", "PROBE.2", "PROBE.3", "PROBE.4"), v.PASS)
     assert "301 -> https://alb.example/" in found["PROBE.1"].value
 
 

@@ -513,7 +513,9 @@ def app_reachable_from_alb_only(live):
     web, alb = live.group("web-security-group"), live.id("alb-security-group")
     if web is None:
         return _missing("web security group")
-    allowed = {(p, alb) for p in APP_PORTS} | ({(22, live.id("bastion-security-group"))} if live.config.bastion else set())
+    allowed = {(p, alb) for p in APP_PORTS}
+    if live.config.bastion:
+        allowed.add((22, live.id("bastion-security-group")))
     extra = []
     for p in web.get("IpPermissions", []):
         port = p.get("FromPort")
@@ -632,7 +634,8 @@ CONTROLS: tuple[Control, ...] = (
             _without("audit", "customer KMS key (`up --audit` adds one)")),
     Control("RDS.3", "The database's storage is encrypted",
             "Snapshots and disks of an unencrypted database are readable by whoever gets them.",
-            _database(lambda db: Finding(bool(db.get("StorageEncrypted")), f"StorageEncrypted={db.get('StorageEncrypted')}")),
+            _database(lambda db: Finding(bool(db.get("StorageEncrypted")),
+                                         f"StorageEncrypted={db.get('StorageEncrypted')}")),
             lambda config: None if config.database != "none" else "without --database the stack has no database"),
     Control("RDS.5", "The database is Multi-AZ",
             "A standby in the other zone takes over when the primary's zone fails.",
