@@ -201,6 +201,24 @@ def test_a_changed_class_and_multi_az_converge_in_place(make_stack):
     assert db["DBInstanceClass"] == "db.t4g.small" and db["MultiAZ"]
 
 
+def test_the_database_publishes_its_logs_and_a_turned_off_export_converges_back(make_stack):
+    stack = make_stack(config=StackConfig(**DATA))
+    stack.up()
+    (db,) = rds().describe_db_instances(DBInstanceIdentifier="stylesphere-database")["DBInstances"]
+    assert db["EnabledCloudwatchLogsExports"] == ["postgresql"]
+    # Someone turns the export off in the console: RDS.9 fails until `up` puts it back.
+    rds().modify_db_instance(DBInstanceIdentifier="stylesphere-database", ApplyImmediately=True,
+                             CloudwatchLogsExportConfiguration={"DisableLogTypes": ["postgresql"]})
+    (db,) = rds().describe_db_instances(DBInstanceIdentifier="stylesphere-database")["DBInstances"]
+    assert not db.get("EnabledCloudwatchLogsExports")
+    results = {r.name: r for r in stack.up()}
+    assert results["database"].outcome == "updated"
+    assert "postgresql log(s) to CloudWatch Logs" in results["database"].detail
+    (db,) = rds().describe_db_instances(DBInstanceIdentifier="stylesphere-database")["DBInstances"]
+    assert db["EnabledCloudwatchLogsExports"] == ["postgresql"]
+    assert outcomes(stack.up())["database"] == "kept"
+
+
 def test_another_engine_is_refused_as_a_replacement():
     old, new = StackConfig(**DATA), StackConfig(**{**DATA, "database": "mysql"})
     assert old.replacements(new) == ["--database postgres -> mysql"]

@@ -135,6 +135,7 @@ def main():
     provision plan              what `up` would do, changing nothing
     provision up                the real thing, with your usual AWS credentials
     provision status            a live view of every resource and instance
+    provision verify            the stack against AWS's security best practices
     provision scale 0           stop the app's instances, keep the stack
     provision logs              an instance's boot log
     provision outputs --json    ids for scripts
@@ -221,6 +222,20 @@ def status(opts, as_json):
     from provisioner.commands.runner import cmd_status
 
     cmd_status(opts, as_json)
+
+
+@main.command()
+@common_options
+@file_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-probes", is_flag=True, help="Check the configuration only; no HTTP request to the stack.")
+@click.option("--strict", is_flag=True, help="Count the controls the design breaks on purpose (accepted) as failures.")
+def verify(opts, as_json, no_probes, strict):
+    """The live stack against its design rules and AWS's Foundational Security Best Practices
+    (read-only): one line per control; exit 1 when any fails."""
+    from provisioner.commands.verify import cmd_verify
+
+    cmd_verify(opts, as_json, no_probes, strict)
 
 
 @main.command()

@@ -50,6 +50,13 @@ class Reporter:
 CLIENT_CREATION_LOCK = threading.Lock()
 
 
+def _without_account_host(request, **_):
+    import re
+
+    # Only an IP address host with a 12-digit label before it (the sandbox's own endpoint).
+    request.url = re.sub(r"^(https?://)\d{12}\.(\d{1,3}(?:\.\d{1,3}){3})", r"\1\2", request.url)
+
+
 class RunContext:
     def __init__(self, *, stack: str, region: str, config: "StackConfig", profile: str | None = None,
                  endpoint_url: str | None = None, credentials: dict | None = None,
@@ -128,6 +135,10 @@ class RunContext:
                     kwargs["endpoint_url"] = self.endpoint_url
                 client = session.client(service, **kwargs)
                 client.meta.events.register("before-call", self._before_call)
+                if self.endpoint_url and service == "s3control":
+                    # S3 Control's endpoint rules put the account id in the host name
+                    # (<account>.<endpoint>), which an emulator on 127.0.0.1 cannot be reached at.
+                    client.meta.events.register("before-send", _without_account_host)
                 client.meta.events.register("after-call", self._after_call)
                 if self.limiter is not None:
                     # Per HTTP attempt, botocore's own retries included: a retried throttled

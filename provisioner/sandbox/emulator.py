@@ -391,7 +391,15 @@ def _patch_instance_launch_template_version() -> None:
         template = getattr(group, "ec2_launch_template", None)
         self.launched_version = None
         if template is not None:
-            self.launched_version = template.get_version(group.launch_template_version).number
+            version = template.get_version(group.launch_template_version)
+            self.launched_version = version.number
+            # AWS launches the instance with the version's metadata options (IMDSv2 required);
+            # moto gives every instance its defaults (HttpTokens optional).
+            options = version.data.get("MetadataOptions")
+            if options:
+                from moto.ec2.models.instances import MetadataOptions
+
+                self.instance.metadata_options = MetadataOptions(options)
 
     def launch_template(self):
         group = self.auto_scaling_group

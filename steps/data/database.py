@@ -30,6 +30,12 @@ DATABASE_NAME = "stylesphere"
 MASTER_USERNAME = "stylesphere"
 STORAGE = {"AllocatedStorage": 20, "StorageType": "gp3", "StorageEncrypted": True}
 BACKUP_RETENTION_DAYS = 7
+# The logs each engine publishes to CloudWatch Logs (/aws/rds/instance/<name>/<log>): the ones
+# AWS Security Hub's RDS.9 expects, so that failures and connections are on record off the
+# instance. MySQL's and MariaDB's general and slow query logs stay empty until their parameter
+# group turns them on; exporting them costs nothing until they do.
+LOG_EXPORTS = {"postgres": ["postgresql"], "mysql": ["audit", "error", "general", "slowquery"],
+               "mariadb": ["audit", "error", "general", "slowquery"]}
 ENGINE_LABEL = {"postgres": "PostgreSQL", "mysql": "MySQL", "mariadb": "MariaDB"}
 # Being deleted, or gone: not the stack's database any more (a new one may be made under the name
 # once it is gone).
@@ -205,6 +211,7 @@ class Database(NamedStep):
                 # The stack's tags are not copied to snapshots: a final snapshot is kept on purpose,
                 # and must not look like a piece of the stack to `list` and `cleanup`.
                 CopyTagsToSnapshot=False, AutoMinorVersionUpgrade=True,
+                EnableCloudwatchLogsExports=list(LOG_EXPORTS[ctx.config.database]),
                 Tags=ctx.tags(self.name), **STORAGE, **self._settings(ctx), **_keys(ctx))["DBInstance"]
         except ClientError as e:
             if error_code(e) == "DBInstanceAlreadyExists":
@@ -248,6 +255,11 @@ class Database(NamedStep):
         if not item.get("MasterUserSecret"):
             modify["ManageMasterUserPassword"] = True
             changes.append("master password managed by Secrets Manager")
+        exported = set(item.get("EnabledCloudwatchLogsExports") or [])
+        missing_logs = [log for log in LOG_EXPORTS.get(item.get("Engine"), []) if log not in exported]
+        if missing_logs:
+            modify["CloudwatchLogsExportConfiguration"] = {"EnableLogTypes": missing_logs}
+            changes.append(f"publish the {', '.join(missing_logs)} log(s) to CloudWatch Logs")
         if modify and apply:
             if status not in ("available", "storage-optimization", "backing-up"):
                 raise DriftConflict(f"database {resource.id} is {status}; RDS changes an instance only when it "
