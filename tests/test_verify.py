@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from provisioner.cli.main import main
 from provisioner.commands import verify as v
+from provisioner.account.policy import allows, document, iam_actions
 from provisioner.engine.context import is_mutating
 from provisioner.shape.config import StackConfig
 
@@ -38,7 +39,18 @@ def results(stack, config: StackConfig, ids=None) -> dict[str, v.Result]:
         live.ids.update(ids)
     found = {r.id: r for r in v.run_controls(live)}
     assert [c for c in ctx.calls if is_mutating(c[1])] == []
+    # Every read verify made is one `provision policy` grants for this shape.
+    policy = document(config, "stylesphere", REGION, ACCOUNT)
+    denied = sorted({a for service, op in ctx.calls for a in iam_actions(_signing(service), op)
+                     if not allows(policy, a)})
+    assert denied == [], denied
     return found
+
+
+def _signing(service: str) -> str:
+    if service == "s3control":  # signs as s3; its actions are named in policy.OPERATION_ACTIONS
+        return service
+    return boto3.client(service, region_name=REGION).meta.service_model.signing_name
 
 
 def ids(stack) -> dict[str, str]:
@@ -51,6 +63,7 @@ SHAPES = {
     "default": dict(BASE),
     "database and waf": dict(BASE, database="postgres", waf=True),
     "cdn": dict(BASE, cdn=True),
+    "audit and database": dict(BASE, audit=True, database="postgres"),
 }
 
 
@@ -76,8 +89,11 @@ def test_the_stack_as_built_passes_every_control_that_applies(make_stack, shape)
     else:
         assert {found[i].result for i in ("RDS.3", "RDS.5", "RDS.9")} == {v.NOT_APPLICABLE}
     assert (found["ELB.16"].result == v.PASS) is config.waf
-    for control in ("EC2.6", "CloudTrail.1", "KMS.4"):
-        assert found[control].result == v.NOT_APPLICABLE and "--audit" in found[control].reason
+    for control in AUDIT_CONTROLS:
+        if config.audit:
+            assert found[control].result == v.PASS, (control, found[control].value)
+        else:
+            assert found[control].result == v.NOT_APPLICABLE and "--audit" in found[control].reason
 
 
 # -- each control, broken on purpose --------------------------------------------------------------
@@ -279,18 +295,22 @@ def test_a_broken_resource_fails_its_control(make_stack, control, extra, brk):
 
 
 def test_every_control_is_broken_by_a_test_or_checked_against_the_audit_tier():
-    covered = {b[0] for b in BROKEN} | {"EC2.6", "CloudTrail.1", "KMS.4", "S3.1"}
+    covered = {b[0] for b in BROKEN} | set(AUDIT_CONTROLS) | {"S3.1"}
     assert covered == {c.id for c in v.CONTROLS}
 
 
 # -- the audit tier's controls, against what AWS holds ----------------------------------------------
 
+AUDIT_CONTROLS = ("EC2.6", "CloudTrail.1", "CloudTrail.2", "CloudTrail.4", "GuardDuty.1", "KMS.4")
+
+
 def test_the_audit_controls_fail_without_the_resources_and_pass_with_them(make_stack):
+    """A stack built without the audit tier, checked as one with it: each control reads AWS."""
     config = StackConfig(**BASE, audit=True)
-    stack = make_stack(config=config)
+    stack = make_stack(config=StackConfig(**BASE))
     stack.up()
     found = results(stack, config)
-    assert {found[c].result for c in ("EC2.6", "CloudTrail.1", "KMS.4")} == {v.FAIL}
+    assert {found[c].result for c in AUDIT_CONTROLS} == {v.FAIL}
 
     # A key behind the stack's alias, without rotation: KMS.4 still fails.
     kms = client("kms")
@@ -308,17 +328,22 @@ def test_the_audit_controls_fail_without_the_resources_and_pass_with_them(make_s
                          LogGroupName="flow-logs-accepted",
                          DeliverLogsPermissionArn=f"arn:aws:iam::{ACCOUNT}:role/flow-logs")
     found = results(stack, config)
-    assert {found[c].result for c in ("EC2.6", "CloudTrail.1", "KMS.4")} == {v.FAIL}
+    assert {found[c].result for c in AUDIT_CONTROLS} == {v.FAIL}
     assert "rotation off" in found["KMS.4"].value
+    assert "no KmsKeyId" in found["CloudTrail.2"].value
+    guardduty = client("guardduty")
+    detector = guardduty.create_detector(Enable=False)["DetectorId"]
+    assert results(stack, config)["GuardDuty.1"].result == v.FAIL
 
     kms.enable_key_rotation(KeyId=key)
-    cloudtrail.update_trail(Name="stylesphere-trail", IsMultiRegionTrail=True)
+    cloudtrail.update_trail(Name="stylesphere-trail", IsMultiRegionTrail=True, EnableLogFileValidation=True,
+                            KmsKeyId=key)
+    guardduty.update_detector(DetectorId=detector, Enable=True)
     ec2.create_flow_logs(ResourceIds=[ids(stack)["vpc"]], ResourceType="VPC", TrafficType="ALL",
                          LogGroupName="flow-logs-all",
                          DeliverLogsPermissionArn=f"arn:aws:iam::{ACCOUNT}:role/flow-logs")
     found = results(stack, config)
-    assert {c: found[c].result for c in ("EC2.6", "CloudTrail.1", "KMS.4")} == dict.fromkeys(
-        ("EC2.6", "CloudTrail.1", "KMS.4"), v.PASS)
+    assert {c: found[c].result for c in AUDIT_CONTROLS} == dict.fromkeys(AUDIT_CONTROLS, v.PASS)
 
     # Write-only management events: who read a secret would not be on record.
     cloudtrail.put_event_selectors(TrailName="stylesphere-trail", EventSelectors=[

@@ -32,6 +32,9 @@ ACCOUNT_READS = (
     "sts:GetCallerIdentity",
     # `provision prices --refresh`
     "pricing:GetProducts",
+    # `provision verify`, beyond what the kinds read (tests/test_verify.py checks every call it makes):
+    # the account's trails and their selectors (CloudTrail.1), the account's Block Public Access (S3.1).
+    "cloudtrail:DescribeTrails", "cloudtrail:GetEventSelectors", "s3:GetAccountPublicAccessBlock",
 )
 # IAM action names that are not "<signing name>:<operation>".
 OPERATION_ACTIONS = {
@@ -51,6 +54,8 @@ OPERATION_ACTIONS = {
     ("s3", "UploadPart"): ("s3:PutObject",),
     ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
     ("s3", "AbortMultipartUpload"): ("s3:AbortMultipartUpload",),
+    # S3 Control's account-wide setting (its signing name is s3 too).
+    ("s3control", "GetPublicAccessBlock"): ("s3:GetAccountPublicAccessBlock",),
     # CloudFront authorizes a create with tags as the create and the tagging.
     ("cloudfront", "CreateDistributionWithTags"): ("cloudfront:CreateDistribution", "cloudfront:TagResource"),
 }

@@ -483,6 +483,37 @@ def cloudtrail_1(live):
     return Finding(False, f"no multi-Region trail logging all management events (trails: {', '.join(seen) or 'none'})")
 
 
+def _stack_trail(live) -> dict | None:
+    name = live.id("trail") or f"{live.ctx.stack}-trail"
+    trails = live.ctx.client("cloudtrail").describe_trails(trailNameList=[name], includeShadowTrails=False)["trailList"]
+    return trails[0] if trails else None
+
+
+def cloudtrail_2(live):
+    trail = _stack_trail(live)
+    if trail is None:
+        return Finding(False, "the stack has no trail")
+    key = trail.get("KmsKeyId")
+    return Finding(bool(key), f"{trail['Name']}: log files encrypted with {key}" if key
+                   else f"{trail['Name']}: no KmsKeyId (log files SSE-S3 only)")
+
+
+def cloudtrail_4(live):
+    trail = _stack_trail(live)
+    if trail is None:
+        return Finding(False, "the stack has no trail")
+    on = bool(trail.get("LogFileValidationEnabled"))
+    return Finding(on, f"{trail['Name']}: LogFileValidationEnabled={on}")
+
+
+def guardduty_1(live):
+    guardduty = live.ctx.client("guardduty")
+    ids = guardduty.list_detectors().get("DetectorIds", [])
+    enabled = [d for d in ids if guardduty.get_detector(DetectorId=d).get("Status") == "ENABLED"]
+    return Finding(bool(enabled), f"detector {enabled[0]} ENABLED in {live.ctx.region}" if enabled
+                   else f"no enabled GuardDuty detector in {live.ctx.region} (detectors: {', '.join(ids) or 'none'})")
+
+
 def kms_4(live):
     kms = live.ctx.client("kms")
     alias = f"alias/provision/{live.ctx.stack}"
@@ -629,6 +660,15 @@ CONTROLS: tuple[Control, ...] = (
     Control("CloudTrail.1", "A multi-Region trail logs read and write management events",
             "Without it, no one can tell who changed or deleted what in the account.", cloudtrail_1,
             _without("audit", "trail (`up --audit` adds one)")),
+    Control("CloudTrail.2", "The trail's log files are encrypted at rest with a KMS key",
+            "SSE-KMS adds a key policy between a reader of the audit bucket and the record.", cloudtrail_2,
+            _without("audit", "trail (`up --audit` adds one)")),
+    Control("CloudTrail.4", "The trail validates its log files",
+            "Digest files prove the record was not altered or deleted after delivery.", cloudtrail_4,
+            _without("audit", "trail (`up --audit` adds one)")),
+    Control("GuardDuty.1", "GuardDuty is enabled",
+            "It watches the account's API calls, DNS and flow logs for compromise.", guardduty_1,
+            _without("audit", "GuardDuty detector (`up --audit` uses the account's or makes one)")),
     Control("KMS.4", "The stack's customer KMS key rotates",
             "Rotation limits how much data one compromised key version protects.", kms_4,
             _without("audit", "customer KMS key (`up --audit` adds one)")),
