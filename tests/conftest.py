@@ -4,6 +4,7 @@ what AWS refuses, and stacks to run the engine on (see stacks.py)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from moto import mock_aws
@@ -51,6 +52,7 @@ def make_stack(tmp_path, strict):
     return make
 
 
+APP_TESTS = Path(__file__).parent / "app"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -58,5 +60,5 @@ def pytest_collection_modifyitems(config, items):
     PostgreSQL, MariaDB and Redis servers and the storefront's build start once, not once per
     process; the engine's tests on moto spread over the others."""
     for item in items:
-        if "tests/app/" in item.nodeid or item.nodeid.startswith("app/"):
+        if item.path.is_relative_to(APP_TESTS):
             item.add_marker(pytest.mark.xdist_group("app"))

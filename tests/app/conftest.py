@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import http.client
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer, BaseHTTPRequestHandler
@@ -73,8 +75,10 @@ def frontend_build():
     """
     require(shutil.which("npm") is not None and shutil.which("node") is not None, "node/npm not installed")
     # Test processes running side by side (pytest-xdist) build in the same tree: one at a time,
-    # and the next one finds the build fresh.
-    with open(FRONTEND / ".build.lock", "w") as held:
+    # and the next one finds the build fresh. The lock lives outside app/, whose files are the
+    # release archive (a stray file there would change its hash).
+    tree = hashlib.sha256(bytes(FRONTEND)).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"provision-frontend-build-{tree}.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         return _build_once()
 
