@@ -156,6 +156,19 @@ def test_down_waits_for_the_database_before_its_subnet_group_group_and_subnets(d
     assert rds().describe_db_snapshots()["DBSnapshots"] == []
 
 
+def test_down_deletes_the_log_groups_rds_made_for_the_exports_and_no_others(data_stack):
+    data_stack.up()
+    logs = boto3.client("logs", region_name=REGION)
+    # What RDS makes on AWS for the exports (moto does not): untagged, never expiring.
+    ours = "/aws/rds/instance/stylesphere-database/postgresql"
+    others = ["/aws/rds/instance/stylesphere-database2/postgresql", "/aws/rds/instance/other-database/postgresql"]
+    for name in [ours, *others]:
+        logs.create_log_group(logGroupName=name)
+    assert outcomes(data_stack.down())["database"] == "deleted"
+    left = [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/rds/")["logGroups"]]
+    assert sorted(left) == sorted(others)
+
+
 def test_a_final_snapshot_is_named_and_said_to_bill(make_stack, strict):
     stack = make_stack(config=StackConfig(**DATA, final_snapshot=True))
     stack.up()

@@ -34,6 +34,7 @@ BACKUP_RETENTION_DAYS = 7
 # AWS Security Hub's RDS.9 expects, so that failures and connections are on record off the
 # instance. MySQL's and MariaDB's general and slow query logs stay empty until their parameter
 # group turns them on; exporting them costs nothing until they do.
+LOG_GROUP_PREFIX = "/aws/rds/instance/{identifier}/"
 LOG_EXPORTS = {"postgres": ["postgresql"], "mysql": ["audit", "error", "general", "slowquery"],
                "mariadb": ["audit", "error", "general", "slowquery"]}
 ENGINE_LABEL = {"postgres": "PostgreSQL", "mysql": "MySQL", "mariadb": "MariaDB"}
@@ -153,7 +154,11 @@ class Database(NamedStep):
                               on=(DB_ARN, "arn:{partition}:rds:{region}:{account}:snapshot:{stack}-database-final-*",
                                   "arn:{partition}:rds:{region}:{account}:auto-backup:*")),
                       actions("secretsmanager:DeleteSecret",
-                              on="arn:{partition}:secretsmanager:{region}:{account}:secret:rds!*")))
+                              on="arn:{partition}:secretsmanager:{region}:{account}:secret:rds!*"),
+                      # The log groups RDS made for the exports (see _delete_log_groups).
+                      actions("logs:DescribeLogGroups"),
+                      actions("logs:DeleteLogGroup",
+                              on="arn:{partition}:logs:{region}:{account}:log-group:/aws/rds/instance/{stack}-database/*")))
 
     def __init__(self, audit: bool = False):
         # --audit: storage and the managed master secret are encrypted with the stack's key.
@@ -295,10 +300,23 @@ class Database(NamedStep):
                     raise
         ctx.wait("rds", "db_instance_deleted", DBInstanceIdentifier=resource.id, timeout=self.delete_timeout,
                  what="database to be deleted (5-10 minutes on AWS)")
+        self._delete_log_groups(ctx, resource.id)
         if snapshot:
             ctx.reporter.warn(f"kept the database's final snapshot {snapshot} ({resource.raw.get('AllocatedStorage')} "
                               "GB): it bills for its storage until you delete it "
                               f"(`aws rds delete-db-snapshot --db-snapshot-identifier {snapshot}`)")
+
+    @staticmethod
+    def _delete_log_groups(ctx, identifier):
+        """RDS makes /aws/rds/instance/<id>/<log> for each exported log and never deletes them:
+        untagged and never expiring, they would bill for their storage after the stack is gone,
+        and a later database of the same name would write into them."""
+        logs = ctx.client("logs")
+        prefix = LOG_GROUP_PREFIX.format(identifier=identifier)
+        for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix):
+            for group in page.get("logGroups", []):
+                lookup(logs.delete_log_group, logGroupName=group["logGroupName"],
+                       gone=frozenset({"ResourceNotFoundException"}))
 
     # -- what the app takes from it ----------------------------------------------------------
     def app_environment(self, ctx, resource):
