@@ -99,6 +99,30 @@ def test_bucket_policy_lifecycle_and_trail_as_aws_holds_them(make_stack):
     assert s3.get_bucket_versioning(Bucket=f"stylesphere-images-{ACCOUNT}-{REGION}")["Status"] == "Enabled"
 
 
+def test_the_private_buckets_encrypt_with_the_stacks_key_and_a_bucket_key(make_stack):
+    stack = make_stack(config=audit_config())
+    stack.up(only=AUDIT)
+    key_arn = stack.state_file.read().resources["kms-key"]["attrs"]["arn"]
+    s3 = client(stack, "s3")
+    buckets = [AUDIT_BUCKET] + [f"stylesphere-{p}-{ACCOUNT}-{REGION}" for p in ("images", "uploads", "backups")]
+
+    def rule(bucket):
+        [only] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        return only
+
+    for bucket in buckets:
+        assert rule(bucket) == {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
+                                                                        "KMSMasterKeyID": key_arn},
+                                "BucketKeyEnabled": True}, bucket
+    # Someone puts a bucket back on SSE-S3: `up` says so and encrypts with the key again.
+    s3.put_bucket_encryption(Bucket=AUDIT_BUCKET, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    changes = {r.name: r.changes for r in stack.up(only=AUDIT)}
+    assert changes["audit-bucket"] == ["set default encryption SSE-KMS with the stack's key and a bucket key"]
+    assert rule(AUDIT_BUCKET)["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == key_arn
+    assert {outcomes(stack.up(only=AUDIT))[name] for name in AUDIT} == {"kept"}
+
+
 def test_the_trail_waits_for_the_bucket_policy(make_stack, strict):
     """The strict rule refuses CreateTrail before the policy exists, as AWS does."""
     stack = make_stack(config=audit_config())
