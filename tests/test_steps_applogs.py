@@ -267,6 +267,19 @@ def test_follow_shows_new_lines_once_and_ctrl_c_ends_it():
     assert naps == [0.01, 0.01, 0.01]
 
 
+def test_follow_forgets_the_ids_no_read_can_return_again():
+    from provisioner.commands.applogs import forget_before, new_events
+
+    seen = {}
+    events = [{"eventId": "old", "timestamp": 1_000, "message": "a"},
+              {"eventId": "recent", "timestamp": 90_000, "message": "b"}]
+    assert [e["eventId"] for e in new_events(events, seen)] == ["old", "recent"]
+    forget_before(seen, 60_000)
+    assert seen == {"recent": 90_000}
+    # The overlap still keeps the recent line from repeating.
+    assert new_events(events[1:], seen) == []
+
+
 def test_a_group_without_events_says_so(monitored):
     result = cli("logs", "--app", state_dir=monitored)
     assert result.exit_code == 0 and result.stdout.strip() == "" and "no events in" in result.text

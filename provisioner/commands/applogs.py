@@ -69,15 +69,23 @@ def read_events(logs, group: str, start_ms: int) -> Iterator[dict]:
         params["nextToken"] = token
 
 
-def new_events(events: Iterable[dict], seen: set[str]) -> list[dict]:
-    """The events not shown yet (by eventId), in time order."""
+def new_events(events: Iterable[dict], seen: dict[str, int]) -> list[dict]:
+    """The events not shown yet (by eventId), in time order; `seen` keeps each shown id with its
+    timestamp."""
     fresh = []
     for event in events:
         key = event.get("eventId") or f"{event.get('logStreamName')}:{event.get('timestamp')}:{event.get('message')}"
         if key not in seen:
-            seen.add(key)
+            seen[key] = event["timestamp"]
             fresh.append(event)
     return sorted(fresh, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0)))
+
+
+def forget_before(seen: dict[str, int], start_ms: int) -> None:
+    """Drop the ids of events older than the next read's start: no read returns them again, and a
+    --follow left running for days keeps only the last overlap's ids, not every line it printed."""
+    for key in [k for k, stamp in seen.items() if stamp < start_ms]:
+        del seen[key]
 
 
 def group_exists(logs, group: str) -> bool:
@@ -89,7 +97,8 @@ def show_app_logs(logs, group: str, since_ms: int, *, follow: bool, write: Calla
                   sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> int:
     """Print the group's events from `since_ms`; with `follow`, keep reading every `delay` seconds
     until interrupted (exit 130, as every command interrupted with Ctrl-C). Returns the exit code."""
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
+    shown = False
     start = since_ms
     said_waiting = False
     try:
@@ -98,16 +107,18 @@ def show_app_logs(logs, group: str, since_ms: int, *, follow: bool, write: Calla
             events = new_events(read_events(logs, group, start), seen)
             for event in events:
                 write(format_event(event))
+            shown = shown or bool(events)
             if not follow:
                 break
-            if not seen and not said_waiting:
+            if not shown and not said_waiting:
                 note(f"no events in {group} yet; waiting for some (Ctrl-C to stop)")
                 said_waiting = True
             start = max(since_ms, read_at - FOLLOW_OVERLAP_MS)
+            forget_before(seen, start)
             sleep(delay)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    if not seen and not follow:
+    if not shown and not follow:
         note(f"no events in {group} since then: the instances write there once their containers start "
              "(`provision logs` shows an instance's boot), or try a longer --since")
     return EXIT_OK
